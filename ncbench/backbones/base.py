@@ -1,0 +1,49 @@
+"""The backbone contract: ``encode_images``, ``encode_captions``, ``score``.
+
+A backbone is a similarity model. Methods never look inside it: they call ``forward`` for a batch
+score matrix and ``score`` on cached embeddings for evaluation. Global-embedding backbones score
+with one matrix product; cross-attention backbones (SGR, SAF) score every pair, which is why
+evaluation calls ``score`` on chunks of embeddings. ``global_features`` is the hook methods such as
+BiCro use for per-sample image/text vectors.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+
+@dataclass
+class BackboneConfig:
+    """Hyperparameters shared by all backbones; subclasses add their own fields."""
+
+    embed_dim: int = 1024
+
+
+class Backbone(nn.Module):
+    Config: type[BackboneConfig] = BackboneConfig
+
+    def __init__(self, config: BackboneConfig, vocab_size: int, feature_dim: int):
+        super().__init__()
+        self.config = config
+        self.vocab_size = vocab_size
+        self.feature_dim = feature_dim
+
+    def encode_images(self, images: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def encode_captions(self, tokens: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def score(self, img_emb: torch.Tensor, cap_emb: torch.Tensor) -> torch.Tensor:
+        """``[n_img, n_cap]`` similarities of already-encoded images and captions."""
+        raise NotImplementedError
+
+    def global_features(self, img_emb: torch.Tensor, cap_emb: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """One vector per image and per caption (the embeddings themselves for global backbones)."""
+        return img_emb, cap_emb
+
+    def forward(self, images: torch.Tensor, tokens: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        return self.score(self.encode_images(images), self.encode_captions(tokens, lengths))

@@ -1,0 +1,63 @@
+"""``vse_light``: a light VSE-style backbone for global or mean-pooled features.
+
+Image: mean over regions when features are ``(R, D)``, then ``fc(x) + mlp(x)`` (a linear
+projection plus a two-layer MLP, as VSE∞'s image head), L2-normalised. Text: word embedding →
+one-layer bidirectional GRU with the two directions averaged (as in SGR/SAF) → mean over the valid
+words → L2-normalised. Similarity: cosine, one matrix product. Cheap enough to train on a CPU.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
+
+from ..registry import BACKBONES
+from .base import Backbone, BackboneConfig
+
+
+@dataclass
+class LightConfig(BackboneConfig):
+    embed_dim: int = 256
+    word_dim: int = 128
+    mlp_hidden: int = 256
+
+
+@BACKBONES.register("vse_light")
+class LightVSE(Backbone):
+    """Light VSE: MLP image head + Bi-GRU text encoder, cosine similarity (global features)."""
+
+    Config = LightConfig
+
+    def __init__(self, config: LightConfig, vocab_size: int, feature_dim: int):
+        super().__init__(config, vocab_size, feature_dim)
+        e = config.embed_dim
+        self.fc = nn.Linear(feature_dim, e)
+        self.mlp = nn.Sequential(nn.Linear(feature_dim, config.mlp_hidden), nn.ReLU(), nn.Linear(config.mlp_hidden, e))
+        self.embed = nn.Embedding(vocab_size, config.word_dim, padding_idx=0)
+        self.gru = nn.GRU(config.word_dim, e, batch_first=True, bidirectional=True)
+        nn.init.uniform_(self.embed.weight, -0.1, 0.1)
+        nn.init.xavier_uniform_(self.fc.weight)
+        nn.init.zeros_(self.fc.bias)
+
+    def encode_images(self, images: torch.Tensor) -> torch.Tensor:
+        if images.ndim == 3:
+            images = images.mean(dim=1)
+        return F.normalize(self.fc(images) + self.mlp(images), dim=-1)
+
+    def encode_captions(self, tokens: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        x = self.embed(tokens)
+        packed = pack_padded_sequence(x, lengths.cpu(), batch_first=True, enforce_sorted=False)
+        out, _ = self.gru(packed)
+        out, _ = pad_packed_sequence(out, batch_first=True, total_length=tokens.shape[1])
+        e = self.config.embed_dim
+        out = (out[..., :e] + out[..., e:]) / 2
+        mask = (torch.arange(tokens.shape[1], device=tokens.device)[None, :] < lengths.to(tokens.device)[:, None])
+        pooled = (out * mask[..., None]).sum(1) / lengths.to(out.dtype).to(out.device)[:, None]
+        return F.normalize(pooled, dim=-1)
+
+    def score(self, img_emb: torch.Tensor, cap_emb: torch.Tensor) -> torch.Tensor:
+        return img_emb @ cap_emb.T

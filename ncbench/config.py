@@ -1,0 +1,45 @@
+"""Typed run configuration and its stable hash.
+
+A :class:`RunConfig` is everything that determines a run's numbers: method, backbone and dataset
+with their hyperparameters, the noise ratio and how its index is obtained, the training seed and
+the protocol version. Its hash (sha256 of the canonical JSON) identifies a result: a finished
+result with the same hash is not run again. Where a run executes (device, threads) is recorded in
+the result but is not part of the hash.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+from . import PROTOCOL_VERSION
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    method: str
+    backbone: str
+    dataset: str
+    noise_ratio: float
+    seed: int
+    noise_seed: int = 0  # seed of the generated noise index (shared by all methods and seeds)
+    noise_file: str | None = None  # an existing index file, loaded verbatim instead
+    method_config: dict[str, Any] = field(default_factory=dict)
+    backbone_config: dict[str, Any] = field(default_factory=dict)
+    dataset_version: str = ""  # e.g. the synthetic generator's folder name
+    protocol_version: str = PROTOCOL_VERSION
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @property
+    def config_hash(self) -> str:
+        blob = json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":"), default=str)
+        return hashlib.sha256(blob.encode()).hexdigest()
+
+    @property
+    def label(self) -> str:
+        return f"{self.method}/{self.backbone} on {self.dataset} @ noise {self.noise_ratio:g}, seed {self.seed}"

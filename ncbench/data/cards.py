@@ -1,0 +1,120 @@
+"""Dataset cards: what a dataset is made of and how it is evaluated.
+
+A card names the splits, captions per image, where the vocabulary lives, whether injected noise
+is allowed (CC152K carries real noise only) and the test protocol: Flickr30K and CC152K are
+evaluated once on ``test``; MS-COCO on ``testall`` as the mean over five 1K folds *and* on all 5K.
+The human-readable cards (sizes, how to obtain the features) are in the repository's ``datasets/``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..errors import DataError
+from ..registry import DATASETS
+from .precomp import Split, load_split
+from .synthetic import SyntheticSpec, ensure_synthetic
+from .vocab import Vocabulary
+
+
+@dataclass(frozen=True)
+class TestProtocol:
+    split: str = "test"
+    folds: int = 1  # >1: also report the mean over this many consecutive equal folds (COCO 1K)
+    full: bool = True  # report the whole split as one ranking (COCO 5K)
+
+
+@dataclass
+class Dataset:
+    """The splits of one dataset, loaded (features memory-mapped)."""
+
+    card: "DatasetCard"
+    root: Path
+    vocab: Vocabulary
+    train: Split
+    dev: Split
+    test: Split
+
+
+@dataclass(frozen=True)
+class DatasetCard:
+    name: str
+    description: str
+    captions_per_image: int = 5
+    train_split: str = "train"
+    dev_split: str = "dev"
+    test: TestProtocol = TestProtocol()
+    allows_injected_noise: bool = True
+    folder: str | None = None  # sub-folder of --data-root holding the split files
+    vocab_file: str | None = None  # relative to --data-root; None: vocab.json in the folder
+
+    def locate(self, data_root: Path | None, cache_dir: Path) -> Path:
+        if data_root is None:
+            raise DataError(f"dataset {self.name!r} needs --data-root (the folder holding {self.folder or 'its files'})")
+        root = Path(data_root)
+        if self.folder and (root / self.folder).is_dir():
+            return root / self.folder
+        return root
+
+    def vocab_path(self, root: Path, data_root: Path | None) -> Path:
+        candidates = [root / "vocab.json"]
+        if self.vocab_file:
+            for base in filter(None, (data_root, root.parent)):
+                candidates.insert(0, Path(base) / self.vocab_file)
+        for c in candidates:
+            if c.is_file():
+                return c
+        raise DataError(f"{candidates[0]}: vocabulary file not found (SCAN JSON with word2idx)")
+
+    def load(self, data_root: Path | None, cache_dir: Path) -> Dataset:
+        root = self.locate(data_root, cache_dir)
+        vocab = Vocabulary.load(self.vocab_path(root, data_root))
+        cpi = self.captions_per_image
+        splits = [load_split(root, s, vocab, cpi) for s in (self.train_split, self.dev_split, self.test.split)]
+        return Dataset(self, root, vocab, *splits)
+
+
+@dataclass(frozen=True)
+class SyntheticCard(DatasetCard):
+    spec: SyntheticSpec = SyntheticSpec()
+
+    def locate(self, data_root: Path | None, cache_dir: Path) -> Path:
+        if data_root is not None:  # an explicitly generated copy
+            return Path(data_root)
+        return ensure_synthetic(Path(cache_dir) / "data", self.spec)
+
+
+DATASETS.register("synthetic")(
+    SyntheticCard(
+        "synthetic",
+        "embedded deterministic dataset (1000 train / 200 dev / 500 test images, 5 captions each); CPU-sized",
+    )
+)
+DATASETS.register("f30k")(
+    DatasetCard(
+        "f30k",
+        "Flickr30K precomp features (29K train / 1,014 dev / 1K test images); needs --data-root",
+        folder="f30k_precomp",
+        vocab_file="vocab/f30k_precomp_vocab.json",
+    )
+)
+DATASETS.register("coco")(
+    DatasetCard(
+        "coco",
+        "MS-COCO precomp features (113,287 train; test = testall as 5-fold 1K and 5K); needs --data-root",
+        folder="coco_precomp",
+        vocab_file="vocab/coco_precomp_vocab.json",
+        test=TestProtocol(split="testall", folds=5, full=True),
+    )
+)
+DATASETS.register("cc152k")(
+    DatasetCard(
+        "cc152k",
+        "CC152K precomp features (150K web pairs with real noise; 1 caption per image); needs --data-root",
+        captions_per_image=1,
+        allows_injected_noise=False,
+        folder="cc152k_precomp",
+        vocab_file="vocab/cc152k_precomp_vocab.json",
+    )
+)

@@ -1,0 +1,121 @@
+"""The method contract.
+
+A method is a training strategy around one or more backbones (vanilla: one network, NCR/BiCro: two
+co-teaching networks). It declares its hyperparameters as a dataclass with the paper's defaults,
+per-dataset overrides in ``dataset_defaults``, and implements ``train_epoch``. The harness does the
+rest: it evaluates ``networks()`` (averaging their similarity matrices), selects the epoch with the
+best validation rSum, and scores ``clean_probability()`` against the known noise when a method
+exposes one. Methods never know which backbone they train.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any, Callable, ClassVar
+
+import numpy as np
+import torch
+
+from ..backbones.base import Backbone
+from ..data.batching import TrainingSet
+from ..errors import ConfigError
+
+
+@dataclass
+class MethodConfig:
+    """Hyperparameters every method has. Subclasses add theirs, with paper defaults."""
+
+    epochs: int = 30
+    batch_size: int = 128
+    lr: float = 2e-4
+    lr_update: int = 15  # multiply lr by 0.1 every lr_update epochs
+    grad_clip: float = 2.0
+
+
+@dataclass
+class TrainContext:
+    """What a method gets from the harness."""
+
+    train: TrainingSet
+    build_backbone: Callable[[], Backbone]
+    device: torch.device
+    generator: torch.Generator  # drives every shuffle of this run
+    progress: bool = False
+    log: Callable[[str], None] = field(default=lambda msg: None)
+
+
+class Method:
+    """Base class of method plugins."""
+
+    Config: ClassVar[type[MethodConfig]] = MethodConfig
+    dataset_defaults: ClassVar[dict[str, dict[str, Any]]] = {}
+    ensemble_size: ClassVar[int] = 1  # networks whose similarities are averaged at test time
+
+    def __init__(self, config: MethodConfig, ctx: TrainContext):
+        self.config = config
+        self.ctx = ctx
+
+    # -- configuration -------------------------------------------------------------------------
+    @classmethod
+    def make_config(cls, dataset: str, overrides: dict[str, Any] | None = None) -> MethodConfig:
+        """Paper defaults, then the dataset's defaults, then the user's overrides (type-checked)."""
+        return build_config(cls.Config, {**cls.dataset_defaults.get(dataset, {}), **(overrides or {})})
+
+    # -- hooks ---------------------------------------------------------------------------------
+    def train_epoch(self, epoch: int) -> dict[str, float]:
+        """Train one epoch; return scalar logs (e.g. ``{"loss": ...}``)."""
+        raise NotImplementedError
+
+    def networks(self) -> list[Backbone]:
+        """The networks whose averaged similarity is evaluated."""
+        raise NotImplementedError
+
+    def clean_probability(self) -> np.ndarray | None:
+        """Per training caption, the method's current belief that the pair is clean (or None)."""
+        return None
+
+    def state_dict(self) -> dict[str, Any]:
+        return {f"net{i}": n.state_dict() for i, n in enumerate(self.networks())}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        for i, n in enumerate(self.networks()):
+            n.load_state_dict(state[f"net{i}"])
+
+
+def build_config(cls: type, values: dict[str, Any]):
+    """Instantiate a config dataclass, converting strings from the command line to field types."""
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = sorted(set(values) - set(fields))
+    if unknown:
+        raise ConfigError(f"unknown option(s) {', '.join(unknown)} for {cls.__name__}; valid: {', '.join(fields)}")
+    kwargs = {}
+    defaults = cls()
+    for name, value in values.items():
+        kwargs[name] = _coerce(name, value, getattr(defaults, name))
+    return cls(**kwargs)
+
+
+def _coerce(name: str, value: Any, default: Any) -> Any:
+    if not isinstance(value, str) or isinstance(default, str):
+        if isinstance(default, bool) and not isinstance(value, bool):
+            raise ConfigError(f"option {name}: expected true/false, got {value!r}")
+        if isinstance(default, float) and isinstance(value, int) and not isinstance(value, bool):
+            return float(value)
+        return value
+    try:
+        if isinstance(default, bool):
+            if value.lower() in ("1", "true", "yes", "on"):
+                return True
+            if value.lower() in ("0", "false", "no", "off"):
+                return False
+            raise ValueError(value)
+        if isinstance(default, int):
+            return int(value)
+        if isinstance(default, float):
+            return float(value)
+        if isinstance(default, tuple):
+            return tuple(type(default[0])(v) for v in value.split(",")) if default else tuple(value.split(","))
+    except ValueError:
+        raise ConfigError(f"option {name}: cannot read {value!r} as {type(default).__name__}") from None
+    return value

@@ -1,0 +1,66 @@
+"""The epoch loop: train one epoch, validate, keep the best; then restore the best state.
+
+Model selection follows the papers: the epoch with the highest validation rSum (on the full dev
+split; NCR/BiCro use only its first 200 F30K images, §8.6) is the one tested.
+"""
+
+from __future__ import annotations
+
+import copy
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import torch
+from tqdm.auto import tqdm
+
+from ..data.precomp import Split
+from ..evaluate import SplitEvaluation, evaluate_split
+from .method import Method
+
+
+@dataclass
+class Selection:
+    best_epoch: int
+    best_val: SplitEvaluation
+    history: list[dict[str, Any]] = field(default_factory=list)
+    train_seconds: float = 0.0
+    val_seconds: float = 0.0
+
+
+def train_with_selection(
+    method: Method,
+    dev: Split,
+    device: torch.device,
+    epochs: int,
+    desc: str = "",
+    progress: bool = False,
+    on_epoch: Callable[[dict[str, Any]], None] | None = None,
+) -> Selection:
+    best: Selection | None = None
+    best_state: dict[str, Any] | None = None
+    history: list[dict[str, Any]] = []
+    t_train = t_val = 0.0
+    bar = tqdm(range(epochs), desc=desc, unit="epoch", leave=False, disable=not progress, dynamic_ncols=True)
+    for epoch in bar:
+        t0 = time.perf_counter()
+        logs = method.train_epoch(epoch)
+        t1 = time.perf_counter()
+        val = evaluate_split(method.networks(), dev, device)
+        t2 = time.perf_counter()
+        t_train, t_val = t_train + t1 - t0, t_val + t2 - t1
+        row = {"epoch": epoch, **{k: float(v) for k, v in logs.items()}, "val_rsum": val.full.rsum,
+               "train_s": round(t1 - t0, 3), "val_s": round(t2 - t1, 3)}
+        history.append(row)
+        if best is None or val.full.rsum > best.best_val.full.rsum:
+            best = Selection(epoch, val)
+            best_state = copy.deepcopy(method.state_dict())
+        bar.set_postfix(loss=f"{row.get('loss', float('nan')):.3g}", val_rsum=f"{val.full.rsum:.1f}",
+                        best=f"{best.best_val.full.rsum:.1f}@{best.best_epoch}")
+        if on_epoch:
+            on_epoch(row)
+    bar.close()
+    assert best is not None and best_state is not None, "a run needs at least one epoch"
+    method.load_state_dict(best_state)
+    best.history, best.train_seconds, best.val_seconds = history, t_train, t_val
+    return best

@@ -1,0 +1,37 @@
+"""Exceptions that carry a message meant for a person.
+
+Everything raised on bad input (a missing file, a wrong shape, an unknown name) is an
+:class:`NcbenchError`; the command line prints its message on one line and exits non-zero, without a
+traceback. Any other exception is a bug in ncbench.
+"""
+
+
+class NcbenchError(Exception):
+    """An error caused by input or configuration, explained by its message."""
+
+
+class DataError(NcbenchError):
+    """A data file is missing, truncated, misshapen or inconsistent with its siblings."""
+
+
+class ConfigError(NcbenchError):
+    """A run configuration or command-line value is invalid."""
+
+
+class UnknownNameError(NcbenchError, KeyError):
+    """A method, backbone or dataset name is not registered."""
+
+    def __str__(self) -> str:  # KeyError would quote the message
+        return str(self.args[0]) if self.args else ""
+
+
+class PluginError(NcbenchError):
+    """A plugin could not be imported or registered."""
+
+
+class ResultError(NcbenchError):
+    """A result file is unreadable or does not follow the result schema."""
+
+
+class TrainingError(NcbenchError):
+    """Training diverged (e.g. the loss became NaN)."""

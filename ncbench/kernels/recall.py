@@ -1,0 +1,79 @@
+"""Retrieval ranks and recall@K for a similarity matrix (one implementation for every dataset).
+
+``sims`` has one row per image and one column per caption; caption ``c`` belongs to image
+``c // captions_per_image``. Ranks are 0-based: the position of the ground truth in the descending
+sort (for image→text, the best of the image's captions). Both directions are computed in chunks,
+so the extra memory is bounded by ``chunk_elems`` comparisons whatever the matrix size (a COCO 5K
+matrix is 5,000 × 25,000), and on whatever device the chunks are moved to.
+
+Ties are counted against the query: a ground truth tied with ``t`` other candidates is ranked
+behind all of them. (The official code uses ``np.argsort``, which breaks ties arbitrarily;
+with real-valued scores the two agree, but a collapsed model that scores everything equally gets
+recall 0 here instead of an arbitrary or perfect value.)
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+DEFAULT_CHUNK_ELEMS = 1 << 25  # comparisons materialised at once (~32M booleans)
+
+
+def _as_tensor(block, device) -> torch.Tensor:
+    if isinstance(block, torch.Tensor):
+        return block.to(device=device, dtype=torch.float32)
+    return torch.as_tensor(np.asarray(block, dtype=np.float32), device=device)
+
+
+def i2t_ranks(sims, captions_per_image: int, chunk_elems: int = DEFAULT_CHUNK_ELEMS, device=None) -> torch.Tensor:
+    """For each image, the 0-based rank of its best-ranked ground-truth caption."""
+    n_img, n_cap = sims.shape
+    cpi = captions_per_image
+    if n_cap != n_img * cpi:
+        raise ValueError(f"similarity matrix {tuple(sims.shape)} does not have {cpi} captions per image")
+    device = device or (sims.device if isinstance(sims, torch.Tensor) else "cpu")
+    rows = max(1, chunk_elems // max(1, cpi * n_cap))
+    out = torch.empty(n_img, dtype=torch.long, device=device)
+    offs = torch.arange(cpi, device=device)
+    for r0 in range(0, n_img, rows):
+        s = _as_tensor(sims[r0 : r0 + rows], device)  # (c, n_cap)
+        img = torch.arange(r0, r0 + s.shape[0], device=device)
+        gt = s.gather(1, img[:, None] * cpi + offs)  # (c, cpi)
+        higher = (s[:, None, :] > gt[:, :, None]).sum(-1)
+        tied = (s[:, None, :] == gt[:, :, None]).sum(-1) - 1
+        out[r0 : r0 + s.shape[0]] = (higher + tied).min(1).values
+    return out
+
+
+def t2i_ranks(sims, captions_per_image: int, chunk_elems: int = DEFAULT_CHUNK_ELEMS, device=None) -> torch.Tensor:
+    """For each caption, the 0-based rank of its image among all images."""
+    n_img, n_cap = sims.shape
+    cpi = captions_per_image
+    if n_cap != n_img * cpi:
+        raise ValueError(f"similarity matrix {tuple(sims.shape)} does not have {cpi} captions per image")
+    device = device or (sims.device if isinstance(sims, torch.Tensor) else "cpu")
+    cols = max(1, chunk_elems // max(1, n_img))
+    out = torch.empty(n_cap, dtype=torch.long, device=device)
+    for c0 in range(0, n_cap, cols):
+        s = _as_tensor(sims[:, c0 : c0 + cols], device)  # (n_img, c)
+        cap = torch.arange(c0, c0 + s.shape[1], device=device)
+        gt = s[cap // cpi, cap - c0]  # (c,)
+        higher = (s > gt).sum(0)
+        tied = (s == gt).sum(0) - 1
+        out[c0 : c0 + s.shape[1]] = higher + tied
+    return out
+
+
+def recall_at(ranks: torch.Tensor, ks=(1, 5, 10)) -> list[float]:
+    """Percentage of queries whose rank is below each K."""
+    return [100.0 * float((ranks < k).double().mean()) for k in ks]
+
+
+def median_rank(ranks: torch.Tensor) -> float:
+    """floor(median of 0-based ranks) + 1, as the official evaluation prints it."""
+    return float(np.floor(np.median(ranks.cpu().numpy())) + 1)
+
+
+def mean_rank(ranks: torch.Tensor) -> float:
+    return float(ranks.double().mean()) + 1.0

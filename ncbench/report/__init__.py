@@ -1,0 +1,1 @@
+"""Presentation: aggregation of result files into a tidy frame, and leaderboard rendering."""

@@ -1,0 +1,176 @@
+"""Result files: one JSON per run, written atomically, read back with validation.
+
+A result holds the run's identity (method, backbone, dataset, noise ratio, noise-index sha256,
+seed, protocol version), its full config and hash, test and best-validation metrics, the
+per-query test ranks, per-epoch history, timings, package versions, git revision, hardware and a
+status (``ok`` or ``failed`` with the error). Everything downstream (leaderboards, plots,
+submissions) reads only these files. Files live at
+``<results>/<protocol>/<dataset>/noise-<r>/<method>/<backbone>/seed-<s>.json``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import shutil
+import subprocess
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterator
+
+from . import __version__
+from .config import RunConfig
+from .errors import ResultError
+
+SCHEMA_VERSION = 1
+REQUIRED = ("schema_version", "status", "identity", "config", "config_hash")
+IDENTITY = ("method", "backbone", "dataset", "noise_ratio", "seed", "protocol_version")
+SUPERSEDED = "superseded"  # results replaced by a run with another config are moved here
+
+
+def result_path(root: Path, cfg: RunConfig) -> Path:
+    return (
+        Path(root) / f"protocol-{cfg.protocol_version}" / cfg.dataset / f"noise-{cfg.noise_ratio:g}"
+        / cfg.method / cfg.backbone / f"seed-{cfg.seed}.json"
+    )
+
+
+def write_text_atomic(path: Path, text: str) -> None:
+    """Write to a temporary file in the same folder, fsync, then rename over ``path``: a reader
+    sees the old file or the new one, never half of one."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def write_json_atomic(path: Path, data: Any) -> None:
+    write_text_atomic(path, json.dumps(data, indent=1, allow_nan=False) + "\n")
+
+
+def read_result(path: Path) -> dict[str, Any]:
+    """Parse and minimally validate one result file; ResultError says what is wrong."""
+    try:
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ResultError(f"{path}: result file not found") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ResultError(f"{path}: not valid JSON ({exc}); truncated or corrupt?") from None
+    if not isinstance(data, dict):
+        raise ResultError(f"{path}: expected a JSON object")
+    missing = [k for k in REQUIRED if k not in data]
+    if missing:
+        raise ResultError(f"{path}: missing field(s) {', '.join(missing)}")
+    ident = data["identity"]
+    if not isinstance(ident, dict) or any(k not in ident for k in IDENTITY):
+        raise ResultError(f"{path}: 'identity' must hold {', '.join(IDENTITY)}")
+    if data["status"] == "ok" and not isinstance(data.get("test"), dict):
+        raise ResultError(f"{path}: status ok but no 'test' metrics")
+    return data
+
+
+@dataclass
+class LoadedResults:
+    results: list[dict[str, Any]]
+    errors: list[str]  # unreadable files: reported, never deleted
+
+
+def iter_result_files(root: Path) -> Iterator[Path]:
+    for p in sorted(Path(root).rglob("*.json")):
+        if SUPERSEDED not in p.relative_to(root).parts and not p.name.startswith("."):
+            yield p
+
+
+def load_results(root: Path) -> LoadedResults:
+    results, errors = [], []
+    for p in iter_result_files(root):
+        try:
+            data = read_result(p)
+        except ResultError as exc:
+            errors.append(str(exc))
+            continue
+        data["_path"] = str(p)
+        results.append(data)
+    return LoadedResults(results, errors)
+
+
+def existing_status(path: Path, config_hash: str) -> str:
+    """``done`` (same config, status ok), ``stale`` (another config), ``failed``, ``corrupt`` or ``missing``."""
+    if not path.exists():
+        return "missing"
+    try:
+        data = read_result(path)
+    except ResultError:
+        return "corrupt"
+    if data["config_hash"] != config_hash:
+        return "stale"
+    return "done" if data["status"] == "ok" else "failed"
+
+
+def set_aside(root: Path, path: Path, reason: str) -> Path:
+    """Move a result that is about to be replaced under ``<root>/superseded/`` (nothing is deleted)."""
+    rel = path.relative_to(root)
+    dest = Path(root) / SUPERSEDED / rel.parent / f"{path.stem}.{reason}.{time.strftime('%Y%m%d-%H%M%S')}{path.suffix}"
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    shutil.move(str(path), dest)
+    return dest
+
+
+# -- provenance --------------------------------------------------------------------------------
+def git_revision() -> dict[str, Any]:
+    """Commit and dirty flag of the source tree ncbench runs from, when it is a git checkout."""
+    src = Path(__file__).resolve().parent.parent
+    try:
+        rev = subprocess.run(["git", "-C", str(src), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10)
+        if rev.returncode != 0:
+            return {"commit": None, "dirty": None}
+        dirty = subprocess.run(["git", "-C", str(src), "status", "--porcelain", "--untracked-files=no"],
+                               capture_output=True, text=True, timeout=10)
+        return {"commit": rev.stdout.strip(), "dirty": bool(dirty.stdout.strip())}
+    except (OSError, subprocess.SubprocessError):
+        return {"commit": None, "dirty": None}
+
+
+def environment(device: str) -> dict[str, Any]:
+    import numpy
+    import torch
+
+    env: dict[str, Any] = {
+        "versions": {
+            "ncbench": __version__,
+            "python": platform.python_version(),
+            "torch": torch.__version__,
+            "numpy": numpy.__version__,
+        },
+        "git": git_revision(),
+        "hardware": {
+            "platform": platform.platform(),
+            "machine": platform.machine(),
+            "processor": platform.processor() or None,
+            "cpu_count": os.cpu_count(),
+            "torch_threads": torch.get_num_threads(),
+            "device": device,
+        },
+        "determinism": {
+            "deterministic_algorithms": torch.are_deterministic_algorithms_enabled(),
+            "cudnn_deterministic": torch.backends.cudnn.deterministic,
+            "cudnn_benchmark": torch.backends.cudnn.benchmark,
+        },
+    }
+    if device.startswith("cuda") and torch.cuda.is_available():
+        idx = torch.device(device).index or 0
+        env["hardware"]["gpu"] = torch.cuda.get_device_name(idx)
+        env["versions"]["cuda"] = torch.version.cuda
+        env["versions"]["cudnn"] = torch.backends.cudnn.version()
+    return env

@@ -1,0 +1,244 @@
+"""Sweeps: expand methods × backbones × datasets × noise ratios × seeds into runs, execute the
+missing ones, and write one result file per run.
+
+A run whose result file exists with the same config hash and status ``ok`` is skipped, so an
+interrupted sweep re-run with the same arguments finishes only what is missing. A failed run
+(e.g. NaN loss) writes a result with status ``failed`` and the error, and is retried next time.
+A result with another config, or a corrupt file, is moved under ``superseded/`` before it is
+replaced, never deleted.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import random
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from . import PROTOCOL_VERSION
+from .config import RunConfig
+from .data.batching import TrainingSet
+from .data.cards import Dataset, DatasetCard, SyntheticCard
+from .data.noise import NoiseIndex, check_ratio, obtain_noise_index, load_noise_index
+from .engine.method import TrainContext, build_config
+from .engine.trainer import train_with_selection
+from .evaluate import evaluate_split
+from .errors import ConfigError, DataError, TrainingError
+from .registry import BACKBONES, DATASETS, METHODS
+from .results import environment, existing_status, read_result, result_path, set_aside, write_json_atomic
+
+
+@dataclass
+class SweepSpec:
+    """What the user asked for (the command line's ``run`` options)."""
+
+    methods: list[str]
+    backbones: list[str] = field(default_factory=lambda: ["vse_light"])
+    datasets: list[str] = field(default_factory=lambda: ["synthetic"])
+    noise: list[float] = field(default_factory=lambda: [0.0, 0.2, 0.6])
+    seeds: list[int] = field(default_factory=lambda: [0])
+    noise_seed: int = 0
+    noise_file: str | None = None
+    noise_dir: str | None = None
+    method_options: dict[str, Any] = field(default_factory=dict)
+    backbone_options: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class RunSettings:
+    """Where and how runs execute; not part of any run's identity."""
+
+    results_dir: Path = Path("results")
+    data_root: Path | None = None
+    cache_dir: Path = Path.home() / ".cache" / "ncbench"
+    device: str = "cpu"
+    progress: bool = False
+    log: Callable[[str], None] = print
+
+
+def default_device() -> str:
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def check_device(device: str) -> str:
+    try:
+        dev = torch.device(device)
+    except RuntimeError:
+        raise ConfigError(f"unknown device {device!r} (expected cpu, cuda or cuda:N)") from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(f"device {device!r} requested but CUDA is not available on this machine")
+    return device
+
+
+def dataset_version(card: DatasetCard) -> str:
+    return card.spec.folder_name() if isinstance(card, SyntheticCard) else ""
+
+
+def plan(spec: SweepSpec) -> list[RunConfig]:
+    """The runs of a sweep, in order; every name and value is checked before anything trains."""
+    if not spec.methods:
+        raise ConfigError("no method given")
+    ratios = [check_ratio(r) for r in spec.noise]
+    if spec.noise_file and len(ratios) != 1:
+        raise ConfigError("--noise-file gives the index of one noise ratio; pass exactly one --noise value")
+    methods = {m: METHODS.get(m) for m in spec.methods}
+    backbones = {b: BACKBONES.get(b) for b in spec.backbones}
+    cards = {d: DATASETS.get(d) for d in spec.datasets}
+    runs = []
+    for d, card in cards.items():
+        if not card.allows_injected_noise and any(r > 0 for r in ratios):
+            raise ConfigError(f"dataset {d!r} carries real noise only; injected noise must be 0 (got {spec.noise})")
+        for b, bcls in backbones.items():
+            bconf = dataclasses.asdict(build_config(bcls.Config, spec.backbone_options))
+            for m, mcls in methods.items():
+                mconf = dataclasses.asdict(mcls.make_config(d, spec.method_options))
+                for r in ratios:
+                    for s in spec.seeds:
+                        runs.append(RunConfig(
+                            method=m, backbone=b, dataset=d, noise_ratio=r, seed=s,
+                            noise_seed=spec.noise_seed, noise_file=_noise_file(spec, d, r),
+                            method_config=mconf, backbone_config=bconf,
+                            dataset_version=dataset_version(card), protocol_version=PROTOCOL_VERSION,
+                        ))
+    return runs
+
+
+def _noise_file(spec: SweepSpec, dataset: str, ratio: float) -> str | None:
+    if spec.noise_file:
+        return str(Path(spec.noise_file).resolve())
+    if spec.noise_dir and ratio > 0:
+        path = Path(spec.noise_dir) / f"{dataset}_precomp_{ratio:g}.npy"
+        if not path.is_file():
+            raise DataError(f"{path}: noise index for {dataset} at ratio {ratio:g} not found in --noise-dir")
+        return str(path.resolve())
+    return None
+
+
+def seed_everything(seed: int) -> torch.Generator:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+    return torch.Generator().manual_seed(seed)
+
+
+class Runner:
+    """Executes runs, caching loaded datasets across the runs of a sweep."""
+
+    def __init__(self, settings: RunSettings):
+        self.s = settings
+        self._datasets: dict[str, Dataset] = {}
+
+    def dataset(self, name: str) -> Dataset:
+        if name not in self._datasets:
+            self._datasets[name] = DATASETS.get(name).load(self.s.data_root, self.s.cache_dir)
+        return self._datasets[name]
+
+    def noise_index(self, cfg: RunConfig, ds: Dataset) -> NoiseIndex:
+        true_rows = ds.train.caption_to_row()
+        if cfg.noise_file:
+            return load_noise_index(cfg.noise_file, true_rows, ds.train.n_rows, cfg.noise_ratio)
+        version = f"-{cfg.dataset_version}" if cfg.dataset_version else ""
+        path = self.s.results_dir / "noise_index" / f"{cfg.dataset}{version}_{cfg.noise_ratio:g}_seed{cfg.noise_seed}.npy"
+        return obtain_noise_index(true_rows, ds.train.n_rows, cfg.noise_ratio, cfg.noise_seed, path)
+
+    def run(self, cfg: RunConfig) -> dict[str, Any]:
+        """Train, select on validation, test, and return the result record (status ok or failed)."""
+        t_start = time.perf_counter()
+        ds = self.dataset(cfg.dataset)
+        noise = self.noise_index(cfg, ds)
+        device = torch.device(self.s.device)
+        generator = seed_everything(cfg.seed)
+        mcls, bcls = METHODS.get(cfg.method), BACKBONES.get(cfg.backbone)
+        bconf = build_config(bcls.Config, cfg.backbone_config)
+        feature_dim = int(ds.train.images.shape[-1])
+        ctx = TrainContext(
+            train=TrainingSet(ds.train, noise),
+            build_backbone=lambda: bcls(bconf, len(ds.vocab), feature_dim),
+            device=device, generator=generator, progress=self.s.progress,
+        )
+        record = self._record(cfg, noise)
+        try:
+            method = mcls(build_config(mcls.Config, cfg.method_config), ctx)
+            sel = train_with_selection(method, ds.dev, device, method.config.epochs, desc=cfg.label, progress=self.s.progress)
+            t_test = time.perf_counter()
+            test = evaluate_split(method.networks(), ds.test, device, folds=ds.card.test.folds)
+        except TrainingError as exc:
+            record.update(status="failed", error=str(exc))
+            record["timings"] = {"total_s": round(time.perf_counter() - t_start, 3)}
+            return record
+        t_end = time.perf_counter()
+        total = t_end - t_start
+        record.update(
+            status="ok",
+            test={**test.to_dict(), "split": ds.card.test.split},
+            best_val={"epoch": sel.best_epoch, **sel.best_val.full.to_dict()},
+            ranks={"i2t": test.ranks_i2t, "t2i": test.ranks_t2i},
+            history=sel.history,
+            meta={"ensemble_size": mcls.ensemble_size, "selection": "best_val_rsum", "epochs": method.config.epochs},
+            timings={
+                "train_s": round(sel.train_seconds, 3), "val_s": round(sel.val_seconds, 3),
+                "test_s": round(t_end - t_test, 3), "total_s": round(total, 3),
+                "gpu_hours": round(total / 3600, 6) if device.type == "cuda" else 0.0,
+            },
+        )
+        return record
+
+    def _record(self, cfg: RunConfig, noise: NoiseIndex) -> dict[str, Any]:
+        return {
+            "schema_version": 1,
+            "status": "running",
+            "identity": {
+                "method": cfg.method, "backbone": cfg.backbone, "dataset": cfg.dataset,
+                "noise_ratio": cfg.noise_ratio, "seed": cfg.seed, "protocol_version": cfg.protocol_version,
+                "noise_index_sha256": noise.sha256, "noise_realised_ratio": noise.realised_ratio,
+                "noise_source": noise.source,
+            },
+            "config": cfg.to_dict(),
+            "config_hash": cfg.config_hash,
+            "env": environment(self.s.device),
+            "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            "error": None,
+        }
+
+
+@dataclass
+class SweepReport:
+    done: list[dict[str, Any]] = field(default_factory=list)  # results of this sweep (run or skipped)
+    ran: int = 0
+    skipped: int = 0
+    failed: list[str] = field(default_factory=list)
+
+
+def run_sweep(runs: list[RunConfig], settings: RunSettings) -> SweepReport:
+    runner, report, log = Runner(settings), SweepReport(), settings.log
+    root = settings.results_dir
+    bar = tqdm(runs, desc="sweep", unit="run", disable=not settings.progress or len(runs) < 2, dynamic_ncols=True)
+    for i, cfg in enumerate(bar, 1):
+        path = result_path(root, cfg)
+        state = existing_status(path, cfg.config_hash)
+        if state == "done":
+            report.skipped += 1
+            report.done.append(read_result(path))
+            log(f"[{i}/{len(runs)}] {cfg.label}: already done ({path})")
+            continue
+        if state in ("stale", "corrupt"):
+            moved = set_aside(root, path, state)
+            log(f"[{i}/{len(runs)}] {cfg.label}: existing result is {state}, moved to {moved}")
+        record = runner.run(cfg)
+        write_json_atomic(path, record)
+        report.ran += 1
+        if record["status"] == "ok":
+            report.done.append(record)
+            t = record["test"][record["test"]["primary"]]
+            log(f"[{i}/{len(runs)}] {cfg.label}: test rSum {t['rsum']:.1f} "
+                f"(best val epoch {record['best_val']['epoch']}, {record['timings']['total_s']:.0f}s) -> {path}")
+        else:
+            report.failed.append(f"{cfg.label}: {record['error']}")
+            log(f"[{i}/{len(runs)}] {cfg.label}: FAILED: {record['error']} -> {path}")
+    return report

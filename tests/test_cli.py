@@ -1,0 +1,139 @@
+"""The command line: help, listing, and every bad input gives one clear line and a non-zero exit."""
+
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from ncbench.cli import main
+
+
+def run_cli(capsys, *argv):
+    code = main(list(argv))
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+def test_help_lists_commands(capsys):
+    with pytest.raises(SystemExit) as e:
+        main(["--help"])
+    assert e.value.code == 0
+    assert "leaderboard" in capsys.readouterr().out
+    with pytest.raises(SystemExit):
+        main(["run", "--help"])
+    assert "--noise" in capsys.readouterr().out
+
+
+def test_list(capsys):
+    code, out, _ = run_cli(capsys, "list")
+    assert code == 0
+    assert "vanilla" in out and "vse_light" in out and "synthetic" in out
+
+
+def test_unknown_names_suggest_without_traceback():
+    proc = subprocess.run([sys.executable, "-m", "ncbench", "run", "--methods", "vanila"], capture_output=True, text=True)
+    assert proc.returncode == 2
+    assert "did you mean 'vanilla'" in proc.stderr
+    assert "Traceback" not in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize("argv,message", [
+    (["run", "--backbones", "vse_lite"], "did you mean 'vse_light'"),
+    (["run", "--dataset", "flickr30k"], "unknown dataset 'flickr30k'"),
+    (["run", "--noise", "1.0"], "noise ratio must be in [0, 1)"),
+    (["run", "--noise", "0.2,0.4", "--noise-file", "x.npy"], "exactly one --noise"),
+    (["run", "--dataset", "cc152k", "--noise", "0.2"], "real noise only"),
+    (["run", "--dataset", "f30k"], "needs --data-root"),
+    (["run", "--method-opt", "epochz=3"], "unknown option(s) epochz"),
+    (["run", "--method-opt", "epochs=three"], "cannot read 'three' as int"),
+    (["run", "--device", "cuda:0" if False else "tpu"], "unknown device"),
+])
+def test_bad_run_arguments(capsys, tmp_path, argv, message):
+    code, _, err = run_cli(capsys, *argv, "--results", str(tmp_path / "r"))
+    assert code == 2
+    assert message in err and err.startswith("ncbench: error:")
+
+
+def test_malformed_number_list_is_a_usage_error(capsys):
+    with pytest.raises(SystemExit) as e:
+        main(["run", "--noise", "0.2,abc"])
+    assert e.value.code == 2
+    assert "comma-separated numbers" in capsys.readouterr().err
+
+
+def _f30k_like(tmp_path, write_precomp):
+    root = tmp_path / "data"
+    folder = root / "f30k_precomp"
+    for split, n in (("train", 12), ("dev", 4), ("test", 4)):
+        write_precomp(folder, split, n)
+    from ncbench.data.vocab import Vocabulary
+
+    (root / "vocab").mkdir()
+    Vocabulary.build((folder / "train_caps.txt").read_text().splitlines(), 1).save(root / "vocab/f30k_precomp_vocab.json")
+    return root, folder
+
+
+@pytest.mark.parametrize("damage,message", [
+    ("missing", "train_ims.npy: feature file not found"),
+    ("truncated", "train_ims.npy: truncated"),
+    ("rank", "expected an array of rank 2"),
+    ("captions", "train_caps.txt: expected 60 captions"),
+])
+def test_bad_data_files_are_named(capsys, tmp_path, make_precomp, damage, message):
+    root, folder = _f30k_like(tmp_path, make_precomp)
+    ims = folder / "train_ims.npy"
+    if damage == "missing":
+        ims.unlink()
+    elif damage == "truncated":
+        ims.write_bytes(ims.read_bytes()[:200])
+    elif damage == "rank":
+        np.save(ims, np.zeros((12, 2, 3, 4), np.float32))
+    else:
+        lines = (folder / "train_caps.txt").read_text().splitlines()
+        (folder / "train_caps.txt").write_text("\n".join(lines[:-1]) + "\n")
+    code, _, err = run_cli(capsys, "run", "--dataset", "f30k", "--data-root", str(root), "--noise", "0",
+                           "--results", str(tmp_path / "r"), "--no-progress")
+    assert code == 2, err
+    assert message in err
+
+
+@pytest.mark.parametrize("content,message", [
+    (np.zeros(10, dtype=np.int64), "expected 60 entries"),
+    (np.full(60, 99, dtype=np.int64), "image indices must lie in [0, 12)"),
+])
+def test_bad_noise_file(capsys, tmp_path, make_precomp, content, message):
+    root, _ = _f30k_like(tmp_path, make_precomp)
+    np.save(tmp_path / "idx.npy", content)
+    code, _, err = run_cli(capsys, "run", "--dataset", "f30k", "--data-root", str(root), "--noise", "0.2",
+                           "--noise-file", str(tmp_path / "idx.npy"), "--results", str(tmp_path / "r"))
+    assert code == 2 and message in err and "idx.npy" in err
+
+
+def test_leaderboard_reports_unreadable_results_and_keeps_them(capsys, tmp_path):
+    bad = tmp_path / "results" / "protocol-1" / "x" / "seed-0.json"
+    bad.parent.mkdir(parents=True)
+    bad.write_text('{"schema_version": 1, "status": "ok"')  # truncated
+    code, out, err = run_cli(capsys, "leaderboard", "--results", str(tmp_path / "results"), "--out", str(tmp_path / "lb"))
+    assert code == 0
+    assert "skipped unreadable result" in err and "seed-0.json" in err
+    assert bad.exists()
+    assert "No successful results" in out
+
+
+def test_leaderboard_without_results_folder(capsys, tmp_path):
+    code, _, err = run_cli(capsys, "leaderboard", "--results", str(tmp_path / "none"))
+    assert code == 2 and "results folder not found" in err
+
+
+def test_noise_make_and_info(capsys, tmp_path):
+    out_file = tmp_path / "n.npy"
+    code, out, _ = run_cli(capsys, "noise", "make", "--captions", "1000", "--ratio", "0.4", "--seed", "1", "--out", str(out_file))
+    assert code == 0 and "realised 0.39" in out
+    code, out, _ = run_cli(capsys, "noise", "info", str(out_file))
+    assert code == 0 and "1000 captions" in out
+
+
+def test_noise_info_on_the_papers_files(capsys, shared_data):
+    code, out, _ = run_cli(capsys, "noise", "info", str(shared_data / "noise_index_f30k/bicro/f30k_precomp_0.6.npy"))
+    assert code == 0 and "145000 captions" in out and "realised noise 0.59997" in out

@@ -1,0 +1,86 @@
+"""End to end on the embedded dataset: result files, resume, determinism, and that noise hurts."""
+
+import json
+
+import pytest
+
+from ncbench.cli import main
+from ncbench.results import load_results
+
+
+def sweep(tmp_path, cache_dir, results="r", *extra):
+    argv = ["run", "--results", str(tmp_path / results), "--cache-dir", str(cache_dir), "--no-progress", "--device", "cpu",
+            *extra]
+    return main(argv)
+
+
+def test_result_file_contents_resume_and_determinism(tmp_path, cache_dir, capsys):
+    args = ("--noise", "0.2", "--method-opt", "epochs=2")
+    assert sweep(tmp_path, cache_dir, "r", *args) == 0
+    loaded = load_results(tmp_path / "r")
+    assert not loaded.errors
+    res = [r for r in loaded.results]
+    assert len(res) == 1
+    r = res[0]
+    ident = r["identity"]
+    assert (ident["method"], ident["backbone"], ident["dataset"], ident["noise_ratio"], ident["seed"]) == \
+        ("vanilla", "vse_light", "synthetic", 0.2, 0)
+    assert len(ident["noise_index_sha256"]) == 64 and 0.19 < ident["noise_realised_ratio"] <= 0.2
+    assert r["config"]["method_config"]["epochs"] == 2 and len(r["config_hash"]) == 64
+    assert r["status"] == "ok" and r["test"]["primary"] == "full"
+    assert 0 < r["test"]["full"]["rsum"] <= 600
+    assert len(r["ranks"]["i2t"]) == 500 and len(r["ranks"]["t2i"]) == 2500
+    assert len(r["history"]) == 2 and r["best_val"]["epoch"] in (0, 1)
+    assert r["env"]["versions"]["torch"] and "hardware" in r["env"] and "git" in r["env"]
+    assert r["timings"]["total_s"] > 0
+    # the noise index was saved in the official format beside the results
+    saved = list((tmp_path / "r" / "noise_index").glob("synthetic-*_0.2_seed0.npy"))
+    assert len(saved) == 1
+
+    # re-running the same sweep trains nothing
+    path = r["_path"]
+    before = open(path).read()
+    capsys.readouterr()
+    assert sweep(tmp_path, cache_dir, "r", *args) == 0
+    assert "0 run(s) trained, 1 already done" in capsys.readouterr().out
+    assert open(path).read() == before
+
+    # an interrupted sweep resumes: only the missing run is trained
+    assert sweep(tmp_path, cache_dir, "r", "--noise", "0,0.2", "--method-opt", "epochs=2") == 0
+    assert "1 run(s) trained, 1 already done" in capsys.readouterr().out
+
+    # same config and seed, fresh folder: identical metrics on CPU
+    assert sweep(tmp_path, cache_dir, "r2", *args) == 0
+    again = [x for x in load_results(tmp_path / "r2").results][0]
+    assert again["test"] == r["test"] and again["ranks"] == r["ranks"]
+    assert again["identity"]["noise_index_sha256"] == ident["noise_index_sha256"]
+
+    # a changed config replaces the result, and the old one is kept under superseded/
+    assert sweep(tmp_path, cache_dir, "r", "--noise", "0.2", "--method-opt", "epochs=1") == 0
+    kept = list((tmp_path / "r" / "superseded").rglob("seed-0.stale.*.json"))
+    assert len(kept) == 1 and json.loads(kept[0].read_text())["config"]["method_config"]["epochs"] == 2
+
+    # the leaderboard reads them back
+    assert main(["leaderboard", "--results", str(tmp_path / "r"), "--out", str(tmp_path / "lb")]) == 0
+    table = (tmp_path / "lb" / "leaderboard.md").read_text()
+    assert "| 20%" in table and "vanilla" in table
+
+
+def test_corrupt_result_is_rerun_and_kept(tmp_path, cache_dir, capsys):
+    args = ("--noise", "0", "--method-opt", "epochs=1")
+    assert sweep(tmp_path, cache_dir, "r", *args) == 0
+    path = next((tmp_path / "r").rglob("seed-0.json"))
+    path.write_text("{ truncated")
+    assert sweep(tmp_path, cache_dir, "r", *args) == 0
+    assert "corrupt, moved to" in capsys.readouterr().out
+    assert json.loads(path.read_text())["status"] == "ok"
+    assert list((tmp_path / "r" / "superseded").rglob("seed-0.corrupt.*.json"))
+
+
+@pytest.mark.slow
+def test_noise_hurts_the_noise_blind_baseline(tmp_path, cache_dir):
+    """The embedded dataset must make noise matter: vanilla loses clearly more rSum at 60% noise."""
+    assert sweep(tmp_path, cache_dir, "r", "--noise", "0,0.6") == 0
+    by_ratio = {r["identity"]["noise_ratio"]: r["test"]["full"]["rsum"] for r in load_results(tmp_path / "r").results}
+    assert by_ratio[0.0] > 350
+    assert by_ratio[0.0] - by_ratio[0.6] > 150
