@@ -83,6 +83,7 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--threads", type=int, help="CPU threads for torch (default: torch's choice)")
     r.add_argument("--dry-run", action="store_true", help="print the runs and whether each is done, then stop")
     r.add_argument("--no-progress", action="store_true", help="no progress bars")
+    r.add_argument("-v", "--verbose", action="store_true", help="print one line per epoch (loss, validation rSum, time)")
 
     ls = sub.add_parser("list", help="show registered methods, backbones and datasets")
     ls.add_argument("kind", nargs="?", choices=["methods", "backbones", "datasets"], help="only this kind")
@@ -131,6 +132,7 @@ def cmd_run(args) -> int:
     settings = RunSettings(
         results_dir=results, data_root=Path(args.data_root) if args.data_root else None, cache_dir=Path(args.cache_dir),
         device=check_device(args.device or default_device()), progress=not args.no_progress and sys.stderr.isatty(),
+        verbose=args.verbose,
         log=lambda msg: print(msg, flush=True),
     )
     print(f"ncbench: {len(runs)} run(s) on {settings.device}; results in {results}/", flush=True)

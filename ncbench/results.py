@@ -129,17 +129,22 @@ def set_aside(root: Path, path: Path, reason: str) -> Path:
 
 # -- provenance --------------------------------------------------------------------------------
 def git_revision() -> dict[str, Any]:
-    """Commit and dirty flag of the source tree ncbench runs from, when it is a git checkout."""
+    """Commit and dirty flag of the source tree ncbench runs from, when that tree is a git
+    checkout (an installed copy inside some other repository reports none)."""
     src = Path(__file__).resolve().parent.parent
-    try:
-        rev = subprocess.run(["git", "-C", str(src), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10)
-        if rev.returncode != 0:
-            return {"commit": None, "dirty": None}
-        dirty = subprocess.run(["git", "-C", str(src), "status", "--porcelain", "--untracked-files=no"],
-                               capture_output=True, text=True, timeout=10)
-        return {"commit": rev.stdout.strip(), "dirty": bool(dirty.stdout.strip())}
-    except (OSError, subprocess.SubprocessError):
+
+    def git(*args: str) -> str | None:
+        try:
+            out = subprocess.run(["git", "-C", str(src), *args], capture_output=True, text=True, timeout=10)
+        except (OSError, subprocess.SubprocessError):
+            return None
+        return out.stdout.strip() if out.returncode == 0 else None
+
+    top = git("rev-parse", "--show-toplevel")
+    if top is None or Path(top).resolve() != src:
         return {"commit": None, "dirty": None}
+    dirty = git("status", "--porcelain", "--untracked-files=no")
+    return {"commit": git("rev-parse", "HEAD"), "dirty": None if dirty is None else bool(dirty)}
 
 
 def environment(device: str) -> dict[str, Any]:

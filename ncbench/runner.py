@@ -58,7 +58,8 @@ class RunSettings:
     data_root: Path | None = None
     cache_dir: Path = Path.home() / ".cache" / "ncbench"
     device: str = "cpu"
-    progress: bool = False
+    progress: bool = False  # progress bars (on a terminal)
+    verbose: bool = False  # one log line per epoch (for logs that are not a terminal)
     log: Callable[[str], None] = print
 
 
@@ -165,7 +166,9 @@ class Runner:
         record = self._record(cfg, noise)
         try:
             method = mcls(build_config(mcls.Config, cfg.method_config), ctx)
-            sel = train_with_selection(method, ds.dev, device, method.config.epochs, desc=cfg.label, progress=self.s.progress)
+            on_epoch = (lambda row: self.s.log(_epoch_line(row))) if self.s.verbose else None
+            sel = train_with_selection(method, ds.dev, device, method.config.epochs, desc=cfg.label,
+                                       progress=self.s.progress, on_epoch=on_epoch)
             t_test = time.perf_counter()
             test = evaluate_split(method.networks(), ds.test, device, folds=ds.card.test.folds)
         except TrainingError as exc:
@@ -205,6 +208,11 @@ class Runner:
             "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
             "error": None,
         }
+
+
+def _epoch_line(row: dict[str, Any]) -> str:
+    logs = " ".join(f"{k} {v:.4g}" for k, v in row.items() if k not in ("epoch", "val_rsum", "train_s", "val_s"))
+    return f"    epoch {row['epoch']}: {logs}  val rSum {row['val_rsum']:.1f}  ({row['train_s']:.1f}s train, {row['val_s']:.1f}s val)"
 
 
 @dataclass

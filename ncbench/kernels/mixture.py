@@ -1,0 +1,104 @@
+"""The loss-split mixture: which training pairs look clean (NCR co-divide, spec §3.3).
+
+Per-sample losses are min-max normalised over the training set, a two-component 1-D Gaussian
+mixture is fitted by EM, and the clean probability of a pair is the posterior of the component
+with the **smaller mean** (chosen explicitly after EM, §8 row 16). The fit reproduces
+``sklearn.mixture.GaussianMixture(n_components=2, max_iter=10, tol=1e-2, reg_covar=5e-4)`` with its
+default k-means initialisation: Lloyd's algorithm in 1-D from the two quantile centres (0.25, 0.75),
+hard responsibilities → first M-step, then EM iterations that stop when the mean log-likelihood
+changes by less than ``tol``, and a final E-step. No random initialisation is involved, so the
+result is the same on every call; the tests check it against scikit-learn.
+Everything is vectorised in torch, so it runs on the GPU beside the model.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+
+LOG_2PI = math.log(2 * math.pi)
+
+
+def minmax(x: torch.Tensor) -> torch.Tensor:
+    """``(x − min) / (max − min)``; a constant vector maps to zeros."""
+    lo, hi = x.min(), x.max()
+    span = hi - lo
+    return (x - lo) / span if span > 0 else torch.zeros_like(x)
+
+
+@dataclass
+class GMM1D:
+    means: torch.Tensor  # (2,)
+    variances: torch.Tensor  # (2,)
+    weights: torch.Tensor  # (2,)
+    n_iter: int
+    converged: bool
+
+    def log_joint(self, x: torch.Tensor) -> torch.Tensor:
+        """``log π_k + log N(x; μ_k, σ²_k)`` for every sample and component, (N, 2)."""
+        diff = x[:, None] - self.means[None, :]
+        return (self.weights.log() - 0.5 * (LOG_2PI + self.variances.log()))[None, :] - 0.5 * diff**2 / self.variances[None, :]
+
+    def posterior(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.softmax(self.log_joint(x), dim=1)
+
+
+def _kmeans_1d(x: torch.Tensor, max_iter: int = 300) -> torch.Tensor:
+    """Two-cluster Lloyd iterations in 1-D; returns the hard assignment (N,) as 0/1."""
+    centres = torch.quantile(x if x.numel() <= 1 << 24 else x[:: x.numel() // (1 << 24) + 1],
+                             torch.tensor([0.25, 0.75], dtype=x.dtype, device=x.device))
+    assign = None
+    for _ in range(max_iter):
+        new = (x[:, None] - centres[None, :]).abs().argmin(dim=1)
+        if assign is not None and torch.equal(new, assign):
+            break
+        assign = new
+        for k in range(2):
+            members = x[assign == k]
+            if members.numel():
+                centres[k] = members.mean()
+    return assign
+
+
+def _m_step(x: torch.Tensor, resp: torch.Tensor, reg: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    nk = resp.sum(dim=0) + 10 * torch.finfo(resp.dtype).eps
+    means = (resp * x[:, None]).sum(dim=0) / nk
+    variances = (resp * (x[:, None] - means[None, :]) ** 2).sum(dim=0) / nk + reg
+    return means, variances, nk / x.numel()
+
+
+def fit_gmm_1d(x: torch.Tensor, max_iter: int = 10, tol: float = 1e-2, reg_covar: float = 5e-4) -> GMM1D:
+    """EM for a two-component 1-D Gaussian mixture, initialised by k-means (scikit-learn's recipe)."""
+    x = x.to(torch.float64).flatten()
+    resp = torch.nn.functional.one_hot(_kmeans_1d(x), 2).to(x.dtype)
+    means, variances, weights = _m_step(x, resp, reg_covar)
+    gmm = GMM1D(means, variances, weights, 0, False)
+    lower = -math.inf
+    for it in range(1, max_iter + 1):
+        log_joint = gmm.log_joint(x)
+        log_norm = torch.logsumexp(log_joint, dim=1)
+        resp = (log_joint - log_norm[:, None]).exp()
+        gmm = GMM1D(*_m_step(x, resp, reg_covar), it, False)
+        prev, lower = lower, float(log_norm.mean())
+        if abs(lower - prev) < tol:
+            gmm.converged = True
+            break
+    return gmm
+
+
+def clean_posterior(losses: torch.Tensor, max_iter: int = 10, tol: float = 1e-2, reg_covar: float = 5e-4) -> torch.Tensor:
+    """NCR's clean probability: min-max normalise, fit the GMM, posterior of the low-mean component."""
+    x = minmax(losses.to(torch.float64).flatten())
+    gmm = fit_gmm_1d(x, max_iter, tol, reg_covar)
+    return gmm.posterior(x)[:, int(gmm.means.argmin())].to(losses.dtype)
+
+
+def split_clean(prob: torch.Tensor, threshold: float = 0.5) -> torch.Tensor:
+    """``prob > threshold``; if that marks *every* pair clean, the threshold is raised to the value at
+    position ⌊N/100⌋ of the sorted probabilities so that about 1% is treated as noisy (NCR's rule)."""
+    clean = prob > threshold
+    if bool(clean.all()) and prob.numel() >= 100:
+        clean = prob > prob.sort().values[prob.numel() // 100]
+    return clean
