@@ -12,12 +12,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import torch
+
 from ncbench.engine.method import Method, MethodConfig, TrainContext
 from ncbench.engine.optim import optimizer_step, set_lr, step_decay
 from ncbench.kernels.losses import triplet_loss
 from ncbench.registry import METHODS
-
-import torch
 
 
 @dataclass
@@ -37,6 +37,7 @@ class Vanilla(Method):
         super().__init__(config, ctx)
         self.net = ctx.build_backbone().to(ctx.device)
         self.optimizer = torch.optim.Adam(self.net.parameters(), lr=config.lr)
+        self.train_ids = None  # all training pairs; subclasses may restrict them
 
     def networks(self):
         return [self.net]
@@ -46,7 +47,7 @@ class Vanilla(Method):
         set_lr(self.optimizer, step_decay(cfg.lr, epoch, cfg.lr_update))
         self.net.train()
         total, steps = 0.0, 0
-        for batch in ctx.train.loader(batch_size=cfg.batch_size, generator=ctx.generator):
+        for batch in ctx.train.loader(self.train_ids, batch_size=cfg.batch_size, generator=ctx.generator):
             if len(batch) < 2:
                 continue
             b = batch.to(ctx.device)

@@ -166,7 +166,8 @@ def cmd_list(args) -> int:
 def cmd_leaderboard(args) -> int:
     from .report.aggregate import aggregate, results_frame
     from .report.markdown import markdown_tables
-    from .results import load_results, write_text_atomic
+    from .atomic import write_text_atomic
+    from .results import load_results
 
     root = Path(args.results)
     if not root.is_dir():

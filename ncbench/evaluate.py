@@ -130,3 +130,41 @@ def evaluate_split(nets: list[Backbone], split: Split, device: torch.device, fol
         ]
         result.folds, result.fold_mean = per_fold, RetrievalMetrics.mean(per_fold)
     return result
+
+
+# -- noise detection --------------------------------------------------------------------------
+def detection_metrics(
+    prob: np.ndarray, split: np.ndarray, labels: np.ndarray | None, true_clean: np.ndarray
+) -> dict[str, float | None]:
+    """How well a method's clean/noisy estimate matches the injected noise.
+
+    ``auc``: ROC AUC of the clean probability for "truly clean" (None if only one class exists);
+    ``clean_precision`` / ``clean_recall``: of the pairs the method treats as clean, the fraction
+    truly clean, and of the truly clean pairs, the fraction it found; ``noisy_precision`` /
+    ``noisy_recall`` likewise for the noisy side; ``label_clean`` / ``label_noisy``: the mean soft
+    label the method trained truly clean / truly noisy pairs with (pairs it did not label are left out).
+    """
+    from sklearn.metrics import roc_auc_score
+
+    true_clean = np.asarray(true_clean, dtype=bool)
+    split = np.asarray(split, dtype=bool)
+
+    def ratio(a: int, b: int) -> float | None:
+        return float(a / b) if b else None
+
+    both = true_clean.any() and (~true_clean).any()
+    out: dict[str, float | None] = {
+        "auc": float(roc_auc_score(true_clean, prob)) if both else None,
+        "clean_precision": ratio(int((split & true_clean).sum()), int(split.sum())),
+        "clean_recall": ratio(int((split & true_clean).sum()), int(true_clean.sum())),
+        "noisy_precision": ratio(int((~split & ~true_clean).sum()), int((~split).sum())),
+        "noisy_recall": ratio(int((~split & ~true_clean).sum()), int((~true_clean).sum())),
+        "label_clean": None,
+        "label_noisy": None,
+    }
+    if labels is not None:
+        for key, mask in (("label_clean", true_clean), ("label_noisy", ~true_clean)):
+            vals = labels[mask]
+            vals = vals[~np.isnan(vals)]
+            out[key] = float(vals.mean()) if vals.size else None
+    return out

@@ -15,13 +15,13 @@ import os
 import platform
 import shutil
 import subprocess
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
 
 from . import __version__
+from .atomic import write_text_atomic
 from .config import RunConfig
 from .errors import ResultError
 
@@ -36,23 +36,6 @@ def result_path(root: Path, cfg: RunConfig) -> Path:
         Path(root) / f"protocol-{cfg.protocol_version}" / cfg.dataset / f"noise-{cfg.noise_ratio:g}"
         / cfg.method / cfg.backbone / f"seed-{cfg.seed}.json"
     )
-
-
-def write_text_atomic(path: Path, text: str) -> None:
-    """Write to a temporary file in the same folder, fsync, then rename over ``path``: a reader
-    sees the old file or the new one, never half of one."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def write_json_atomic(path: Path, data: Any) -> None:

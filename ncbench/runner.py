@@ -167,8 +167,8 @@ class Runner:
         try:
             method = mcls(build_config(mcls.Config, cfg.method_config), ctx)
             on_epoch = (lambda row: self.s.log(_epoch_line(row))) if self.s.verbose else None
-            sel = train_with_selection(method, ds.dev, device, method.config.epochs, desc=cfg.label,
-                                       progress=self.s.progress, on_epoch=on_epoch)
+            sel = train_with_selection(method, ds.dev, device, method.total_epochs, true_clean=noise.clean,
+                                       desc=cfg.label, progress=self.s.progress, on_epoch=on_epoch)
             t_test = time.perf_counter()
             test = evaluate_split(method.networks(), ds.test, device, folds=ds.card.test.folds)
         except TrainingError as exc:
@@ -183,7 +183,8 @@ class Runner:
             best_val={"epoch": sel.best_epoch, **sel.best_val.full.to_dict()},
             ranks={"i2t": test.ranks_i2t, "t2i": test.ranks_t2i},
             history=sel.history,
-            meta={"ensemble_size": mcls.ensemble_size, "selection": "best_val_rsum", "epochs": method.config.epochs},
+            detection=sel.detection,
+            meta={"ensemble_size": mcls.ensemble_size, "selection": "best_val_rsum", "epochs": method.total_epochs},
             timings={
                 "train_s": round(sel.train_seconds, 3), "val_s": round(sel.val_seconds, 3),
                 "test_s": round(t_end - t_test, 3), "total_s": round(total, 3),
@@ -211,8 +212,23 @@ class Runner:
 
 
 def _epoch_line(row: dict[str, Any]) -> str:
-    logs = " ".join(f"{k} {v:.4g}" for k, v in row.items() if k not in ("epoch", "val_rsum", "train_s", "val_s"))
-    return f"    epoch {row['epoch']}: {logs}  val rSum {row['val_rsum']:.1f}  ({row['train_s']:.1f}s train, {row['val_s']:.1f}s val)"
+    logs = " ".join(f"{k} {v:.4g}" for k, v in row.items() if isinstance(v, float) and k not in ("val_rsum", "train_s", "val_s"))
+    det = row.get("detection")
+    det_text = f"  detection AUC {det['auc']:.3f}" if det and det.get("auc") is not None else ""
+    return (f"    epoch {row['epoch']}: {logs}  val rSum {row['val_rsum']:.1f}{det_text}  "
+            f"({row['train_s']:.1f}s train, {row['val_s']:.1f}s val)")
+
+
+def detection_summary(det: dict[str, Any] | None) -> str:
+    """One line for a run's noise-detection metrics at its selected epoch."""
+    if not det:
+        return ""
+
+    def f(key: str) -> str:
+        return "n/a" if det.get(key) is None else f"{det[key]:.3f}"
+
+    return (f"detection AUC {f('auc')}, clean precision {f('clean_precision')}, clean recall {f('clean_recall')}, "
+            f"mean label clean/noisy {f('label_clean')}/{f('label_noisy')}")
 
 
 @dataclass
@@ -246,6 +262,8 @@ def run_sweep(runs: list[RunConfig], settings: RunSettings) -> SweepReport:
             t = record["test"][record["test"]["primary"]]
             log(f"[{i}/{len(runs)}] {cfg.label}: test rSum {t['rsum']:.1f} "
                 f"(best val epoch {record['best_val']['epoch']}, {record['timings']['total_s']:.0f}s) -> {path}")
+            if record.get("detection"):
+                log(f"    {detection_summary(record['detection'])}")
         else:
             report.failed.append(f"{cfg.label}: {record['error']}")
             log(f"[{i}/{len(runs)}] {cfg.label}: FAILED: {record['error']} -> {path}")

@@ -11,13 +11,12 @@ the ones BiCro or L2RM ship, is loaded verbatim. Every run records the index's s
 from __future__ import annotations
 
 import hashlib
-import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from ..atomic import write_atomic
 from ..errors import ConfigError, DataError
 
 
@@ -95,18 +94,7 @@ def load_noise_index(path: str | Path, true_rows: np.ndarray, n_rows: int, ratio
 
 def save_noise_index(index: NoiseIndex, path: str | Path) -> None:
     """Write the index atomically in the official format (int64 ``.npy``)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.save(f, np.ascontiguousarray(index.t2i, dtype=np.int64))
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_atomic(path, lambda f: np.save(f, np.ascontiguousarray(index.t2i, dtype=np.int64)))
 
 
 def obtain_noise_index(

@@ -63,6 +63,15 @@ class Method:
         return build_config(cls.Config, {**cls.dataset_defaults.get(dataset, {}), **(overrides or {})})
 
     # -- hooks ---------------------------------------------------------------------------------
+    @property
+    def total_epochs(self) -> int:
+        """Epochs the harness runs (co-teaching methods add their warm-up)."""
+        return self.config.epochs
+
+    def selectable(self, epoch: int) -> bool:
+        """Whether this epoch may be chosen by model selection (warm-up epochs may not)."""
+        return True
+
     def train_epoch(self, epoch: int) -> dict[str, float]:
         """Train one epoch; return scalar logs (e.g. ``{"loss": ...}``)."""
         raise NotImplementedError
@@ -73,6 +82,15 @@ class Method:
 
     def clean_probability(self) -> np.ndarray | None:
         """Per training caption, the method's current belief that the pair is clean (or None)."""
+        return None
+
+    def clean_split(self) -> np.ndarray | None:
+        """Per training caption, whether the method currently treats the pair as clean (or None)."""
+        p = self.clean_probability()
+        return None if p is None else p > 0.5
+
+    def soft_labels(self) -> np.ndarray | None:
+        """Per training caption, the soft correspondence label it last trained with (NaN if unused)."""
         return None
 
     def state_dict(self) -> dict[str, Any]:

@@ -1,7 +1,9 @@
 """The epoch loop: train one epoch, validate, keep the best; then restore the best state.
 
 Model selection follows the papers: the epoch with the highest validation rSum (on the full dev
-split; NCR/BiCro use only its first 200 F30K images, §8.6) is the one tested.
+split; NCR/BiCro use only its first 200 F30K images, §8.6) is the one tested; warm-up epochs are
+not eligible. For methods that estimate which training pairs are clean, each epoch also scores
+that estimate against the known injected noise (``detection_metrics``).
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ import torch
 from tqdm.auto import tqdm
 
 from ..data.precomp import Split
-from ..evaluate import SplitEvaluation, evaluate_split
+from ..evaluate import SplitEvaluation, detection_metrics, evaluate_split
 from .method import Method
 
 
@@ -23,6 +25,7 @@ from .method import Method
 class Selection:
     best_epoch: int
     best_val: SplitEvaluation
+    detection: dict[str, Any] | None = None  # at the selected epoch
     history: list[dict[str, Any]] = field(default_factory=list)
     train_seconds: float = 0.0
     val_seconds: float = 0.0
@@ -33,6 +36,7 @@ def train_with_selection(
     dev: Split,
     device: torch.device,
     epochs: int,
+    true_clean=None,
     desc: str = "",
     progress: bool = False,
     on_epoch: Callable[[dict[str, Any]], None] | None = None,
@@ -51,12 +55,18 @@ def train_with_selection(
         t_train, t_val = t_train + t1 - t0, t_val + t2 - t1
         row = {"epoch": epoch, **{k: float(v) for k, v in logs.items()}, "val_rsum": val.full.rsum,
                "train_s": round(t1 - t0, 3), "val_s": round(t2 - t1, 3)}
+        det = None
+        prob = method.clean_probability()
+        if prob is not None and true_clean is not None:
+            det = detection_metrics(prob, method.clean_split(), method.soft_labels(), true_clean)
+            row["detection"] = det
         history.append(row)
-        if best is None or val.full.rsum > best.best_val.full.rsum:
-            best = Selection(epoch, val)
+        eligible = method.selectable(epoch) or epoch == epochs - 1 and best is None
+        if eligible and (best is None or val.full.rsum > best.best_val.full.rsum):
+            best = Selection(epoch, val, det)
             best_state = copy.deepcopy(method.state_dict())
-        bar.set_postfix(loss=f"{row.get('loss', float('nan')):.3g}", val_rsum=f"{val.full.rsum:.1f}",
-                        best=f"{best.best_val.full.rsum:.1f}@{best.best_epoch}")
+        bar.set_postfix(val_rsum=f"{val.full.rsum:.1f}",
+                        best=f"{best.best_val.full.rsum:.1f}@{best.best_epoch}" if best else "warm-up")
         if on_epoch:
             on_epoch(row)
     bar.close()

@@ -8,6 +8,8 @@ margin ``m``, for ``i ≠ j``
 
 and 0 on the diagonal. A per-pair margin ``m`` (a length-B vector) is attached to its *positive*
 pair in both directions: row ``i`` of ``h_s`` and column ``j`` of ``h_im`` (the paper's semantics).
+A ``B×B`` margin matrix is added element-wise in both terms, which is what the official NCR/BiCro
+code does when its label tensor broadcasts (§2.3 caveat, §3.8); it exists for that compatibility.
 """
 
 from __future__ import annotations
@@ -20,8 +22,11 @@ def hinge_costs(scores: torch.Tensor, margin: float | torch.Tensor = 0.2) -> tup
     diag = scores.diagonal()
     m = margin if isinstance(margin, torch.Tensor) else torch.as_tensor(margin, dtype=scores.dtype, device=scores.device)
     m = m.to(scores.dtype)
-    m_row = m.reshape(-1, 1) if m.ndim else m  # margin of positive i for row i
-    m_col = m.reshape(1, -1) if m.ndim else m  # margin of positive j for column j
+    if m.ndim == 2:  # a full margin matrix, used as-is in both terms
+        m_row = m_col = m
+    else:
+        m_row = m.reshape(-1, 1) if m.ndim else m  # margin of positive i for row i
+        m_col = m.reshape(1, -1) if m.ndim else m  # margin of positive j for column j
     eye = torch.eye(scores.shape[0], dtype=torch.bool, device=scores.device)
     cost_s = (m_row + scores - diag.reshape(-1, 1)).clamp(min=0).masked_fill(eye, 0.0)
     cost_im = (m_col + scores - diag.reshape(1, -1)).clamp(min=0).masked_fill(eye, 0.0)

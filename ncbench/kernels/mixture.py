@@ -102,3 +102,63 @@ def split_clean(prob: torch.Tensor, threshold: float = 0.5) -> torch.Tensor:
     if bool(clean.all()) and prob.numel() >= 100:
         clean = prob > prob.sort().values[prob.numel() // 100]
     return clean
+
+
+# -- Beta mixture (BiCro, spec §4.3) -----------------------------------------------------------
+@dataclass
+class BMM1D:
+    alphas: torch.Tensor  # (2,)
+    betas: torch.Tensor  # (2,)
+    weights: torch.Tensor  # (2,)
+
+    def log_pdf(self, x: torch.Tensor) -> torch.Tensor:
+        """``log Beta(x; α_k, β_k)`` for every sample and component, (N, 2)."""
+        a, b = self.alphas[None, :], self.betas[None, :]
+        log_norm = torch.lgamma(a + b) - torch.lgamma(a) - torch.lgamma(b)
+        return log_norm + (a - 1) * torch.log(x)[:, None] + (b - 1) * torch.log1p(-x)[:, None]
+
+    def responsibilities(self, x: torch.Tensor, floor: float = 1e-12) -> torch.Tensor:
+        """``r_k ∝ π_k Beta(x; α_k, β_k)``, floored at ``floor`` and renormalised (as the official code)."""
+        r = (self.weights[None, :].log() + self.log_pdf(x)).exp().clamp_min(floor)
+        return r / r.sum(dim=1, keepdim=True)
+
+    @property
+    def means(self) -> torch.Tensor:
+        return self.alphas / (self.alphas + self.betas)
+
+    def posterior(self, x: torch.Tensor, k: int, eps: float = 1e-12) -> torch.Tensor:
+        """``π_k p_k(x) / (Σ_j π_j p_j(x) + eps)``, the official posterior."""
+        joint = (self.weights[None, :].log() + self.log_pdf(x)).exp()
+        return joint[:, k] / (joint.sum(dim=1) + eps)
+
+
+def _beta_moments(x: torch.Tensor, w: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Weighted method of moments: ``α = x̄ (x̄(1−x̄)/s² − 1)``, ``β = α (1−x̄)/x̄``."""
+    mean = (w * x).sum() / w.sum()
+    var = (w * (x - mean) ** 2).sum() / w.sum()
+    alpha = mean * (mean * (1 - mean) / var - 1)
+    return alpha, alpha * (1 - mean) / mean
+
+
+def fit_bmm_1d(x: torch.Tensor, max_iter: int = 10, eps: float = 1e-4) -> BMM1D:
+    """BiCro's two-component Beta mixture: inputs clipped to ``[eps, 1 − eps]``, components initialised
+    ``α = (1, 2)``, ``β = (2, 1)`` (component 0 decreasing = low loss), weights ½; ``max_iter`` EM
+    iterations with a weighted method-of-moments M-step."""
+    x = x.to(torch.float64).flatten().clamp(eps, 1 - eps)
+    t = lambda v: torch.tensor(v, dtype=x.dtype, device=x.device)  # noqa: E731
+    bmm = BMM1D(t([1.0, 2.0]), t([2.0, 1.0]), t([0.5, 0.5]))
+    for _ in range(max_iter):
+        r = bmm.responsibilities(x)
+        params = [_beta_moments(x, r[:, k]) for k in range(2)]
+        w = r.sum(dim=0)
+        bmm = BMM1D(torch.stack([p[0] for p in params]), torch.stack([p[1] for p in params]), w / w.sum())
+    return bmm
+
+
+def bmm_clean_posterior(losses: torch.Tensor, max_iter: int = 10, eps: float = 1e-4) -> torch.Tensor:
+    """BiCro's clean probability: min-max normalise, clip, fit the Beta mixture, and take the posterior
+    of the component with the lower mean, chosen *after* EM (the official code assumes component 0
+    and evaluates the density on unclipped losses, which gives NaN at exact 0/1, §4.7 4b)."""
+    x = minmax(losses.to(torch.float64).flatten()).clamp(eps, 1 - eps)
+    bmm = fit_bmm_1d(x, max_iter, eps)
+    return bmm.posterior(x, int(bmm.means.argmin())).to(losses.dtype)

@@ -26,13 +26,17 @@ def _as_tensor(block, device) -> torch.Tensor:
     return torch.as_tensor(np.asarray(block, dtype=np.float32), device=device)
 
 
-def i2t_ranks(sims, captions_per_image: int, chunk_elems: int = DEFAULT_CHUNK_ELEMS, device=None) -> torch.Tensor:
-    """For each image, the 0-based rank of its best-ranked ground-truth caption."""
+def _check(sims, cpi: int, device) -> tuple[int, int, torch.device]:
     n_img, n_cap = sims.shape
-    cpi = captions_per_image
     if n_cap != n_img * cpi:
         raise ValueError(f"similarity matrix {tuple(sims.shape)} does not have {cpi} captions per image")
-    device = device or (sims.device if isinstance(sims, torch.Tensor) else "cpu")
+    return n_img, n_cap, torch.device(device or (sims.device if isinstance(sims, torch.Tensor) else "cpu"))
+
+
+def i2t_ranks(sims, captions_per_image: int, chunk_elems: int = DEFAULT_CHUNK_ELEMS, device=None) -> torch.Tensor:
+    """For each image, the 0-based rank of its best-ranked ground-truth caption."""
+    cpi = captions_per_image
+    n_img, n_cap, device = _check(sims, cpi, device)
     rows = max(1, chunk_elems // max(1, cpi * n_cap))
     out = torch.empty(n_img, dtype=torch.long, device=device)
     offs = torch.arange(cpi, device=device)
@@ -48,11 +52,8 @@ def i2t_ranks(sims, captions_per_image: int, chunk_elems: int = DEFAULT_CHUNK_EL
 
 def t2i_ranks(sims, captions_per_image: int, chunk_elems: int = DEFAULT_CHUNK_ELEMS, device=None) -> torch.Tensor:
     """For each caption, the 0-based rank of its image among all images."""
-    n_img, n_cap = sims.shape
     cpi = captions_per_image
-    if n_cap != n_img * cpi:
-        raise ValueError(f"similarity matrix {tuple(sims.shape)} does not have {cpi} captions per image")
-    device = device or (sims.device if isinstance(sims, torch.Tensor) else "cpu")
+    n_img, n_cap, device = _check(sims, cpi, device)
     cols = max(1, chunk_elems // max(1, n_img))
     out = torch.empty(n_cap, dtype=torch.long, device=device)
     for c0 in range(0, n_cap, cols):
