@@ -160,7 +160,8 @@ class Runner:
         feature_dim = int(ds.train.images.shape[-1])
         ctx = TrainContext(
             train=TrainingSet(ds.train, noise),
-            build_backbone=lambda: bcls(bconf, len(ds.vocab), feature_dim),
+            build_backbone=lambda extra_tokens=0: bcls(bconf, len(ds.vocab) + extra_tokens, feature_dim),
+            vocab_size=len(ds.vocab),
             device=device, generator=generator, progress=self.s.progress,
         )
         record = self._record(cfg, noise)

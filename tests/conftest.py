@@ -43,18 +43,39 @@ def write_precomp(root: Path, split: str, n_images: int, cpi: int = 5, dim: int 
 
 
 @pytest.fixture(scope="session")
-def noisy_sweep(tmp_path_factory, cache_dir):
+def sweep_root(tmp_path_factory) -> Path:
+    """One results folder for the slow end-to-end tests, so runs they share are trained once."""
+    return tmp_path_factory.mktemp("sweep")
+
+
+@pytest.fixture(scope="session")
+def noisy_sweep(sweep_root, cache_dir):
     """``noisy_sweep(method)``: results of vanilla and ``method`` at 60% noise over seeds 0, 1, 2 on the
-    embedded dataset, in one results folder shared by the whole session (vanilla is trained once)."""
+    embedded dataset (vanilla is trained once per session)."""
     from ncbench.cli import main
     from ncbench.results import load_results
 
-    root = tmp_path_factory.mktemp("noisy-sweep")
-
     def run(method: str) -> list[dict]:
-        argv = ["run", "--methods", f"vanilla,{method}", "--noise", "0.6", "--seeds", "0,1,2", "--results", str(root),
+        argv = ["run", "--methods", f"vanilla,{method}", "--noise", "0.6", "--seeds", "0,1,2", "--results", str(sweep_root),
                 "--cache-dir", str(cache_dir), "--no-progress", "--device", "cpu"]
         assert main(argv) == 0
-        return [r for r in load_results(root).results if r["identity"]["method"] in ("vanilla", method)]
+        return [r for r in load_results(sweep_root).results
+                if r["identity"]["method"] in ("vanilla", method) and r["identity"]["noise_ratio"] == 0.6]
 
     return run
+
+
+@pytest.fixture(scope="session")
+def beats_vanilla():
+    """``beats_vanilla(results, method)``: assert that ``method``'s mean test rSum over its seeds exceeds
+    vanilla's by more than the two methods' sample standard deviations added together."""
+
+    def check(results: list[dict], method: str) -> dict:
+        rsum = {m: np.array([r["test"]["full"]["rsum"] for r in results if r["identity"]["method"] == m])
+                for m in ("vanilla", method)}
+        assert len(rsum[method]) >= 3 and len(rsum["vanilla"]) >= 3, rsum
+        gap = rsum[method].mean() - rsum["vanilla"].mean()
+        assert gap > rsum[method].std(ddof=1) + rsum["vanilla"].std(ddof=1), rsum
+        return rsum
+
+    return check

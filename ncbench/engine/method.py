@@ -38,7 +38,8 @@ class TrainContext:
     """What a method gets from the harness."""
 
     train: TrainingSet
-    build_backbone: Callable[[], Backbone]
+    build_backbone: Callable[..., Backbone]  # build_backbone(extra_tokens=0): a fresh network
+    vocab_size: int
     device: torch.device
     generator: torch.Generator  # drives every shuffle of this run
     progress: bool = False
