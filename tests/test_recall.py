@@ -94,3 +94,39 @@ def test_coco_fold_mean_sums_the_averaged_recalls():
 def test_wrong_shape_is_an_error():
     with pytest.raises(ValueError):
         i2t_ranks(np.zeros((3, 10)), 5)
+
+
+def test_evaluate_split_coco_protocol_folds_and_full():
+    """COCO: five consecutive 1K-style folds averaged, plus the whole split as one ranking."""
+    from types import SimpleNamespace
+
+    from ncbench.evaluate import evaluate_split
+
+    rng = np.random.default_rng(3)
+    n_img, cpi = 50, 5
+    sims = rng.normal(size=(n_img, n_img * cpi)).astype(np.float32)
+    sims[np.arange(n_img), np.arange(n_img) * cpi] += 2.0
+
+    class Fixed(torch.nn.Module):
+        """Embeds image i as one-hot i and caption c as column c of ``sims``: score = sims."""
+
+        def encode_images(self, images):
+            return images
+
+        def encode_captions(self, tokens, lengths):
+            return torch.from_numpy(sims.T[tokens[:, 1].numpy()])
+
+        def score(self, img, cap):
+            return img @ cap.T
+
+    split = SimpleNamespace(
+        images=np.eye(n_img, dtype=np.float32), captions_per_image=cpi, n_images=n_img, n_captions=n_img * cpi,
+        image_rows=lambda: np.arange(n_img), tokens=[np.array([1, c, 2]) for c in range(n_img * cpi)],
+    )
+    ev = evaluate_split([Fixed()], split, torch.device("cpu"), folds=5)
+    full, _, _ = retrieval_metrics(sims, cpi)
+    assert ev.full.rsum == pytest.approx(full.rsum)
+    folds = [retrieval_metrics(sims[k * 10:(k + 1) * 10, k * 50:(k + 1) * 50], cpi)[0] for k in range(5)]
+    assert ev.fold_mean.rsum == pytest.approx(RetrievalMetrics.mean(folds).rsum)
+    assert ev.primary is ev.fold_mean and ev.to_dict()["primary"] == "fold_mean"
+    assert len(ev.ranks_i2t) == n_img and len(ev.ranks_t2i) == n_img * cpi
