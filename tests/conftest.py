@@ -79,3 +79,32 @@ def beats_vanilla():
         return rsum
 
     return check
+
+
+@pytest.fixture
+def small_context():
+    """``small_context(folder, ratio=0.4, seed=0)``: a TrainContext over a tiny synthetic dataset
+    (60 training images) with a tiny ``vse_light``, for method-level unit tests."""
+    import torch
+
+    from ncbench.data.batching import TrainingSet
+    from ncbench.data.cards import SyntheticCard
+    from ncbench.data.noise import make_noise_index
+    from ncbench.data.synthetic import SyntheticSpec
+    from ncbench.engine.method import TrainContext
+    from ncbench.registry import BACKBONES
+
+    def make(folder: Path, ratio: float = 0.4, seed: int = 0):
+        ds = SyntheticCard("s", "", spec=SyntheticSpec(n_train=60, n_dev=20, n_test=20)).load(None, folder)
+        noise = make_noise_index(ds.train.caption_to_row(), ratio, 0)
+        backbone = BACKBONES.get("vse_light")
+        conf = backbone.Config(embed_dim=16, word_dim=8, mlp_hidden=16)
+
+        def build(extra_tokens: int = 0):
+            return backbone(conf, len(ds.vocab) + extra_tokens, ds.train.images.shape[-1])
+
+        ctx = TrainContext(TrainingSet(ds.train, noise), build, len(ds.vocab), torch.device("cpu"),
+                           torch.Generator().manual_seed(seed))
+        return ctx, ds
+
+    return make

@@ -4,11 +4,10 @@ import numpy as np
 import pytest
 
 from ncbench.registry import METHODS
-from tests.test_ncr import small_context
 
 
 @pytest.mark.parametrize("opts", [{}, {"official_scatter": True, "official_broadcast": True}, {"form": "distance"}])
-def test_bicro_epochs_run_and_labels_are_valid(tmp_path, opts):
+def test_bicro_epochs_run_and_labels_are_valid(tmp_path, small_context, opts):
     ctx, _ = small_context(tmp_path)
     M = METHODS.get("bicro")
     cfg = M.make_config("synthetic", {"warmup_epochs": 1, "epochs": 3, "noisy_from": 0, "batch_size": 32, **opts})

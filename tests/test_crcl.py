@@ -9,7 +9,6 @@ import torch
 from ncbench.data.augment import mask_regions, perturb_captions
 from ncbench.kernels.complementary import active_complementary_loss, batch_probabilities, correct_labels, match_probability
 from ncbench.registry import METHODS
-from tests.test_ncr import small_context
 
 
 def acl_by_hand(S, y, tau=0.05, lam=5.0, q=None):
@@ -69,20 +68,20 @@ def test_label_correction_by_hand():
     assert correct_labels(y_last, p, warm=False, momentum=False).tolist() == pytest.approx(p.tolist())
 
 
-def _crcl(tmp_path, **opts):
+def _crcl(tmp_path, small_context, **opts):
     ctx, _ = small_context(tmp_path)
     M = METHODS.get("crcl")
     cfg = M.make_config("synthetic", {"batch_size": 32, **opts})
     return M(cfg, ctx), ctx
 
 
-def test_label_store_follows_the_momentum_rule(tmp_path, monkeypatch):
+def test_label_store_follows_the_momentum_rule(tmp_path, small_context, monkeypatch):
     """Follow the stored labels through a warm boundary and a stage boundary, with the matching
     probability fixed at 0.3 so the expected values can be computed by hand."""
     import ncbench.methods.crcl as crcl_module
 
     monkeypatch.setattr(crcl_module, "match_probability", lambda p1, p2: torch.full((p1.shape[0],), 0.3, dtype=p1.dtype))
-    m, ctx = _crcl(tmp_path, schedules=(2, 1), warm_epochs=2, augment=0.0)
+    m, ctx = _crcl(tmp_path, small_context, schedules=(2, 1), warm_epochs=2, augment=0.0)
     assert m.total_epochs == 7 and [m.stage_of(e) for e in (0, 3, 4, 6)] == [(0, 0), (0, 3), (1, 0), (1, 2)]
     expected = 1.0
     first_net = m.net
@@ -103,14 +102,14 @@ def test_label_store_follows_the_momentum_rule(tmp_path, monkeypatch):
     assert np.allclose(m.clean_probability(), expected)
 
 
-def test_crcl_trains_and_rejects_epochs(tmp_path):
+def test_crcl_trains_and_rejects_epochs(tmp_path, small_context):
     from ncbench.errors import ConfigError
 
-    m, _ = _crcl(tmp_path, schedules=(1, 1), warm_epochs=1)
+    m, _ = _crcl(tmp_path, small_context, schedules=(1, 1), warm_epochs=1)
     logs = [m.train_epoch(e) for e in range(m.total_epochs)]
     assert all(np.isfinite(v) for l in logs for v in l.values())
     with pytest.raises(ConfigError, match="schedules"):
-        _crcl(tmp_path, epochs=5)
+        _crcl(tmp_path, small_context, epochs=5)
 
 
 def test_caption_perturbation():

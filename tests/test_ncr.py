@@ -1,31 +1,12 @@
 """The co-teaching skeleton and NCR end to end on the embedded dataset."""
 
-from pathlib import Path
-
 import numpy as np
 import pytest
 import torch
 
-from ncbench.data.batching import TrainingSet
-from ncbench.data.cards import SyntheticCard
-from ncbench.data.noise import make_noise_index
-from ncbench.data.synthetic import SyntheticSpec
 from ncbench.engine.coteaching import CoTeaching, CoTeachingConfig
-from ncbench.engine.method import TrainContext
 from ncbench.kernels.losses import triplet_loss
-from ncbench.registry import BACKBONES, METHODS
-
-SMALL = SyntheticSpec(n_train=60, n_dev=20, n_test=20)
-
-
-def small_context(tmp_path, ratio=0.4, seed=0):
-    ds = SyntheticCard("s", "", spec=SMALL).load(None, tmp_path)
-    noise = make_noise_index(ds.train.caption_to_row(), ratio, 0)
-    B = BACKBONES.get("vse_light")
-    conf = B.Config(embed_dim=16, word_dim=8, mlp_hidden=16)
-    build = lambda extra_tokens=0: B(conf, len(ds.vocab) + extra_tokens, ds.train.images.shape[-1])  # noqa: E731
-    return TrainContext(TrainingSet(ds.train, noise), build, len(ds.vocab), torch.device("cpu"),
-                        torch.Generator().manual_seed(seed)), ds
+from ncbench.registry import METHODS
 
 
 class Recorder(CoTeaching):
@@ -50,7 +31,7 @@ class Recorder(CoTeaching):
         return {"loss": 0.0}
 
 
-def test_each_network_trains_on_its_peers_split(tmp_path):
+def test_each_network_trains_on_its_peers_split(tmp_path, small_context):
     ctx, _ = small_context(tmp_path)
     n = len(ctx.train)
     pA = torch.zeros(n)
@@ -70,7 +51,7 @@ def test_each_network_trains_on_its_peers_split(tmp_path):
 
 
 @pytest.mark.parametrize("official", [False, True])
-def test_ncr_epoch_runs_and_decreases_loss(tmp_path, official):
+def test_ncr_epoch_runs_and_decreases_loss(tmp_path, small_context, official):
     ctx, _ = small_context(tmp_path)
     M = METHODS.get("ncr")
     cfg = M.make_config("synthetic", {"warmup_epochs": 1, "epochs": 4, "noisy_from": 0, "batch_size": 32,
