@@ -92,6 +92,20 @@ def build_parser() -> argparse.ArgumentParser:
     lb.add_argument("--results", default="results", help="results folder (default: ./results)")
     lb.add_argument("--out", default="leaderboards", help="output folder (default: ./leaderboards)")
 
+    b = sub.add_parser("bench", help="end-to-end throughput: training pairs/s and evaluation time",
+                       description="Train each method × backbone for a few steady-state epochs on synthetic data of the "
+                                   "chosen size and time them, then time one test evaluation. Compare two commits by "
+                                   "running this on the same machine.")
+    b.add_argument("--methods", type=_names, default=["vanilla", "ncr", "bicro", "crcl"])
+    b.add_argument("--backbones", type=_names, default=["vse_light"])
+    b.add_argument("--n-train", type=int, default=2000, help="training images (5 captions each; default 2000)")
+    b.add_argument("--n-test", type=int, default=1000, help="test images (default 1000, the F30K 1K size)")
+    b.add_argument("--epochs", type=int, default=1, help="steady-state epochs timed (default 1)")
+    b.add_argument("--device", help="cpu, cuda or cuda:N (default: cuda if available)")
+    b.add_argument("--threads", type=int, help="CPU threads for torch")
+    b.add_argument("--cache-dir", default=os.environ.get("NCBENCH_CACHE", str(Path.home() / ".cache" / "ncbench")))
+    b.add_argument("--out", help="also write the figures (with versions, git revision, hardware) to this JSON file")
+
     nz = sub.add_parser("noise", help="make or inspect noise-index files")
     nsub = nz.add_subparsers(dest="noise_command", metavar="ACTION", required=True)
     ni = nsub.add_parser("info", help="length, value range, sha256 and realised noise ratio of index files")
@@ -206,7 +220,45 @@ def cmd_noise(args) -> int:
     return 0
 
 
-COMMANDS = {"run": cmd_run, "list": cmd_list, "leaderboard": cmd_leaderboard, "noise": cmd_noise}
+def cmd_bench(args) -> int:
+    import json
+
+    import torch
+    from tabulate import tabulate
+
+    from .atomic import write_text_atomic
+    from .registry import BACKBONES, METHODS
+    from .results import environment
+    from .runner import check_device, default_device
+    from .throughput import measure
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    if args.n_train < 10 or args.n_test < 2 or args.epochs < 1:
+        raise ConfigError("--n-train must be ≥ 10, --n-test ≥ 2 and --epochs ≥ 1")
+    for m in args.methods:
+        METHODS.get(m)
+    for bb in args.backbones:
+        BACKBONES.get(bb)
+    device = check_device(args.device or default_device())
+    rows = []
+    for bb in args.backbones:
+        for m in args.methods:
+            print(f"timing {m}/{bb} on {device} ...", file=sys.stderr, flush=True)
+            rows.append(measure(m, bb, args.n_train, args.n_test, device, args.epochs, Path(args.cache_dir)))
+    table = [[r.method, r.backbone, r.device, r.n_train_pairs, f"{r.pairs_per_s:,.0f}", f"{r.train_s_per_epoch:.2f}",
+              f"{r.eval_s:.2f}", "" if r.peak_gpu_mb is None else f"{r.peak_gpu_mb:,.0f}"] for r in rows]
+    print(tabulate(table, ["method", "backbone", "device", "train pairs", "pairs/s", "s/epoch",
+                           f"eval {args.n_test}×{5 * args.n_test} (s)", "peak GPU MB"], tablefmt="github"))
+    if args.out:
+        data = {"results": [r.to_dict() for r in rows], "env": environment(device),
+                "settings": {k: getattr(args, k) for k in ("n_train", "n_test", "epochs")}}
+        write_text_atomic(Path(args.out), json.dumps(data, indent=1) + "\n")
+        print(f"written to {args.out}")
+    return 0
+
+
+COMMANDS = {"run": cmd_run, "bench": cmd_bench, "list": cmd_list, "leaderboard": cmd_leaderboard, "noise": cmd_noise}
 
 
 def main(argv: list[str] | None = None) -> int:

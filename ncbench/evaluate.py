@@ -19,7 +19,7 @@ from .backbones.base import Backbone
 from .data.batching import gather_rows, pad_tokens
 from .data.precomp import Split
 from .errors import TrainingError
-from .kernels.recall import i2t_ranks, mean_rank, median_rank, recall_at, t2i_ranks
+from .kernels.recall import mean_rank, median_rank, ranks, recall_at
 
 
 @dataclass
@@ -52,8 +52,7 @@ def retrieval_metrics(sims, captions_per_image: int, device=None) -> tuple[Retri
     """Metrics and the per-query ranks (i2t per image, t2i per caption) of one similarity matrix."""
     if isinstance(sims, np.ndarray) and not np.isfinite(sims).all():
         raise TrainingError("similarity matrix contains NaN or inf; the model has diverged")
-    ri = i2t_ranks(sims, captions_per_image, device=device)
-    rt = t2i_ranks(sims, captions_per_image, device=device)
+    ri, rt = ranks(sims, captions_per_image, device=device)
     r_i, r_t = recall_at(ri), recall_at(rt)
     m = RetrievalMetrics(
         *r_i, *r_t, sum(r_i) + sum(r_t), median_rank(ri), mean_rank(ri), median_rank(rt), mean_rank(rt)

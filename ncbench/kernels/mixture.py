@@ -4,9 +4,10 @@ Per-sample losses are min-max normalised over the training set, a two-component 
 mixture is fitted by EM, and the clean probability of a pair is the posterior of the component
 with the **smaller mean** (chosen explicitly after EM, §8 row 16). The fit reproduces
 ``sklearn.mixture.GaussianMixture(n_components=2, max_iter=10, tol=1e-2, reg_covar=5e-4)`` with its
-default k-means initialisation: Lloyd's algorithm in 1-D from the two quantile centres (0.25, 0.75),
+default k-means initialisation: Lloyd's algorithm in 1-D (a threshold between two centres),
 hard responsibilities → first M-step, then EM iterations that stop when the mean log-likelihood
-changes by less than ``tol``, and a final E-step. No random initialisation is involved, so the
+changes by less than ``tol``, and a final E-step. (k-means starts from ``mean ± std`` rather than
+scikit-learn's random k-means++ seeds; in 1-D both reach the same split on bimodal losses.) No random initialisation is involved, so the
 result is the same on every call; the tests check it against scikit-learn.
 Everything is vectorised in torch, so it runs on the GPU beside the model.
 """
@@ -36,52 +37,66 @@ class GMM1D:
     n_iter: int
     converged: bool
 
-    def log_joint(self, x: torch.Tensor) -> torch.Tensor:
-        """``log π_k + log N(x; μ_k, σ²_k)`` for every sample and component, (N, 2)."""
-        diff = x[:, None] - self.means[None, :]
-        return (self.weights.log() - 0.5 * (LOG_2PI + self.variances.log()))[None, :] - 0.5 * diff**2 / self.variances[None, :]
-
-    def posterior(self, x: torch.Tensor) -> torch.Tensor:
-        return torch.softmax(self.log_joint(x), dim=1)
-
 
 def _kmeans_1d(x: torch.Tensor, max_iter: int = 300) -> torch.Tensor:
-    """Two-cluster Lloyd iterations in 1-D; returns the hard assignment (N,) as 0/1."""
-    centres = torch.quantile(x if x.numel() <= 1 << 24 else x[:: x.numel() // (1 << 24) + 1],
-                             torch.tensor([0.25, 0.75], dtype=x.dtype, device=x.device))
-    assign = None
+    """Two-cluster Lloyd iterations in 1-D, returning the hard assignment as a bool (True = upper).
+
+    In one dimension an assignment is a threshold at the midpoint of the two centres, so each
+    iteration is two O(N) reductions. Starts from ``mean ± std`` (no random draw)."""
+    mean, std = x.mean(), x.std()
+    c0, c1 = mean - std, mean + std
+    upper = x > (c0 + c1) / 2
+    total, n = x.sum(), x.numel()
     for _ in range(max_iter):
-        new = (x[:, None] - centres[None, :]).abs().argmin(dim=1)
-        if assign is not None and torch.equal(new, assign):
+        n1 = upper.sum()
+        if n1 == 0 or n1 == n:
             break
-        assign = new
-        for k in range(2):
-            members = x[assign == k]
-            if members.numel():
-                centres[k] = members.mean()
-    return assign
+        s1 = torch.where(upper, x, torch.zeros((), dtype=x.dtype)).sum()
+        c0, c1 = (total - s1) / (n - n1), s1 / n1
+        new = x > (c0 + c1) / 2
+        if torch.equal(new, upper):
+            break
+        upper = new
+    return upper
 
 
-def _m_step(x: torch.Tensor, resp: torch.Tensor, reg: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    nk = resp.sum(dim=0) + 10 * torch.finfo(resp.dtype).eps
-    means = (resp * x[:, None]).sum(dim=0) / nk
-    variances = (resp * (x[:, None] - means[None, :]) ** 2).sum(dim=0) / nk + reg
-    return means, variances, nk / x.numel()
+def _moments(x: torch.Tensor, r1: torch.Tensor, reg: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """M-step for responsibilities ``r1`` of component 1 (component 0 gets ``1 − r1``)."""
+    eps = 10 * torch.finfo(x.dtype).eps
+    n = x.numel()
+    n1 = r1.sum()
+    n0 = n - n1
+    s1, q1 = (r1 * x).sum(), (r1 * x * x).sum()
+    s, q = x.sum(), (x * x).sum()
+    n0e, n1e = n0 + eps, n1 + eps
+    m0, m1 = (s - s1) / n0e, s1 / n1e
+    v0 = (q - q1) / n0e - m0 * m0 + reg
+    v1 = q1 / n1e - m1 * m1 + reg
+    return torch.stack([m0, m1]), torch.stack([v0, v1]).clamp_min(reg), torch.stack([n0e, n1e]) / n
+
+
+def _log_odds(x: torch.Tensor, g: GMM1D) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(log p_0(x), log p_1(x) − log p_0(x))`` of the weighted components, without (N, 2) temporaries."""
+    a = g.weights.log() - 0.5 * (LOG_2PI + g.variances.log())
+    l0 = a[0] - 0.5 * (x - g.means[0]) ** 2 / g.variances[0]
+    l1 = a[1] - 0.5 * (x - g.means[1]) ** 2 / g.variances[1]
+    return l0, l1 - l0
 
 
 def fit_gmm_1d(x: torch.Tensor, max_iter: int = 10, tol: float = 1e-2, reg_covar: float = 5e-4) -> GMM1D:
-    """EM for a two-component 1-D Gaussian mixture, initialised by k-means (scikit-learn's recipe)."""
+    """EM for a two-component 1-D Gaussian mixture, initialised by k-means (scikit-learn's recipe).
+
+    With two components the responsibilities are a sigmoid of the log-odds and the log-likelihood
+    is ``log p_0 + softplus(log-odds)``, so every step is a handful of O(N) vector operations.
+    (Variances are computed from second moments, ``E[x²] − μ²``; inputs are min-max normalised, so
+    this is as accurate as the two-pass form.)"""
     x = x.to(torch.float64).flatten()
-    resp = torch.nn.functional.one_hot(_kmeans_1d(x), 2).to(x.dtype)
-    means, variances, weights = _m_step(x, resp, reg_covar)
-    gmm = GMM1D(means, variances, weights, 0, False)
+    gmm = GMM1D(*_moments(x, _kmeans_1d(x).to(x.dtype), reg_covar), 0, False)
     lower = -math.inf
     for it in range(1, max_iter + 1):
-        log_joint = gmm.log_joint(x)
-        log_norm = torch.logsumexp(log_joint, dim=1)
-        resp = (log_joint - log_norm[:, None]).exp()
-        gmm = GMM1D(*_m_step(x, resp, reg_covar), it, False)
-        prev, lower = lower, float(log_norm.mean())
+        l0, odds = _log_odds(x, gmm)
+        gmm = GMM1D(*_moments(x, torch.sigmoid(odds), reg_covar), it, False)
+        prev, lower = lower, float((l0 + torch.nn.functional.softplus(odds)).mean())
         if abs(lower - prev) < tol:
             gmm.converged = True
             break
@@ -92,7 +107,8 @@ def clean_posterior(losses: torch.Tensor, max_iter: int = 10, tol: float = 1e-2,
     """NCR's clean probability: min-max normalise, fit the GMM, posterior of the low-mean component."""
     x = minmax(losses.to(torch.float64).flatten())
     gmm = fit_gmm_1d(x, max_iter, tol, reg_covar)
-    return gmm.posterior(x)[:, int(gmm.means.argmin())].to(losses.dtype)
+    _, odds = _log_odds(x, gmm)  # log p_1 − log p_0
+    return torch.sigmoid(-odds if int(gmm.means.argmin()) == 0 else odds).to(losses.dtype)
 
 
 def split_clean(prob: torch.Tensor, threshold: float = 0.5) -> torch.Tensor:

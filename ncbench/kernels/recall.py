@@ -17,7 +17,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-DEFAULT_CHUNK_ELEMS = 1 << 25  # comparisons materialised at once (~32M booleans)
+DEFAULT_CHUNK_ELEMS = 1 << 18  # elements compared per block: small blocks stay in cache (measured fastest on CPU)
 
 
 def _as_tensor(block, device) -> torch.Tensor:
@@ -33,37 +33,39 @@ def _check(sims, cpi: int, device) -> tuple[int, int, torch.device]:
     return n_img, n_cap, torch.device(device or (sims.device if isinstance(sims, torch.Tensor) else "cpu"))
 
 
-def i2t_ranks(sims, captions_per_image: int, chunk_elems: int = DEFAULT_CHUNK_ELEMS, device=None) -> torch.Tensor:
-    """For each image, the 0-based rank of its best-ranked ground-truth caption."""
+def ranks(sims, captions_per_image: int, chunk_elems: int = DEFAULT_CHUNK_ELEMS, device=None) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(i2t, t2i)`` 0-based ranks in one pass over row blocks of ``sims``.
+
+    Image→text: only the image's best ground-truth score ``m`` matters; its rank is the number of
+    captions scoring ``≥ m`` minus itself (the minimum of that count over all ground truths).
+    Text→image: the number of images scoring ``≥`` the caption's own image, minus itself, summed
+    block by block. One comparison per element and direction, rows read contiguously."""
     cpi = captions_per_image
     n_img, n_cap, device = _check(sims, cpi, device)
-    rows = max(1, chunk_elems // max(1, cpi * n_cap))
-    out = torch.empty(n_img, dtype=torch.long, device=device)
+    c = np.arange(n_cap)
+    own = (torch.from_numpy(c // cpi), torch.from_numpy(c)) if isinstance(sims, torch.Tensor) else (c // cpi, c)
+    gt_cap = _as_tensor(sims[own], device)  # each caption's score with its own image, (n_cap,)
+    rows = max(1, chunk_elems // max(1, n_cap))
+    r_i = torch.empty(n_img, dtype=torch.long, device=device)
+    r_t = torch.zeros(n_cap, dtype=torch.float32, device=device)  # exact for counts < 2^24
     offs = torch.arange(cpi, device=device)
     for r0 in range(0, n_img, rows):
         s = _as_tensor(sims[r0 : r0 + rows], device)  # (c, n_cap)
         img = torch.arange(r0, r0 + s.shape[0], device=device)
-        gt = s.gather(1, img[:, None] * cpi + offs)  # (c, cpi)
-        higher = (s[:, None, :] > gt[:, :, None]).sum(-1)
-        tied = (s[:, None, :] == gt[:, :, None]).sum(-1) - 1
-        out[r0 : r0 + s.shape[0]] = (higher + tied).min(1).values
-    return out
+        best = s.gather(1, img[:, None] * cpi + offs).max(dim=1, keepdim=True).values
+        r_i[r0 : r0 + s.shape[0]] = (s >= best).sum(1) - 1
+        r_t += (s >= gt_cap).to(torch.float32).sum(0)
+    return r_i, r_t.long() - 1
+
+
+def i2t_ranks(sims, captions_per_image: int, chunk_elems: int = DEFAULT_CHUNK_ELEMS, device=None) -> torch.Tensor:
+    """For each image, the 0-based rank of its best-ranked ground-truth caption."""
+    return ranks(sims, captions_per_image, chunk_elems, device)[0]
 
 
 def t2i_ranks(sims, captions_per_image: int, chunk_elems: int = DEFAULT_CHUNK_ELEMS, device=None) -> torch.Tensor:
     """For each caption, the 0-based rank of its image among all images."""
-    cpi = captions_per_image
-    n_img, n_cap, device = _check(sims, cpi, device)
-    cols = max(1, chunk_elems // max(1, n_img))
-    out = torch.empty(n_cap, dtype=torch.long, device=device)
-    for c0 in range(0, n_cap, cols):
-        s = _as_tensor(sims[:, c0 : c0 + cols], device)  # (n_img, c)
-        cap = torch.arange(c0, c0 + s.shape[1], device=device)
-        gt = s[cap // cpi, cap - c0]  # (c,)
-        higher = (s > gt).sum(0)
-        tied = (s == gt).sum(0) - 1
-        out[c0 : c0 + s.shape[1]] = higher + tied
-    return out
+    return ranks(sims, captions_per_image, chunk_elems, device)[1]
 
 
 def recall_at(ranks: torch.Tensor, ks=(1, 5, 10)) -> list[float]:

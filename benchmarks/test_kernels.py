@@ -1,0 +1,193 @@
+"""Kernel benchmarks at the papers' sizes, each beside its reference implementation.
+
+Groups: the loss-split mixture on 145,000 and 566,435 losses (F30K, COCO train) vs scikit-learn's
+GaussianMixture with NCR's settings; per-sample, hard-negative and soft-margin triplet losses on a
+128×128 batch vs explicit loops; NCR's adaptive prediction + rectified labels vs a loop; BiCro's
+anchor soft labels vs a per-sample loop; CRCL's ACL vs a per-pair loop; recall on F30K 1K
+(1,000 × 5,000) and COCO 5K (5,000 × 25,000) vs the official per-query argsort loop.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from sklearn.mixture import GaussianMixture
+
+from ncbench.kernels import consistency
+from ncbench.kernels.complementary import active_complementary_loss
+from ncbench.kernels.losses import per_sample_triplet, triplet_loss
+from ncbench.kernels.mixture import clean_posterior
+from ncbench.kernels.recall import ranks
+from ncbench.kernels.rectify import adaptive_prediction, clean_batch_labels, raw_prediction, soft_margin
+
+DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+
+
+def losses(n: int, seed: int = 0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    k = int(0.4 * n)
+    x = np.concatenate([rng.gamma(2.0, 0.05, n - k), rng.normal(0.6, 0.15, k).clip(0)])
+    rng.shuffle(x)
+    return x
+
+
+def sklearn_split(x: np.ndarray) -> np.ndarray:
+    xn = ((x - x.min()) / (x.max() - x.min()))[:, None]
+    gmm = GaussianMixture(n_components=2, max_iter=10, tol=1e-2, reg_covar=5e-4).fit(xn)
+    return gmm.predict_proba(xn)[:, gmm.means_.argmin()]
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("n", [145_000, 566_435], ids=["f30k", "coco"])
+@pytest.mark.parametrize("role", ["ncbench", "baseline"])
+def test_mixture(timed, role, n, device):
+    x = losses(n)
+    group = f"mixture-{n // 1000}k-{device}"
+    if role == "baseline":
+        if device != "cpu":
+            pytest.skip("the scikit-learn baseline runs on the CPU only (the cpu group holds it)")
+        timed(group, role, lambda: sklearn_split(x), rounds=3)
+        return
+    t = torch.from_numpy(x).to(device)
+    prob = timed(group, role, lambda: clean_posterior(t), rounds=5, cuda=device == "cuda")
+    agree = np.mean((prob.cpu().numpy() > 0.5) == (sklearn_split(x) > 0.5))
+    assert agree >= 0.999  # the same split as scikit-learn
+
+
+def _loop_triplet(S: np.ndarray, m: np.ndarray, hard: bool) -> float:
+    B = len(S)
+    total = 0.0
+    for i in range(B):
+        row = [max(0.0, m[i] + S[i, j] - S[i, i]) for j in range(B) if j != i]
+        col = [max(0.0, m[i] + S[j, i] - S[i, i]) for j in range(B) if j != i]
+        total += (max(row) + max(col)) if hard else (sum(row) + sum(col)) / B
+    return total
+
+
+@pytest.mark.parametrize("kind", ["per_sample", "hard_negative", "soft_margin"])
+@pytest.mark.parametrize("role", ["ncbench", "baseline"])
+def test_triplet_losses(timed, role, kind):
+    torch.manual_seed(0)
+    S = torch.rand(128, 128)
+    y = torch.rand(128)
+    m = soft_margin(y) if kind == "soft_margin" else torch.full((128,), 0.2)
+    group = f"triplet-{kind}-128"
+    if role == "baseline":
+        Sn, mn = S.double().numpy(), m.double().numpy()
+        timed(group, role, lambda: _loop_triplet(Sn, mn, kind != "per_sample"), rounds=3)
+    elif kind == "per_sample":
+        timed(group, role, lambda: per_sample_triplet(S, 0.2), rounds=20)
+    else:
+        timed(group, role, lambda: triplet_loss(S, m if kind == "soft_margin" else 0.2), rounds=20)
+
+
+def _loop_ncr_labels(loss: list[float], w: list[float]) -> list[float]:
+    p = [min(max(0.2 - v / 2, 0.0), 0.2) for v in loss]
+    k = len(p) // 10 + 1
+    tau = sum(sorted(p, reverse=True)[:k]) / k
+    pred = [min(max(v / max(tau, 1e-12), 0.0), 1.0) for v in p]
+    return [wi + (1 - wi) * pi for wi, pi in zip(w, pred)]
+
+
+@pytest.mark.parametrize("role", ["ncbench", "baseline"])
+def test_ncr_rectification(timed, role):
+    torch.manual_seed(1)
+    S = torch.rand(128, 128)
+    w = torch.rand(128)
+    if role == "baseline":
+        per = per_sample_triplet(S, 0.2).tolist()
+        timed("ncr-rectify-128", role, lambda: _loop_ncr_labels(per, w.tolist()), rounds=20)
+    else:
+        timed("ncr-rectify-128", role, lambda: clean_batch_labels(w, adaptive_prediction(per_sample_triplet(S, 0.2))), rounds=50)
+
+
+def _loop_bicro(img, txt, anchors):
+    out = []
+    for x in range(len(img)):
+        best_v = best_t = None
+        for a in anchors:
+            sv = float(img[x] @ img[a] / (np.linalg.norm(img[x]) * np.linalg.norm(img[a])))
+            st = float(txt[x] @ txt[a] / (np.linalg.norm(txt[x]) * np.linalg.norm(txt[a])))
+            if best_v is None or sv > best_v[0]:
+                best_v = (sv, st)
+            if best_t is None or st > best_t[1]:
+                best_t = (sv, st)
+        rv = min(best_v[0] / best_v[1], best_v[1] / best_v[0])
+        rt = min(best_t[0] / best_t[1], best_t[1] / best_t[0])
+        out.append(0.5 + (rv + rt) / 4)
+    return out
+
+
+@pytest.mark.parametrize("role", ["ncbench", "baseline"])
+def test_bicro_soft_labels(timed, role):
+    torch.manual_seed(2)
+    img, txt = torch.randn(128, 1024) + 1, torch.randn(128, 1024) + 1
+    S = torch.rand(128, 128)
+    if role == "baseline":
+        anchors = consistency.select_anchors(raw_prediction(per_sample_triplet(S))).tolist()
+        timed("bicro-labels-128", role, lambda: _loop_bicro(img.numpy(), txt.numpy(), anchors), rounds=3)
+    else:
+        def labels():
+            anchors = consistency.select_anchors(raw_prediction(per_sample_triplet(S)))
+            r_v, r_t = consistency.consistency_ratios(img, txt, img[anchors], txt[anchors])
+            return consistency.clean_batch_labels(r_v, r_t, anchors)
+
+        timed("bicro-labels-128", role, labels, rounds=50)
+
+
+def _loop_acl(S, y, tau=0.05, lam=5.0):
+    B = len(S)
+    act = comp = 0.0
+    for i in range(B):
+        row = [math.exp(S[i][j] / tau) for j in range(B)]
+        col = [math.exp(S[j][i] / tau) for j in range(B)]
+        pr, pc = [v / sum(row) for v in row], [v / sum(col) for v in col]
+        act += y[i] * (-math.log(pr[i]) - math.log(pc[i]))
+        for p in (pr, pc):
+            comp += sum(math.tan(p[j]) for j in range(B) if j != i) / sum(math.tan(v) for v in p) ** (1 - y[i])
+    return act / B + lam * comp / B
+
+
+@pytest.mark.parametrize("role", ["ncbench", "baseline"])
+def test_crcl_acl(timed, role):
+    torch.manual_seed(3)
+    S = torch.rand(128, 128, dtype=torch.float64) * 2 - 1
+    y = torch.rand(128, dtype=torch.float64)
+    if role == "baseline":
+        Sl, yl = S.tolist(), y.tolist()
+        timed("crcl-acl-128", role, lambda: _loop_acl(Sl, yl), rounds=3)
+    else:
+        timed("crcl-acl-128", role, lambda: active_complementary_loss(S, y), rounds=50)
+
+
+def loop_recall(sims: np.ndarray, cpi: int):
+    """The official evaluation: one argsort per query."""
+    n_img = sims.shape[0]
+    r_i = np.empty(n_img, dtype=np.int64)
+    for i in range(n_img):
+        order = np.argsort(sims[i])[::-1]
+        r_i[i] = np.where((order >= cpi * i) & (order < cpi * i + cpi))[0][0]
+    r_t = np.empty(n_img * cpi, dtype=np.int64)
+    for c in range(n_img * cpi):
+        order = np.argsort(sims[:, c])[::-1]
+        r_t[c] = np.where(order == c // cpi)[0][0]
+    return r_i, r_t
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("n_img", [1000, 5000], ids=["f30k-1k", "coco-5k"])
+@pytest.mark.parametrize("role", ["ncbench", "baseline"])
+def test_recall(timed, role, n_img, device):
+    rng = np.random.default_rng(4)
+    sims = rng.normal(size=(n_img, 5 * n_img)).astype(np.float32)
+    group = f"recall-{n_img // 1000}k-{device}"
+    if role == "baseline":
+        if device != "cpu":
+            pytest.skip("the argsort-loop baseline runs on the CPU only")
+        timed(group, role, lambda: loop_recall(sims, 5), rounds=3 if n_img == 1000 else 1)
+        return
+    s = torch.from_numpy(sims).to(device)
+    timed(group, role, lambda: ranks(s, 5), rounds=5, cuda=device == "cuda")
