@@ -31,7 +31,7 @@ from .engine.trainer import train_with_selection
 from .evaluate import evaluate_split
 from .errors import ConfigError, DataError, TrainingError
 from .registry import BACKBONES, DATASETS, METHODS
-from .results import environment, existing_status, read_result, result_path, set_aside, write_json_atomic
+from .results import SCHEMA_VERSION, environment, existing_status, read_result, result_path, set_aside, write_json_atomic
 
 
 @dataclass
@@ -121,6 +121,19 @@ def _noise_file(spec: SweepSpec, dataset: str, ratio: float) -> str | None:
     return None
 
 
+def make_context(ds: Dataset, noise: NoiseIndex, backbone: str, backbone_config: dict[str, Any],
+                 device: torch.device, generator: torch.Generator, progress: bool = False) -> TrainContext:
+    """What a method is given: the noisy training set and a way to build fresh backbones."""
+    bcls = BACKBONES.get(backbone)
+    bconf = build_config(bcls.Config, backbone_config)
+    feature_dim = int(ds.train.images.shape[-1])
+    return TrainContext(
+        train=TrainingSet(ds.train, noise),
+        build_backbone=lambda extra_tokens=0: bcls(bconf, len(ds.vocab) + extra_tokens, feature_dim),
+        vocab_size=len(ds.vocab), device=device, generator=generator, progress=progress,
+    )
+
+
 def seed_everything(seed: int) -> torch.Generator:
     random.seed(seed)
     np.random.seed(seed % 2**32)
@@ -155,15 +168,8 @@ class Runner:
         noise = self.noise_index(cfg, ds)
         device = torch.device(self.s.device)
         generator = seed_everything(cfg.seed)
-        mcls, bcls = METHODS.get(cfg.method), BACKBONES.get(cfg.backbone)
-        bconf = build_config(bcls.Config, cfg.backbone_config)
-        feature_dim = int(ds.train.images.shape[-1])
-        ctx = TrainContext(
-            train=TrainingSet(ds.train, noise),
-            build_backbone=lambda extra_tokens=0: bcls(bconf, len(ds.vocab) + extra_tokens, feature_dim),
-            vocab_size=len(ds.vocab),
-            device=device, generator=generator, progress=self.s.progress,
-        )
+        mcls = METHODS.get(cfg.method)
+        ctx = make_context(ds, noise, cfg.backbone, cfg.backbone_config, device, generator, self.s.progress)
         record = self._record(cfg, noise)
         try:
             method = mcls(build_config(mcls.Config, cfg.method_config), ctx)
@@ -196,7 +202,7 @@ class Runner:
 
     def _record(self, cfg: RunConfig, noise: NoiseIndex) -> dict[str, Any]:
         return {
-            "schema_version": 1,
+            "schema_version": SCHEMA_VERSION,
             "status": "running",
             "identity": {
                 "method": cfg.method, "backbone": cfg.backbone, "dataset": cfg.dataset,

@@ -16,14 +16,12 @@ from typing import Any
 
 import torch
 
-from .data.batching import TrainingSet
 from .data.cards import SyntheticCard
 from .data.noise import make_noise_index
 from .data.synthetic import SyntheticSpec
-from .engine.method import TrainContext, build_config
 from .evaluate import evaluate_split
-from .registry import BACKBONES, METHODS
-from .runner import seed_everything
+from .registry import METHODS
+from .runner import make_context, seed_everything
 
 
 @dataclass
@@ -54,13 +52,9 @@ def measure(method: str, backbone: str, n_train: int, n_test: int, device: str, 
     card = SyntheticCard("synthetic", "", spec=SyntheticSpec(n_train=n_train, n_dev=10, n_test=n_test))
     ds = card.load(None, Path(cache_dir) / "data")
     dev = torch.device(device)
-    mcls, bcls = METHODS.get(method), BACKBONES.get(backbone)
-    bconf = build_config(bcls.Config, {})
-    feature_dim = int(ds.train.images.shape[-1])
     generator = seed_everything(seed)
-    ctx = TrainContext(TrainingSet(ds.train, make_noise_index(ds.train.caption_to_row(), noise, seed)),
-                       lambda extra_tokens=0: bcls(bconf, len(ds.vocab) + extra_tokens, feature_dim),
-                       len(ds.vocab), dev, generator)
+    ctx = make_context(ds, make_noise_index(ds.train.caption_to_row(), noise, seed), backbone, {}, dev, generator)
+    mcls = METHODS.get(method)
     m = mcls(mcls.make_config("synthetic"), ctx)
     start = first_steady_epoch(m)
     if dev.type == "cuda":

@@ -86,3 +86,36 @@ def test_noise_hurts_the_noise_blind_baseline(sweep_root, cache_dir):
                 if r["identity"]["method"] == "vanilla" and r["identity"]["seed"] == 0}
     assert by_ratio[0.0] > 350
     assert by_ratio[0.0] - by_ratio[0.6] > 150
+
+
+def test_nan_loss_fails_the_run_with_its_epoch(tmp_path, cache_dir, capsys):
+    """A run whose loss turns NaN is written with status failed and the place it happened; the
+    command exits non-zero; the rest of the sweep still runs."""
+    import torch
+
+    from ncbench.registry import METHODS
+
+    Vanilla = METHODS.get("vanilla")
+
+    class Diverging(Vanilla):
+        """Test-only: vanilla whose loss becomes NaN in its second epoch."""
+
+        def train_epoch(self, epoch):
+            if epoch == 1:
+                with torch.no_grad():
+                    for p in self.net.parameters():
+                        p.fill_(float("nan"))
+            return super().train_epoch(epoch)
+
+    METHODS.register("diverging_test")(Diverging)
+    try:
+        code = sweep(tmp_path, cache_dir, "r", "--methods", "diverging_test,vanilla", "--noise", "0.2",
+                     "--method-opt", "epochs=2")
+    finally:
+        METHODS.unregister("diverging_test")
+    assert code == 1
+    err = capsys.readouterr().err
+    assert "failed: diverging_test" in err and "loss became nan (epoch 1" in err
+    failed = json.loads(next((tmp_path / "r").rglob("diverging_test/*/seed-0.json")).read_text())
+    assert failed["status"] == "failed" and "epoch 1" in failed["error"]
+    assert json.loads(next((tmp_path / "r").rglob("vanilla/*/seed-0.json")).read_text())["status"] == "ok"
