@@ -35,8 +35,10 @@ def losses(n: int, seed: int = 0) -> np.ndarray:
 
 
 def sklearn_split(x: np.ndarray) -> np.ndarray:
+    """NCR's call, with a fixed ``random_state``: its random k-means++ start otherwise changes how
+    long k-means and EM run, and with it the baseline time from one run to the next."""
     xn = ((x - x.min()) / (x.max() - x.min()))[:, None]
-    gmm = GaussianMixture(n_components=2, max_iter=10, tol=1e-2, reg_covar=5e-4).fit(xn)
+    gmm = GaussianMixture(n_components=2, max_iter=10, tol=1e-2, reg_covar=5e-4, random_state=0).fit(xn)
     return gmm.predict_proba(xn)[:, gmm.means_.argmin()]
 
 
@@ -49,10 +51,10 @@ def test_mixture(timed, role, n, device):
     if role == "baseline":
         if device != "cpu":
             pytest.skip("the scikit-learn baseline runs on the CPU only (the cpu group holds it)")
-        timed(group, role, lambda: sklearn_split(x), rounds=3)
+        timed(group, role, lambda: sklearn_split(x), rounds=6)
         return
     t = torch.from_numpy(x).to(device)
-    prob = timed(group, role, lambda: clean_posterior(t), rounds=5, cuda=device == "cuda")
+    prob = timed(group, role, lambda: clean_posterior(t), rounds=10, cuda=device == "cuda")
     agree = np.mean((prob.cpu().numpy() > 0.5) == (sklearn_split(x) > 0.5))
     assert agree >= 0.999  # the same split as scikit-learn
 
