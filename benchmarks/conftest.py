@@ -37,12 +37,12 @@ def timed(benchmark, request):
     def run(group: str, role: str, fn, rounds: int = 5, cuda: bool = False):
         benchmark.group = group
         benchmark.extra_info["role"] = role
-        call = fn
-        if cuda:
-            def call():
-                out = fn()
-                torch.cuda.synchronize()
-                return out
+        def synchronised():
+            out = fn()
+            torch.cuda.synchronize()
+            return out
+
+        call = synchronised if cuda else fn
         # quick mode shortens only the (slow) baselines: kernels take milliseconds, and a cold
         # single round would not be comparable with the stored baseline
         n = max(1, rounds // 3) if quick and role == "baseline" else rounds

@@ -105,6 +105,10 @@ class CRCL(Method):
     def selectable(self, epoch: int) -> bool:
         return not self.config.select_last_stage or self.stage_of(epoch)[0] == len(self.stages) - 1
 
+    @property
+    def first_steady_epoch(self) -> int:
+        return self.config.warm_epochs  # labels start moving after the warm epochs of stage 0
+
     def networks(self):
         return [self.net]
 

@@ -1,8 +1,8 @@
 """End-to-end throughput: training pairs per second and evaluation time per method × backbone.
 
 Builds the synthetic dataset at a chosen size, trains each method for a few steady-state epochs
-(after any warm-up, which is skipped: co-teaching methods start at their first co-training epoch,
-CRCL after its warm epochs) and times them, then times one evaluation of the test split. Meant for
+(from the method's ``first_steady_epoch``: warm-up is skipped, so co-teaching methods start at
+their first co-training epoch and CRCL after its warm epochs) and times them, then times one evaluation of the test split. Meant for
 comparing two commits on the same machine; every record carries versions, git revision and
 hardware.
 """
@@ -41,12 +41,6 @@ class Throughput:
         return asdict(self)
 
 
-def first_steady_epoch(method) -> int:
-    """The first epoch after warm-up (co-teaching: warm-up epochs; CRCL: warm epochs of stage 0)."""
-    cfg = method.config
-    return int(getattr(cfg, "warmup_epochs", 0) or getattr(cfg, "warm_epochs", 0) or 0)
-
-
 def measure(method: str, backbone: str, n_train: int, n_test: int, device: str, epochs: int,
             cache_dir: Path, noise: float = 0.2, seed: int = 0) -> Throughput:
     card = SyntheticCard("synthetic", "", spec=SyntheticSpec(n_train=n_train, n_dev=10, n_test=n_test))
@@ -56,7 +50,7 @@ def measure(method: str, backbone: str, n_train: int, n_test: int, device: str, 
     ctx = make_context(ds, make_noise_index(ds.train.caption_to_row(), noise, seed), backbone, {}, dev, generator)
     mcls = METHODS.get(method)
     m = mcls(mcls.make_config("synthetic"), ctx)
-    start = first_steady_epoch(m)
+    start = m.first_steady_epoch
     if dev.type == "cuda":
         torch.cuda.reset_peak_memory_stats(dev)
     sync = torch.cuda.synchronize if dev.type == "cuda" else (lambda: None)

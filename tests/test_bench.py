@@ -3,7 +3,6 @@
 import json
 
 import numpy as np
-import pytest
 import torch
 
 from ncbench.benchmarking import compare, load_baseline, measure_speedup, save_baseline

@@ -131,7 +131,7 @@ def test_clean_batch_labels_hand_values_and_official_scatter():
     r_v = torch.tensor([0.9, 0.1, 0.8, 0.6, 0.2])
     r_t = torch.tensor([0.7, 0.3, 0.8, 0.2, 0.9])
     anchors = torch.tensor([1])
-    score = 0.5 + (r_v + r_t) / 4  # 0.9, 0.6, 0.9, 0.7, 0.775
+    # scores 0.5 + (r_v + r_t) / 4 by position: 0.9, 0.6, 0.9, 0.7, 0.775
     fixed = consistency.clean_batch_labels(r_v, r_t, anchors)
     assert fixed.tolist() == pytest.approx([0.9, 1.0, 0.9, 0.7, 0.775])
     official = consistency.clean_batch_labels(r_v, r_t, anchors, official_scatter=True)

@@ -64,6 +64,10 @@ class CoTeaching(Method):
         return epoch >= self.config.warmup_epochs
 
     @property
+    def first_steady_epoch(self) -> int:
+        return self.config.warmup_epochs
+
+    @property
     def noisy_from(self) -> int:
         return self.config.noisy_from if self.config.noisy_from >= 0 else self.config.epochs // 2
 

@@ -73,6 +73,11 @@ class Method:
         """Whether this epoch may be chosen by model selection (warm-up epochs may not)."""
         return True
 
+    @property
+    def first_steady_epoch(self) -> int:
+        """The first epoch after any warm-up: where throughput benchmarks start timing."""
+        return 0
+
     def train_epoch(self, epoch: int) -> dict[str, float]:
         """Train one epoch; return scalar logs (e.g. ``{"loss": ...}``)."""
         raise NotImplementedError

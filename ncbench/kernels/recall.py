@@ -59,12 +59,13 @@ def ranks(sims, captions_per_image: int, chunk_elems: int = DEFAULT_CHUNK_ELEMS,
 
 
 def i2t_ranks(sims, captions_per_image: int, chunk_elems: int = DEFAULT_CHUNK_ELEMS, device=None) -> torch.Tensor:
-    """For each image, the 0-based rank of its best-ranked ground-truth caption."""
+    """For each image, the 0-based rank of its best-ranked ground-truth caption (a convenience
+    view of ``ranks``, which computes both directions in the same pass: call it for both)."""
     return ranks(sims, captions_per_image, chunk_elems, device)[0]
 
 
 def t2i_ranks(sims, captions_per_image: int, chunk_elems: int = DEFAULT_CHUNK_ELEMS, device=None) -> torch.Tensor:
-    """For each caption, the 0-based rank of its image among all images."""
+    """For each caption, the 0-based rank of its image among all images (a view of ``ranks``)."""
     return ranks(sims, captions_per_image, chunk_elems, device)[1]
 
 
