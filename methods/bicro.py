@@ -46,7 +46,7 @@ from ncbench.engine.coteaching import CoTeaching, CoTeachingConfig
 from ncbench.engine.optim import optimizer_step
 from ncbench.kernels import consistency
 from ncbench.kernels.losses import per_sample_triplet, triplet_loss
-from ncbench.kernels.mixture import bmm_clean_posterior
+from ncbench.kernels.mixture import SplitFit, bmm_split
 from ncbench.kernels.rectify import raw_prediction, soft_margin
 from ncbench.registry import METHODS
 
@@ -80,8 +80,8 @@ class BiCro(CoTeaching):
         per = per_sample_triplet(net(batch.images, batch.tokens, batch.lengths), self.config.margin)
         return consistency.lowest_loss_sum(per, self.config.warmup_rate)
 
-    def split_probability(self, losses: torch.Tensor) -> torch.Tensor:
-        return bmm_clean_posterior(losses, self.config.bmm_iters)
+    def fit_split(self, losses: torch.Tensor) -> SplitFit:
+        return bmm_split(losses, self.config.bmm_iters)
 
     @torch.no_grad()
     def _peer_view(self, peer, batch: Batch):

@@ -40,7 +40,7 @@ from ncbench.data.batching import Batch
 from ncbench.engine.coteaching import CoTeaching, CoTeachingConfig
 from ncbench.engine.optim import optimizer_step
 from ncbench.kernels.losses import per_sample_triplet, triplet_loss
-from ncbench.kernels.mixture import clean_posterior
+from ncbench.kernels.mixture import SplitFit, gmm_split
 from ncbench.kernels.rectify import (
     adaptive_prediction, clean_batch_labels, noisy_batch_labels, official_clean_label_matrix, soft_margin,
 )
@@ -77,9 +77,9 @@ class NCR(CoTeaching):
     def warmup_loss(self, net, batch: Batch) -> torch.Tensor:
         return triplet_loss(net(batch.images, batch.tokens, batch.lengths), self.config.margin, hard_negative=False)
 
-    def split_probability(self, losses: torch.Tensor) -> torch.Tensor:
+    def fit_split(self, losses: torch.Tensor) -> SplitFit:
         c = self.config
-        return clean_posterior(losses, c.gmm_iters, c.gmm_tol, c.gmm_reg)
+        return gmm_split(losses, c.gmm_iters, c.gmm_tol, c.gmm_reg)
 
     @torch.no_grad()
     def _prediction(self, net, batch: Batch) -> torch.Tensor:

@@ -16,6 +16,13 @@ from pathlib import Path
 from . import __version__
 from .errors import ConfigError, NcbenchError
 
+EPILOG_LEADERBOARD = """\
+examples:
+  ncbench leaderboard                               measured results of ./results into ./leaderboards
+  ncbench leaderboard --with-reported               ... with the papers' numbers as marked reference rows
+  ncbench leaderboard --results runs/a --results runs/b --format md,html --out boards/
+"""
+
 EPILOG_RUN = """\
 examples:
   ncbench run                                       vanilla on the embedded dataset, noise 0/0.2/0.6
@@ -88,9 +95,22 @@ def build_parser() -> argparse.ArgumentParser:
     ls = sub.add_parser("list", help="show registered methods, backbones and datasets")
     ls.add_argument("kind", nargs="?", choices=["methods", "backbones", "datasets"], help="only this kind")
 
-    lb = sub.add_parser("leaderboard", help="aggregate result files into Markdown tables")
-    lb.add_argument("--results", default="results", help="results folder (default: ./results)")
+    lb = sub.add_parser(
+        "leaderboard", help="aggregate result files into tables in the papers' layout (Markdown, HTML, LaTeX)",
+        description="Aggregate result files over seeds (mean, sample std, 95%% CI) into tables laid out like BiCro's "
+                    "Table 1: rows grouped by noise ratio then method, a column group per benchmark. Writes "
+                    "leaderboard.md/.tex/.csv, index.html with one self-contained page per table, and plots/.",
+        epilog=EPILOG_LEADERBOARD, formatter_class=argparse.RawDescriptionHelpFormatter)
+    lb.add_argument("--results", action="append", metavar="DIR",
+                    help="results folder; repeatable (default: ./results and, if present, <out>/results)")
     lb.add_argument("--out", default="leaderboards", help="output folder (default: ./leaderboards)")
+    lb.add_argument("--format", type=_names, default=["md", "html", "tex"], metavar="md,html,tex",
+                    help="formats to write (default: all three; leaderboard.csv is always written)")
+    lb.add_argument("--with-reported", action="store_true",
+                    help="add the papers' published numbers as reference rows, marked 'reported'")
+    lb.add_argument("--allow-mixed", action="store_true",
+                    help="show runs trained on a different noise index (marked ‡) instead of refusing them")
+    lb.add_argument("--no-plots", action="store_true", help="skip the PNG plots")
 
     b = sub.add_parser("bench", help="end-to-end throughput: training pairs/s and evaluation time",
                        description="Train each method × backbone for a few steady-state epochs on synthetic data of the "
@@ -105,6 +125,29 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--threads", type=int, help="CPU threads for torch")
     b.add_argument("--cache-dir", default=os.environ.get("NCBENCH_CACHE", str(Path.home() / ".cache" / "ncbench")))
     b.add_argument("--out", help="also write the figures (with versions, git revision, hardware) to this JSON file")
+
+    sm = sub.add_parser(
+        "submit", help="validate result files and copy the accepted ones into the leaderboard",
+        description="Validate result files against the published JSON Schema (ncbench/schema/result.schema.json) and "
+                    "the protocol (rSum = sum of the six recalls, known protocol version, canonical noise index, "
+                    "complete seed sets %s), then copy the accepted ones into <dest>/. Files are read as JSON "
+                    "data only; nothing in a submission is executed." % "{0, 1, 2}",
+        epilog="example:\n  ncbench submit results/protocol-1/synthetic/noise-0.2/mymethod\n"
+               "  ncbench leaderboard --with-reported     (includes leaderboards/results/)",
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    sm.add_argument("paths", nargs="*", metavar="RESULTS", help="result .json files or folders (searched recursively)")
+    sm.add_argument("--dest", default="leaderboards/results", help="where accepted files go (default: leaderboards/results)")
+    sm.add_argument("--check", action="store_true", help="validate only; copy nothing")
+    sm.add_argument("--replace", action="store_true", help="overwrite a different accepted result of the same run")
+    sm.add_argument("--print-schema", action="store_true", help="print the result JSON Schema and exit")
+
+    nmth = sub.add_parser("new-method", help="write the skeleton of a new method plugin",
+                          description="Write methods/NAME.py: a registered method that trains as written, with TODOs "
+                                      "where the method's own ideas go. See methods/README.md for the walk-through.")
+    nmth.add_argument("name", help="registry name, e.g. mymethod (lower case, digits, _)")
+    nmth.add_argument("--template", choices=["single", "coteaching"], default="single",
+                      help="single network (default) or the NCR/BiCro co-teaching skeleton")
+    nmth.add_argument("--dir", default="methods", help="folder to write into (default: ./methods, the repo's methods folder)")
 
     nz = sub.add_parser("noise", help="make or inspect noise-index files")
     nsub = nz.add_subparsers(dest="noise_command", metavar="ACTION", required=True)
@@ -124,8 +167,7 @@ def build_parser() -> argparse.ArgumentParser:
 def cmd_run(args) -> int:
     import torch
 
-    from .report.aggregate import aggregate, results_frame
-    from .report.markdown import markdown_tables
+    from .report.build import summary_markdown
     from .results import existing_status, result_path
     from .runner import RunSettings, SweepSpec, check_device, default_device, plan, run_sweep
 
@@ -154,7 +196,9 @@ def cmd_run(args) -> int:
     report = run_sweep(runs, settings)
     print(f"\n{report.ran} run(s) trained, {report.skipped} already done, {len(report.failed)} failed "
           f"in {time.perf_counter() - t0:.0f}s\n")
-    print(markdown_tables(aggregate(results_frame(report.done))))
+    print(summary_markdown(report.done))
+    print(f"Tables of everything in {results}/, in the papers' layout (Markdown, HTML, LaTeX): "
+          f"ncbench leaderboard --results {results} --with-reported")
     for f in report.failed:
         print(f"failed: {f}", file=sys.stderr)
     return 1 if report.failed else 0
@@ -178,23 +222,22 @@ def cmd_list(args) -> int:
 
 
 def cmd_leaderboard(args) -> int:
-    from .report.aggregate import aggregate, results_frame
-    from .report.markdown import markdown_tables
-    from .atomic import write_text_atomic
-    from .results import load_results
+    from .report.build import LeaderboardRequest, build_leaderboard
 
-    root = Path(args.results)
-    if not root.is_dir():
-        raise ConfigError(f"{root}: results folder not found (run `ncbench run` first)")
-    loaded = load_results(root)
-    for err in loaded.errors:
+    folders = [Path(p) for p in args.results] if args.results else [Path("results")]
+    if not args.results and Path(args.out, "results").is_dir():
+        folders.append(Path(args.out, "results"))  # accepted submissions
+    req = LeaderboardRequest(results=folders, out=Path(args.out), formats=tuple(args.format),
+                             with_reported=args.with_reported, allow_mixed=args.allow_mixed, plots=not args.no_plots)
+    out = build_leaderboard(req)
+    for err in out.skipped:
         print(f"warning: skipped unreadable result: {err}", file=sys.stderr)
-    text = "# ncbench leaderboard\n\nMeasured results (mean ± sample std over seeds; n = seeds).\n\n"
-    text += markdown_tables(aggregate(results_frame(loaded.results)))
-    out = Path(args.out) / "leaderboard.md"
-    write_text_atomic(out, text)
-    print(text)
-    print(f"written to {out} ({len(loaded.results)} result file(s), {len(loaded.errors)} skipped)")
+    print(out.markdown)
+    shown = sorted({p.parent if p.parent.name == "plots" else p for p in out.written})
+    print(f"read {out.n_results} result file(s) from {', '.join(map(str, folders))} ({len(out.skipped)} unreadable); "
+          f"wrote {len(out.written)} file(s):")
+    for p in shown:
+        print(f"  {p}{'/' if p.name == 'plots' else ''}")
     return 0
 
 
@@ -258,7 +301,47 @@ def cmd_bench(args) -> int:
     return 0
 
 
-COMMANDS = {"run": cmd_run, "bench": cmd_bench, "list": cmd_list, "leaderboard": cmd_leaderboard, "noise": cmd_noise}
+def cmd_submit(args) -> int:
+    import json
+
+    from .submission import accept, result_schema, review
+
+    if args.print_schema:
+        print(json.dumps(result_schema(), indent=2))
+        return 0
+    if not args.paths:
+        raise ConfigError("give result files or folders to submit (or --print-schema)")
+    verdicts = review(args.paths, Path(args.dest))
+    if not args.check:
+        accept(verdicts, replace=args.replace)
+    for v in verdicts:
+        if v.accepted:
+            what = "valid" if args.check else (v.note or "accepted")
+            print(f"{what}: {v.path}" + ("" if args.check else f" -> {v.dest}"))
+        else:
+            print(f"refused: {v.path}", file=sys.stderr)
+            for reason in v.reasons:
+                print(f"    {reason}", file=sys.stderr)
+    refused = sum(not v.accepted for v in verdicts)
+    print(f"{len(verdicts) - refused} accepted, {refused} refused" + (" (check only; nothing copied)" if args.check else ""))
+    return 2 if refused else 0
+
+
+def cmd_new_method(args) -> int:
+    from .registry import METHODS
+    from .scaffold import write_skeleton
+
+    path = write_skeleton(args.name, Path(args.dir), args.template, METHODS.names())
+    print(f"wrote {path} ({args.template} template). Next:\n"
+          f"  1. fill in the TODOs (what the method does, its defaults, its deviations);\n"
+          f"  2. pip install -e .   (once, so the repo's methods folder is what ncbench imports)\n"
+          f"  3. ncbench run --methods {args.name},vanilla --noise 0.2,0.6 --seeds 0,1,2\n"
+          f"  4. ncbench leaderboard; ncbench submit results/protocol-1/synthetic   (see methods/README.md)")
+    return 0
+
+
+COMMANDS = {"run": cmd_run, "bench": cmd_bench, "list": cmd_list, "leaderboard": cmd_leaderboard, "noise": cmd_noise,
+            "submit": cmd_submit, "new-method": cmd_new_method}
 
 
 def main(argv: list[str] | None = None) -> int:

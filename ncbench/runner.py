@@ -98,7 +98,7 @@ def plan(spec: SweepSpec) -> list[RunConfig]:
         for b, bcls in backbones.items():
             bconf = dataclasses.asdict(build_config(bcls.Config, spec.backbone_options))
             for m, mcls in methods.items():
-                mconf = dataclasses.asdict(mcls.make_config(d, spec.method_options))
+                mconf = dataclasses.asdict(mcls.make_config(card.schedule or d, spec.method_options))
                 for r in ratios:
                     for s in spec.seeds:
                         runs.append(RunConfig(

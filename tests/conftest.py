@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 from pathlib import Path
 
@@ -108,3 +109,48 @@ def small_context():
         return ctx, ds
 
     return make
+
+
+def _metrics(r1: float, rsum_shift: float = 0.0) -> dict:
+    vals = {"i2t_r1": r1, "i2t_r5": r1 + 20, "i2t_r10": r1 + 30, "t2i_r1": r1 - 10, "t2i_r5": r1 + 10, "t2i_r10": r1 + 20}
+    return {**vals, "rsum": sum(vals.values()) + rsum_shift, "i2t_medr": 2.0, "i2t_meanr": 5.0, "t2i_medr": 3.0,
+            "t2i_meanr": 8.0}
+
+
+def make_result_dict(method="mymethod", backbone="vse_light", dataset="synthetic", noise=0.0, seed=0, r1=50.0,
+                     sha=None, protocol="1", coco=False, ensemble=1, gpu_hours=0.0, rsum_shift=0.0) -> dict:
+    """A complete, schema-valid result record with hand-chosen recalls (R@1 = ``r1``, the others offset
+    from it, so every number in a rendered table can be predicted by hand)."""
+    from ncbench.submission import canonical_noise
+
+    if sha is None:
+        sha = canonical_noise().get(dataset, {}).get(f"{noise:g}", {}).get("sha256", "0" * 64)
+    test = {"full": _metrics(r1, rsum_shift), "primary": "full", "split": "test"}
+    if coco:
+        folds = [_metrics(r1 + 10 + d) for d in (-1.0, 1.0)]
+        test.update(primary="fold_mean", fold_mean=_metrics(r1 + 10), folds=folds, split="testall")
+    cfg = {"method": method, "backbone": backbone, "dataset": dataset, "noise_ratio": noise, "seed": seed}
+    return {
+        "schema_version": 1, "status": "ok",
+        "identity": {**cfg, "protocol_version": protocol, "noise_index_sha256": sha},
+        "config": cfg, "config_hash": hashlib.sha256(repr(sorted(cfg.items())).encode()).hexdigest()[:16],
+        "test": test, "best_val": {"epoch": 3}, "meta": {"ensemble_size": ensemble, "selection": "best_val_rsum"},
+        "timings": {"gpu_hours": gpu_hours}, "env": {}, "error": None,
+    }
+
+
+@pytest.fixture
+def write_result():
+    """``write_result(root, **fields)``: write ``make_result_dict(**fields)`` at its standard path."""
+    import json
+
+    from ncbench.submission import destination
+
+    def write(root: Path, **fields) -> Path:
+        data = fields.pop("data", None) or make_result_dict(**fields)
+        path = destination(root, data["identity"])
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(data))
+        return path
+
+    return write

@@ -107,7 +107,7 @@ def test_crcl_trains_and_rejects_epochs(tmp_path, small_context):
 
     m, _ = _crcl(tmp_path, small_context, schedules=(1, 1), warm_epochs=1)
     logs = [m.train_epoch(e) for e in range(m.total_epochs)]
-    assert all(np.isfinite(v) for l in logs for v in l.values())
+    assert all(np.isfinite(v) for row in logs for v in row.values())
     with pytest.raises(ConfigError, match="schedules"):
         _crcl(tmp_path, small_context, epochs=5)
 

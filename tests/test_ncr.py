@@ -6,6 +6,7 @@ import torch
 
 from ncbench.engine.coteaching import CoTeaching, CoTeachingConfig
 from ncbench.kernels.losses import triplet_loss
+from ncbench.kernels.mixture import SplitFit
 from ncbench.registry import METHODS
 
 
@@ -20,8 +21,9 @@ class Recorder(CoTeaching):
     def warmup_loss(self, net, batch):
         return triplet_loss(net(batch.images, batch.tokens, batch.lengths), hard_negative=False)
 
-    def split_probability(self, losses):
-        return self.fixed.pop(0)
+    def fit_split(self, losses):
+        prob = self.fixed.pop(0)
+        return SplitFit(losses.double(), prob, None, 0)
 
     def co_step(self, k, clean, w, noisy, epoch):
         self.seen[k][0].extend(clean.ids.tolist())

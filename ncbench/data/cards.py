@@ -13,6 +13,7 @@ from pathlib import Path
 
 from ..errors import DataError
 from ..registry import DATASETS
+from .globalfeat import GlobalSource, load_global
 from .precomp import Split, load_split
 from .synthetic import SyntheticSpec, ensure_synthetic
 from .vocab import Vocabulary
@@ -48,6 +49,7 @@ class DatasetCard:
     allows_injected_noise: bool = True
     folder: str | None = None  # sub-folder of --data-root holding the split files
     vocab_file: str | None = None  # relative to --data-root; None: vocab.json in the folder
+    schedule: str | None = None  # take the methods' per-dataset defaults of this dataset instead (small data)
 
     def locate(self, data_root: Path | None, cache_dir: Path) -> Path:
         if data_root is None:
@@ -85,6 +87,24 @@ class SyntheticCard(DatasetCard):
         return ensure_synthetic(Path(cache_dir) / "data", self.spec)
 
 
+@dataclass(frozen=True)
+class GlobalFeatureCard(DatasetCard):
+    """A dataset of precomputed global image embeddings (``ncbench.data.globalfeat``)."""
+
+    source: GlobalSource = GlobalSource("", "", "")
+
+    def locate(self, data_root: Path | None, cache_dir: Path) -> Path:
+        if data_root is None:
+            raise DataError(f"dataset {self.name!r} needs --data-root: the folder holding {self.source.features} "
+                            "(for the shared test data: --data-root ../shared/data)")
+        return Path(data_root)
+
+    def load(self, data_root: Path | None, cache_dir: Path) -> Dataset:
+        root = self.locate(data_root, cache_dir)
+        vocab, (train, dev, test) = load_global(root, self.source, self.captions_per_image)
+        return Dataset(self, root, vocab, train, dev, test)
+
+
 DATASETS.register("synthetic")(
     SyntheticCard(
         "synthetic",
@@ -116,5 +136,32 @@ DATASETS.register("cc152k")(
         allows_injected_noise=False,
         folder="cc152k_precomp",
         vocab_file="vocab/cc152k_precomp_vocab.json",
+    )
+)
+DATASETS.register("flickr8k-clip")(
+    GlobalFeatureCard(
+        "flickr8k-clip",
+        "Flickr8k, 499 images as CLIP ViT-B/32 embeddings (seeded split 299/100/100, 5 captions each); needs --data-root",
+        source=GlobalSource(
+            features="flickr8k/feats_clip_vitb32_499/clip_vitb32_image.npy",
+            names="flickr8k/feats_clip_vitb32_499/image_names.txt",
+            captions="flickr8k/text/Flickr8k.token.txt",
+            split_sizes=(299, 100, 100), transform="l2",
+        ),
+        schedule="synthetic",
+    )
+)
+DATASETS.register("flickr8k-xception")(
+    GlobalFeatureCard(
+        "flickr8k-xception",
+        "Flickr8k's 1000 official test images as Xception ImageNet posteriors (log, standardised; seeded split "
+        "600/200/200); needs --data-root",
+        source=GlobalSource(
+            features="flickr8k/feats_xception_softmax_test1000/xception_softmax.npy",
+            names="flickr8k/feats_xception_softmax_test1000/image_names.txt",
+            captions="flickr8k/text/Flickr8k.token.txt",
+            split_sizes=(600, 200, 200), transform="log_standardise",
+        ),
+        schedule="synthetic",
     )
 )

@@ -6,7 +6,7 @@ Then every epoch:
 
 1. **co-divide**: both networks, in eval mode and without gradients, compute per-sample losses over
    the whole training set on the same shuffled batches; each network's losses give a clean
-   probability per pair (``split_probability``: NCR's GMM, BiCro's Beta mixture);
+   probability per pair (``fit_split``: NCR's GMM, BiCro's Beta mixture);
 2. each network is trained on its **peer's** split: a labeled loader over the pairs the peer
    considers clean and a cycled unlabeled loader over the rest, one batch of each per step
    (``co_step``: the method's label rectification and loss); A for a whole epoch, then B;
@@ -27,7 +27,7 @@ import torch
 from ..backbones.base import Backbone
 from ..data.batching import Batch
 from ..kernels.losses import per_sample_triplet
-from ..kernels.mixture import split_clean
+from ..kernels.mixture import SplitFit, split_clean
 from .method import Method, MethodConfig, TrainContext
 from .optim import optimizer_step, set_lr, step_decay
 
@@ -41,7 +41,7 @@ class CoTeachingConfig(MethodConfig):
 
 
 class CoTeaching(Method):
-    """Base class: subclasses implement ``warmup_loss``, ``split_probability`` and ``co_step``."""
+    """Base class: subclasses implement ``warmup_loss``, ``fit_split`` and ``co_step``."""
 
     Config = CoTeachingConfig
     ensemble_size = 2
@@ -53,6 +53,7 @@ class CoTeaching(Method):
         n = len(ctx.train)
         self._prob: np.ndarray | None = None
         self._split: np.ndarray | None = None
+        self._fit: SplitFit | None = None  # network A's split of the current epoch (diagnostics)
         self._labels = np.full(n, np.nan)
 
     # -- schedule ------------------------------------------------------------------------------
@@ -83,12 +84,16 @@ class CoTeaching(Method):
     def soft_labels(self) -> np.ndarray | None:
         return self._labels if self._prob is not None else None
 
+    def split_fit(self) -> SplitFit | None:
+        return self._fit
+
     # -- hooks for subclasses --------------------------------------------------------------------
     def warmup_loss(self, net: Backbone, batch: Batch) -> torch.Tensor:
         raise NotImplementedError
 
-    def split_probability(self, losses: torch.Tensor) -> torch.Tensor:
-        """Per-pair clean probability from one network's per-sample losses over the training set."""
+    def fit_split(self, losses: torch.Tensor) -> SplitFit:
+        """The loss split (clean probability per pair and the fitted mixture) from one network's
+        per-sample losses over the training set."""
         raise NotImplementedError
 
     def co_step(self, k: int, clean: Batch, w: torch.Tensor, noisy: Batch | None, epoch: int) -> dict[str, float]:
@@ -105,7 +110,9 @@ class CoTeaching(Method):
         for opt in self.opts:
             set_lr(opt, step_decay(cfg.lr, e, cfg.lr_update))
         losses = self.per_sample_losses()
-        probs = [self.split_probability(l) for l in losses]
+        fits = [self.fit_split(loss) for loss in losses]
+        probs = [f.prob for f in fits]
+        self._fit = fits[0]
         self._labels[:] = np.nan
         logs: dict[str, float] = {}
         for k in range(2):

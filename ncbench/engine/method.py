@@ -20,6 +20,7 @@ import torch
 from ..backbones.base import Backbone
 from ..data.batching import TrainingSet
 from ..errors import ConfigError
+from ..kernels.mixture import SplitFit
 
 
 @dataclass
@@ -97,6 +98,11 @@ class Method:
 
     def soft_labels(self) -> np.ndarray | None:
         """Per training caption, the soft correspondence label it last trained with (NaN if unused)."""
+        return None
+
+    def split_fit(self) -> SplitFit | None:
+        """The loss-mixture fit behind ``clean_probability`` (normalised losses, mixture), if the
+        method fits one; the result keeps its histogram for the split plot."""
         return None
 
     def state_dict(self) -> dict[str, Any]:

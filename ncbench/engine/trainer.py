@@ -17,7 +17,7 @@ import torch
 from tqdm.auto import tqdm
 
 from ..data.precomp import Split
-from ..evaluate import SplitEvaluation, detection_metrics, evaluate_split
+from ..evaluate import SplitEvaluation, detection_metrics, evaluate_split, split_histogram
 from .method import Method
 
 
@@ -63,6 +63,9 @@ def train_with_selection(
         history.append(row)
         eligible = method.selectable(epoch) or epoch == epochs - 1 and best is None
         if eligible and (best is None or val.full.rsum > best.best_val.full.rsum):
+            fit = method.split_fit()
+            if det is not None and fit is not None:
+                det = {**det, "split_histogram": split_histogram(fit, true_clean)}
             best = Selection(epoch, val, det)
             best_state = copy.deepcopy(method.state_dict())
         bar.set_postfix(val_rsum=f"{val.full.rsum:.1f}",

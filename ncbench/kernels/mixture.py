@@ -37,6 +37,12 @@ class GMM1D:
     n_iter: int
     converged: bool
 
+    def component_pdf(self, x: torch.Tensor) -> torch.Tensor:
+        """Weighted component densities ``π_k N(x; μ_k, σ_k²)``, shape (2, N) (for plots)."""
+        x = x.to(self.means.dtype)[None, :]
+        var = self.variances[:, None]
+        return self.weights[:, None] * torch.exp(-0.5 * (x - self.means[:, None]) ** 2 / var) / torch.sqrt(2 * math.pi * var)
+
 
 def _kmeans_1d(x: torch.Tensor, max_iter: int = 300) -> torch.Tensor:
     """Two-cluster Lloyd iterations in 1-D, returning the hard assignment as a bool (True = upper).
@@ -103,12 +109,29 @@ def fit_gmm_1d(x: torch.Tensor, max_iter: int = 10, tol: float = 1e-2, reg_covar
     return gmm
 
 
-def clean_posterior(losses: torch.Tensor, max_iter: int = 10, tol: float = 1e-2, reg_covar: float = 5e-4) -> torch.Tensor:
-    """NCR's clean probability: min-max normalise, fit the GMM, posterior of the low-mean component."""
+@dataclass
+class SplitFit:
+    """A fitted loss split: the normalised losses, each pair's clean probability, the mixture and
+    which of its components is the clean (low-loss) one. Kept for diagnostics and plots."""
+
+    x: torch.Tensor  # normalised per-sample losses (float64)
+    prob: torch.Tensor  # clean probability per pair, in the losses' dtype
+    mixture: "GMM1D | BMM1D"
+    clean_component: int
+
+
+def gmm_split(losses: torch.Tensor, max_iter: int = 10, tol: float = 1e-2, reg_covar: float = 5e-4) -> SplitFit:
+    """NCR's co-divide: min-max normalise, fit the GMM, posterior of the low-mean component."""
     x = minmax(losses.to(torch.float64).flatten())
     gmm = fit_gmm_1d(x, max_iter, tol, reg_covar)
     _, odds = _log_odds(x, gmm)  # log p_1 − log p_0
-    return torch.sigmoid(-odds if int(gmm.means.argmin()) == 0 else odds).to(losses.dtype)
+    k = int(gmm.means.argmin())
+    return SplitFit(x, torch.sigmoid(-odds if k == 0 else odds).to(losses.dtype), gmm, k)
+
+
+def clean_posterior(losses: torch.Tensor, max_iter: int = 10, tol: float = 1e-2, reg_covar: float = 5e-4) -> torch.Tensor:
+    """NCR's clean probability per pair (``gmm_split(...).prob``)."""
+    return gmm_split(losses, max_iter, tol, reg_covar).prob
 
 
 def split_clean(prob: torch.Tensor, threshold: float = 0.5) -> torch.Tensor:
@@ -142,6 +165,10 @@ class BMM1D:
     def means(self) -> torch.Tensor:
         return self.alphas / (self.alphas + self.betas)
 
+    def component_pdf(self, x: torch.Tensor) -> torch.Tensor:
+        """Weighted component densities ``π_k Beta(x; α_k, β_k)``, shape (2, N) (for plots)."""
+        return (self.weights[None, :].log() + self.log_pdf(x.to(self.alphas.dtype))).exp().T
+
     def posterior(self, x: torch.Tensor, k: int, eps: float = 1e-12) -> torch.Tensor:
         """``π_k p_k(x) / (Σ_j π_j p_j(x) + eps)``, the official posterior."""
         joint = (self.weights[None, :].log() + self.log_pdf(x)).exp()
@@ -171,10 +198,16 @@ def fit_bmm_1d(x: torch.Tensor, max_iter: int = 10, eps: float = 1e-4) -> BMM1D:
     return bmm
 
 
-def bmm_clean_posterior(losses: torch.Tensor, max_iter: int = 10, eps: float = 1e-4) -> torch.Tensor:
-    """BiCro's clean probability: min-max normalise, clip, fit the Beta mixture, and take the posterior
+def bmm_split(losses: torch.Tensor, max_iter: int = 10, eps: float = 1e-4) -> SplitFit:
+    """BiCro's division: min-max normalise, clip, fit the Beta mixture, and take the posterior
     of the component with the lower mean, chosen *after* EM (the official code assumes component 0
     and evaluates the density on unclipped losses, which gives NaN at exact 0/1, §4.7 4b)."""
     x = minmax(losses.to(torch.float64).flatten()).clamp(eps, 1 - eps)
     bmm = fit_bmm_1d(x, max_iter, eps)
-    return bmm.posterior(x, int(bmm.means.argmin())).to(losses.dtype)
+    k = int(bmm.means.argmin())
+    return SplitFit(x, bmm.posterior(x, k).to(losses.dtype), bmm, k)
+
+
+def bmm_clean_posterior(losses: torch.Tensor, max_iter: int = 10, eps: float = 1e-4) -> torch.Tensor:
+    """BiCro's clean probability per pair (``bmm_split(...).prob``)."""
+    return bmm_split(losses, max_iter, eps).prob

@@ -1,21 +1,40 @@
 """Result files → one tidy pandas frame → per-group statistics over seeds.
 
-One row per successful run with its identity and the headline test metrics (the dataset's
-primary view: the full test split, or the 5-fold mean for MS-COCO 1K). Aggregation groups by
-(protocol, dataset, noise ratio, method, backbone) and gives mean, sample std (ddof = 1) and the
-number of seeds; numbers stay numeric, formatting happens only when rendering.
+``results_frame`` gives one row per (successful run, evaluation view): MS-COCO runs give two rows,
+``coco-1k`` (the 5-fold mean) and ``coco-5k`` (the whole 5K split); every other dataset gives one,
+named after the dataset. Each row carries the run's identity, the six recalls and rSum, and the
+fairness facts (backbone, ensemble size, selection rule, GPU-hours).
+
+``aggregate`` groups by (protocol, benchmark, noise ratio, method, backbone) and gives mean,
+sample std (ddof = 1), n seeds and the half-width of the 95% confidence interval of the mean
+(Student t, n − 1 degrees of freedom). Numbers stay numeric; formatting happens only when rendering.
+
+``check_noise_indices`` enforces that one table never mixes runs trained on different noise
+indices: within a (protocol, dataset, noise ratio) every run must share one index sha256.
 """
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import pandas as pd
+from scipy import stats
 
+from ..errors import ResultError
 from ..evaluate import RetrievalMetrics
 
 METRICS = (*RetrievalMetrics.RECALLS, "rsum")
-GROUP = ["protocol_version", "dataset", "noise_ratio", "method", "backbone"]
+GROUP = ["protocol_version", "benchmark", "dataset", "noise_ratio", "method", "backbone"]
+RUN_COLUMNS = [*GROUP, "seed", "noise_index_sha256", *METRICS, "ensemble_size", "selection", "gpu_hours",
+               "config_hash", "path"]
+
+
+def views(test: dict[str, Any], dataset: str) -> list[tuple[str, dict[str, Any]]]:
+    """The (benchmark, metrics) views of one result's test block."""
+    if "fold_mean" in test:  # MS-COCO: 5-fold 1K mean and the whole 5K split
+        return [(f"{dataset}-1k", test["fold_mean"]), (f"{dataset}-5k", test["full"])]
+    return [(dataset, test["full"])]
 
 
 def results_frame(results: list[dict[str, Any]]) -> pd.DataFrame:
@@ -23,24 +42,78 @@ def results_frame(results: list[dict[str, Any]]) -> pd.DataFrame:
     for r in results:
         if r.get("status") != "ok":
             continue
-        ident, test = r["identity"], r["test"]
-        view = test[test.get("primary", "full")]
-        rows.append({
-            **{k: ident[k] for k in ("protocol_version", "dataset", "noise_ratio", "method", "backbone", "seed")},
-            "noise_index_sha256": ident.get("noise_index_sha256"),
-            **{m: float(view[m]) for m in METRICS},
-            "path": r.get("_path"),
-        })
-    return pd.DataFrame(rows, columns=[*GROUP, "seed", "noise_index_sha256", *METRICS, "path"])
+        ident, meta = r["identity"], r.get("meta") or {}
+        for benchmark, view in views(r["test"], ident["dataset"]):
+            rows.append({
+                "benchmark": benchmark,
+                **{k: ident[k] for k in ("protocol_version", "dataset", "noise_ratio", "method", "backbone", "seed")},
+                "noise_index_sha256": ident.get("noise_index_sha256"),
+                **{m: float(view[m]) for m in METRICS},
+                "ensemble_size": int(meta.get("ensemble_size", 1)),
+                "selection": meta.get("selection", "unknown"),
+                "gpu_hours": float((r.get("timings") or {}).get("gpu_hours", 0.0)),
+                "config_hash": r.get("config_hash"),
+                "path": r.get("_path"),
+            })
+    frame = pd.DataFrame(rows, columns=RUN_COLUMNS)
+    return frame.astype({"noise_ratio": float, "seed": int}) if not frame.empty else frame
+
+
+def check_noise_indices(frame: pd.DataFrame, allow_mixed: bool = False) -> pd.DataFrame:
+    """Flag runs whose noise index differs from the one most runs of their (protocol, dataset,
+    ratio) used. Without ``allow_mixed`` any such run is an error naming the files; with it the
+    returned frame has ``mixed`` = True on those runs, and the renderers mark their rows."""
+    frame = frame.copy()
+    frame["mixed"] = False
+    if frame.empty:
+        return frame
+    problems = []
+    for key, block in frame.groupby(["protocol_version", "dataset", "noise_ratio"], sort=True):
+        counts = block.drop_duplicates("path")["noise_index_sha256"].value_counts(dropna=False)
+        if len(counts) <= 1:
+            continue
+        main = counts.index[0]
+        odd = block[block["noise_index_sha256"] != main]
+        frame.loc[odd.index, "mixed"] = True
+        files = sorted(set(odd["path"].astype(str)))
+        problems.append(
+            f"{key[1]} at noise {key[2]:g} (protocol {key[0]}): {len(files)} run(s) used noise index "
+            f"{str(odd['noise_index_sha256'].iloc[0])[:12]}…, not {str(main)[:12]}… like the other "
+            f"{int(counts.iloc[0])}: " + ", ".join(files[:5]) + (" …" if len(files) > 5 else "")
+        )
+    if problems and not allow_mixed:
+        raise ResultError(
+            "results trained on different noise indices cannot share a table:\n  " + "\n  ".join(problems)
+            + "\nmove them to another results folder, or pass --allow-mixed to show them marked"
+        )
+    return frame
+
+
+def ci95(std: float, n: int) -> float:
+    """Half-width of the 95% confidence interval of a mean of ``n`` values (NaN for n < 2)."""
+    if n < 2 or math.isnan(std):
+        return math.nan
+    return float(stats.t.ppf(0.975, n - 1) * std / math.sqrt(n))
 
 
 def aggregate(frame: pd.DataFrame) -> pd.DataFrame:
-    """Mean, sample std and n per group (std is NaN for a single seed)."""
+    """Mean, sample std, 95% CI half-width and n per group (std and CI are NaN for one seed)."""
+    stat_cols = [f"{m}_{s}" for m in METRICS for s in ("mean", "std", "ci95")]
+    cols = [*GROUP, "n", "seeds", *stat_cols, "ensemble_size", "selection", "gpu_hours", "noise_indices", "mixed"]
     if frame.empty:
-        return pd.DataFrame(columns=[*GROUP, "n", "noise_indices", *(f"{m}_{s}" for m in METRICS for s in ("mean", "std"))])
+        return pd.DataFrame(columns=cols)
+    if "mixed" not in frame:
+        frame = frame.assign(mixed=False)
     g = frame.groupby(GROUP, sort=True)
     out = g[list(METRICS)].agg(["mean", "std"])
     out.columns = [f"{m}_{s}" for m, s in out.columns]
     out["n"] = g.size()
-    out["noise_indices"] = g["noise_index_sha256"].nunique()
-    return out.reset_index()
+    for m in METRICS:
+        out[f"{m}_ci95"] = [ci95(s, n) for s, n in zip(out[f"{m}_std"], out["n"])]
+    out["seeds"] = g["seed"].agg(lambda s: ",".join(str(v) for v in sorted(s)))
+    out["ensemble_size"] = g["ensemble_size"].max()
+    out["selection"] = g["selection"].agg(lambda s: "/".join(sorted(set(s))))
+    out["gpu_hours"] = g["gpu_hours"].sum()
+    out["noise_indices"] = g["noise_index_sha256"].nunique(dropna=False)
+    out["mixed"] = g["mixed"].any()
+    return out.reset_index()[cols]

@@ -1,0 +1,140 @@
+"""Building a leaderboard: result folders → frame → boards → Markdown / HTML / LaTeX / CSV / PNG.
+
+``build_leaderboard`` is what ``ncbench leaderboard`` calls. It reads every result file under the
+given folders (the same run found twice, e.g. in ``results/`` and in the accepted submissions of
+``leaderboards/results/``, counts once), refuses to mix noise indices in one table unless asked,
+and writes every output atomically into the output folder:
+
+* ``leaderboard.md`` / ``leaderboard.tex``: all boards;
+* ``index.html`` and one ``leaderboard-p<protocol>-<table>.html`` per board, self-contained;
+* ``leaderboard.csv``: the aggregated numbers, numeric, with CI and fairness columns;
+* ``plots/*.png``: rSum-vs-noise curves per benchmark and each run's loss-split histogram.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from ..atomic import write_atomic, write_text_atomic
+from ..errors import ConfigError
+from ..results import load_results
+from . import html, latex, markdown
+from .aggregate import aggregate, check_noise_indices, results_frame
+from .layout import LABELS, Board, build_boards
+from .plots import noise_curve_png, split_histogram_png
+from .reported import load_reported, load_sources
+
+FORMATS = ("md", "html", "tex")
+
+
+@dataclass
+class LeaderboardRequest:
+    results: list[Path]
+    out: Path
+    formats: tuple[str, ...] = FORMATS
+    with_reported: bool = False
+    allow_mixed: bool = False
+    plots: bool = True
+
+
+@dataclass
+class LeaderboardOutput:
+    boards: list[Board]
+    written: list[Path] = field(default_factory=list)
+    n_results: int = 0
+    skipped: list[str] = field(default_factory=list)  # unreadable result files, with the reason
+    markdown: str = ""
+
+
+def collect_results(folders: list[Path]) -> tuple[list[dict[str, Any]], list[str]]:
+    results, errors, seen = [], [], set()
+    for folder in folders:
+        if not Path(folder).is_dir():
+            raise ConfigError(f"{folder}: results folder not found (run `ncbench run` first)")
+        loaded = load_results(Path(folder))
+        errors += loaded.errors
+        for r in loaded.results:
+            ident = r["identity"]
+            key = (*(ident[k] for k in ("protocol_version", "dataset", "noise_ratio", "method", "backbone", "seed")),
+                   r["config_hash"])
+            if key not in seen:
+                seen.add(key)
+                results.append(r)
+    return results, errors
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", text)[:80]
+
+
+def _figures(board: Board, agg: pd.DataFrame, results: list[dict[str, Any]]) -> list[tuple[str, str, bytes]]:
+    """(file name, caption, PNG) for one board: noise curves, then split histograms of its runs."""
+    figs = []
+    block = agg[agg.protocol_version.astype(str) == board.protocol]
+    for b in board.benchmarks:
+        png = noise_curve_png(block, b, f"{LABELS.get(b, b)}: test rSum vs noise (mean ± std over seeds)")
+        if png:
+            figs.append((f"p{board.protocol}-{b}-rsum-vs-noise.png", f"{LABELS.get(b, b)}: rSum vs noise ratio", png))
+    datasets = {b.rsplit("-", 1)[0] if b.endswith(("-1k", "-5k")) else b for b in board.benchmarks}
+    first: dict[tuple, dict[str, Any]] = {}
+    for r in sorted(results, key=lambda r: r["identity"]["seed"]):
+        ident = r["identity"]
+        hist = ((r.get("detection") or {}).get("split_histogram"))
+        if r.get("status") != "ok" or not hist or ident["dataset"] not in datasets or str(ident["protocol_version"]) != board.protocol:
+            continue
+        first.setdefault((ident["dataset"], ident["noise_ratio"], ident["method"], ident["backbone"]), r)
+    for (dataset, ratio, method, backbone), r in sorted(first.items()):
+        seed, epoch = r["identity"]["seed"], r.get("best_val", {}).get("epoch")
+        caption = f"{method} ({backbone}), {dataset} {ratio:.0%} noise, seed {seed}: loss split at selected epoch {epoch}"
+        name = _slug(f"p{board.protocol}-{dataset}-{ratio:g}-{method}-{backbone}-seed{seed}-split") + ".png"
+        figs.append((name, caption, split_histogram_png(r["detection"]["split_histogram"], caption)))
+    return figs
+
+
+def summary_markdown(results: list[dict[str, Any]]) -> str:
+    """The measured tables of a list of results (what ``ncbench run`` prints at the end)."""
+    agg = aggregate(check_noise_indices(results_frame(results), allow_mixed=True))
+    return "\n".join(markdown.render_board(b) for b in build_boards(agg)) or "_No successful results._\n"
+
+
+def build_leaderboard(req: LeaderboardRequest) -> LeaderboardOutput:
+    unknown = [f for f in req.formats if f not in FORMATS]
+    if unknown:
+        raise ConfigError(f"unknown leaderboard format(s) {', '.join(unknown)}; choose from {', '.join(FORMATS)}")
+    results, skipped = collect_results(req.results)
+    frame = check_noise_indices(results_frame(results), req.allow_mixed)
+    agg = aggregate(frame)
+    reported = load_reported() if req.with_reported else []
+    boards = build_boards(agg, reported, load_sources() if req.with_reported else {})
+    out = LeaderboardOutput(boards, n_results=len(results), skipped=skipped)
+    target = Path(req.out)
+
+    def put(name: str, data: str | bytes) -> None:
+        path = target / name
+        if isinstance(data, str):
+            write_text_atomic(path, data)
+        else:
+            write_atomic(path, lambda f: f.write(data))
+        out.written.append(path)
+
+    out.markdown = markdown.render_markdown(boards)
+    if "md" in req.formats:
+        put("leaderboard.md", out.markdown)
+    if "tex" in req.formats:
+        put("leaderboard.tex", latex.render_latex(boards))
+    put("leaderboard.csv", agg.to_csv(index=False))
+    figures: dict[str, list[html.Figure]] = {}
+    if req.plots:
+        for board in boards:
+            for name, caption, png in _figures(board, agg, results):
+                put(f"plots/{name}", png)
+                figures.setdefault(html.page_name(board), []).append(html.Figure(caption, png))
+    if "html" in req.formats:
+        for name, page in html.render_html(boards, figures).items():
+            put(name, page)
+    return out

@@ -1,0 +1,70 @@
+"""HTML rendering: one self-contained page per board plus an index (jinja2, autoescaped).
+
+Pages need no server and no network: CSS and the sorting script are inline, plots are embedded
+as base64 PNGs. Every string from a result file passes through jinja2's autoescaping, so a method
+called ``<script>…`` shows as text.
+"""
+
+from __future__ import annotations
+
+import base64
+from dataclasses import dataclass
+
+from jinja2 import Environment, PackageLoader, select_autoescape
+
+from .. import __version__
+from .aggregate import METRICS
+from .layout import METRIC_HEADERS, SHORT, Board
+from .markdown import FAIRNESS, fairness
+
+
+@dataclass
+class Figure:
+    caption: str
+    png: bytes
+
+    @property
+    def png_b64(self) -> str:
+        return base64.b64encode(self.png).decode("ascii")
+
+
+def _env() -> Environment:
+    return Environment(loader=PackageLoader("ncbench.report", "templates"),
+                       autoescape=select_autoescape(["html"], default=True), trim_blocks=False)
+
+
+def page_name(board: Board) -> str:
+    return f"leaderboard-p{board.protocol}-{board.key}.html"
+
+
+def _columns(board: Board) -> list[dict]:
+    cols, index = [], 3
+    for b in board.benchmarks:
+        for label, m in zip(METRIC_HEADERS, METRICS):
+            cols.append({"label": label, "index": index, "cls": "sortable", "title": f"{SHORT.get(b, b)} {m}"})
+            index += 1
+    for label in FAIRNESS:
+        cols.append({"label": label, "index": index, "cls": "sortable text", "title": label})
+        index += 1
+    return cols
+
+
+def render_board(board: Board, figures: list[Figure] | None = None) -> str:
+    return _env().get_template("board.html").render(
+        board=board, columns=_columns(board), metrics=METRICS, fairness=fairness, figures=figures or [],
+        mixed=any(r.mixed for g in board.groups for r in g.rows),
+    )
+
+
+def render_html(boards: list[Board], figures: dict[str, list[Figure]] | None = None) -> dict[str, str]:
+    """File name → page, for every board and ``index.html``."""
+    figures = figures or {}
+    pages = {page_name(b): render_board(b, figures.get(page_name(b))) for b in boards}
+    listing = [{
+        "href": page_name(b), "title": b.title, "protocol": b.protocol,
+        "measured": sum(not r.reported for g in b.groups for r in g.rows),
+        "reported": sum(r.reported for g in b.groups for r in g.rows),
+    } for b in boards]
+    pages["index.html"] = _env().get_template("index.html").render(
+        pages=listing, version=__version__)
+    return pages

@@ -1,0 +1,68 @@
+"""LaTeX rendering of leaderboard boards (booktabs; one ``table*`` per board).
+
+Same content as the Markdown: a column group per benchmark with ``\\multicolumn`` headers, rows
+grouped by noise ratio with ``\\multirow``-free labels (the first row of a group carries it), best
+measured values in ``\\textbf``, reported rows in italics with a dagger and the sources in the
+caption. Every piece of text from a result file is escaped.
+"""
+
+from __future__ import annotations
+
+from .aggregate import METRICS
+from .layout import LABELS, Board, Row
+from .markdown import fairness
+
+_SPECIAL = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_",
+            "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}",
+            "<": r"\textless{}", ">": r"\textgreater{}"}
+
+
+def escape(text: str) -> str:
+    return "".join(_SPECIAL.get(ch, ch) for ch in str(text))
+
+
+def _cell(row: Row, bench: str, metric: str) -> str:
+    c = row.cells.get(bench, {}).get(metric)
+    if c is None:
+        return "--"
+    text = c.text().replace(" ± ", r"$\pm$")
+    return rf"\textbf{{{text}}}" if c.best else text
+
+
+def render_board(board: Board) -> str:
+    nb = len(board.benchmarks)
+    spec = "ll" + "|ccccccc" * nb + "|lcccc"
+    lines = [r"\begin{table*}[t]", r"\centering", r"\resizebox{\textwidth}{!}{%", rf"\begin{{tabular}}{{{spec}}}",
+             r"\toprule"]
+    groups = " & ".join(rf"\multicolumn{{7}}{{c|}}{{{escape(LABELS.get(b, b))}}}" for b in board.benchmarks)
+    lines.append(rf" & & {groups} & \multicolumn{{5}}{{c}}{{Fairness}} \\")
+    rule_cols = [f"{3 + 7 * i}-{9 + 7 * i}" for i in range(nb)]
+    lines.append(" ".join(rf"\cmidrule(lr){{{c}}}" for c in rule_cols))
+    per = r"\multicolumn{3}{c}{Image$\to$Text} & \multicolumn{3}{c}{Text$\to$Image} & {}"
+    lines.append(" & & " + " & ".join([per] * nb) + r" & & & & & \\")
+    sub = " & ".join(["R@1 & R@5 & R@10 & R@1 & R@5 & R@10 & Sum"] * nb)
+    lines.append(rf"Noise & Method & {sub} & Backbone & Ens. & Selection & Seeds & GPU-h \\")
+    for g in board.groups:
+        lines.append(r"\midrule")
+        for i, r in enumerate(g.rows):
+            label = escape(g.label) if i == 0 else ""
+            name = escape(r.method) + (r"$^\dagger$" if r.reported else "") + (r"$^\ddagger$" if r.mixed else "")
+            if r.reported:
+                name = rf"\textit{{{name}}}"
+            cells = [_cell(r, b, m) for b in board.benchmarks for m in METRICS]
+            fair = [escape(x) for x in fairness(r)]
+            lines.append(" & ".join([label, name, *cells, *fair]) + r" \\")
+    lines += [r"\bottomrule", r"\end{tabular}}"]
+    caption = f"{board.title}, protocol {board.protocol}. Measured: mean $\\pm$ sample std over seeds; bold: best measured."
+    if board.sources:
+        caption += " $^\\dagger$Reported by the papers, not reproduced: " + "; ".join(
+            f"{escape(k)}: {escape(v)}" for k, v in board.sources.items()) + "."
+    if any(r.mixed for g in board.groups for r in g.rows):
+        caption += " $^\\ddagger$Different noise index."
+    lines += [rf"\caption{{{caption}}}", rf"\label{{tab:ncbench-{escape(board.key)}}}", r"\end{table*}"]
+    return "\n".join(lines) + "\n"
+
+
+def render_latex(boards: list[Board]) -> str:
+    head = "% ncbench leaderboard; needs \\usepackage{booktabs,graphicx}\n"
+    return head + "\n".join(render_board(b) for b in boards)

@@ -1,0 +1,179 @@
+"""The papers' table layout as data: tables → noise groups → rows → cells.
+
+BiCro's Table 1 (``shared/docs/paper-tables.md``) is the model: rows grouped by noise ratio, then
+method; one column group per benchmark (Flickr30K 1K beside MS-COCO 1K; MS-COCO 5K and CC152K
+in tables of their own; any other dataset, such as ``synthetic``, alone), each with i2t
+R@1/5/10, t2i R@1/5/10 and Sum. The best *measured* value of each column is marked within its
+noise group (reported rows never are, since they were not measured here). Fairness columns follow
+(backbone, ensemble size, selection rule, seeds, GPU-hours).
+
+``build_boards`` turns the aggregated frame (and, when asked, the reported rows) into ``Board``
+objects; the Markdown, HTML and LaTeX renderers only format them, so all three show the same thing.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import pandas as pd
+
+from .. import PROTOCOL_VERSION
+from .aggregate import METRICS
+from .reported import ReportedRow
+
+# (key, title, benchmarks in column order); other benchmarks get a table of their own
+TABLES = (
+    ("f30k-coco1k", "Flickr30K 1K and MS-COCO 1K", ("f30k", "coco-1k")),
+    ("coco5k", "MS-COCO 5K", ("coco-5k",)),
+    ("cc152k", "CC152K (real noise)", ("cc152k",)),
+)
+LABELS = {"f30k": "Flickr30K", "coco-1k": "MS-COCO 1K", "coco-5k": "MS-COCO 5K", "cc152k": "CC152K",
+          "synthetic": "Synthetic"}
+SHORT = {"f30k": "F30K", "coco-1k": "COCO 1K", "coco-5k": "COCO 5K", "cc152k": "CC152K", "synthetic": "Synth"}
+REAL_NOISE_BENCHMARKS = {"cc152k"}
+METRIC_HEADERS = ("i2t R@1", "R@5", "R@10", "t2i R@1", "R@5", "R@10", "Sum")
+
+
+@dataclass
+class Cell:
+    mean: float
+    std: float = math.nan
+    ci95: float = math.nan
+    n: int = 1
+    best: bool = False
+
+    def text(self) -> str:
+        if self.n > 1 and not math.isnan(self.std):
+            return f"{self.mean:.1f} ± {self.std:.1f}"
+        return f"{self.mean:.1f}"
+
+
+@dataclass
+class Row:
+    method: str
+    backbone: str
+    cells: dict[str, dict[str, Cell]]  # benchmark → metric → cell (benchmark absent: no result)
+    reported: bool = False
+    source: str | None = None  # reported rows: key of the source
+    note: str = ""
+    ensemble_size: int | None = None
+    selection: str = ""
+    seeds: dict[str, int] = field(default_factory=dict)  # benchmark → n seeds
+    gpu_hours: float | None = None
+    mixed: bool = False  # measured on a noise index other than the table's (only with --allow-mixed)
+
+    def seeds_text(self) -> str:
+        ns = sorted(set(self.seeds.values()))
+        return "/".join(str(n) for n in ns) if ns else "—"
+
+
+@dataclass
+class NoiseGroup:
+    ratio: float
+    label: str
+    rows: list[Row]
+
+
+@dataclass
+class Board:
+    key: str
+    title: str
+    protocol: str
+    benchmarks: list[str]
+    groups: list[NoiseGroup]
+    sources: dict[str, str]  # source key → citation, for the reported rows shown
+
+    @property
+    def has_measured(self) -> bool:
+        return any(not r.reported for g in self.groups for r in g.rows)
+
+    def benchmark_label(self, b: str) -> str:
+        return LABELS.get(b, b)
+
+
+def noise_label(ratio: float, benchmarks: list[str]) -> str:
+    if ratio == 0 and all(b in REAL_NOISE_BENCHMARKS for b in benchmarks):
+        return "real"
+    return f"{ratio:.0%}"
+
+
+def table_of(benchmark: str) -> tuple[str, str, tuple[str, ...]]:
+    for key, title, benches in TABLES:
+        if benchmark in benches:
+            return key, title, benches
+    return benchmark, LABELS.get(benchmark, benchmark), (benchmark,)
+
+
+def _measured_rows(block: pd.DataFrame) -> list[Row]:
+    rows = []
+    for (method, backbone), g in block.groupby(["method", "backbone"], sort=True):
+        cells, seeds = {}, {}
+        for _, r in g.iterrows():
+            cells[r.benchmark] = {m: Cell(float(r[f"{m}_mean"]), float(r[f"{m}_std"]), float(r[f"{m}_ci95"]), int(r.n))
+                                  for m in METRICS}
+            seeds[r.benchmark] = int(r.n)
+        first = g.iloc[0]
+        rows.append(Row(
+            method=str(method), backbone=str(backbone), cells=cells, ensemble_size=int(g["ensemble_size"].max()),
+            selection=str(first.selection), seeds=seeds,
+            gpu_hours=float(g.loc[g.benchmark == first.benchmark, "gpu_hours"].sum()),
+            mixed=bool(g["mixed"].any()),
+        ))
+    return rows
+
+
+def _reported_rows(reported: list[ReportedRow], benches: tuple[str, ...], ratio: float) -> list[Row]:
+    """Reported rows of one noise group, merged across benchmarks by (source, method, backbone)."""
+    merged: dict[tuple[str, str, str], Row] = {}
+    for rep in reported:
+        if rep.benchmark not in benches or rep.noise_ratio != ratio:
+            continue
+        key = (rep.source, rep.method, rep.backbone)
+        row = merged.setdefault(key, Row(rep.method, rep.backbone, {}, reported=True, source=rep.source,
+                                         note=rep.note, ensemble_size=rep.ensemble_size, selection="—"))
+        row.cells[rep.benchmark] = {m: Cell(v) for m, v in rep.metrics.items()}
+    return list(merged.values())
+
+
+def _mark_best(rows: list[Row], benchmarks: list[str]) -> None:
+    measured = [r for r in rows if not r.reported]
+    if len(measured) < 2:
+        return
+    for b in benchmarks:
+        for m in METRICS:
+            cells = [r.cells[b][m] for r in measured if b in r.cells]
+            if cells:
+                top = max(c.mean for c in cells)
+                for c in cells:
+                    c.best = round(c.mean, 1) == round(top, 1)
+
+
+def build_boards(agg: pd.DataFrame, reported: list[ReportedRow] | None = None,
+                 sources: dict[str, str] | None = None) -> list[Board]:
+    """One board per (protocol, table); reported rows join the current protocol's tables."""
+    reported = reported or []
+    keys: dict[tuple[str, str], tuple[str, tuple[str, ...]]] = {}
+    for protocol, benchmark in agg[["protocol_version", "benchmark"]].drop_duplicates().itertuples(index=False):
+        key, title, benches = table_of(benchmark)
+        keys[(str(protocol), key)] = (title, benches)
+    for rep in reported:
+        key, title, benches = table_of(rep.benchmark)
+        keys.setdefault((PROTOCOL_VERSION, key), (title, benches))
+    order = [t[0] for t in TABLES]
+    boards = []
+    for (protocol, key), (title, benches) in sorted(keys.items(), key=lambda kv: (kv[0][0], order.index(kv[0][1]) if kv[0][1] in order else -1, kv[0][1])):
+        block = agg[(agg.protocol_version.astype(str) == protocol) & agg.benchmark.isin(benches)]
+        reps = reported if protocol == PROTOCOL_VERSION else []
+        ratios = sorted(set(block.noise_ratio.astype(float)) | {r.noise_ratio for r in reps if r.benchmark in benches})
+        present = [b for b in benches if b in set(block.benchmark) or any(r.benchmark == b for r in reps)]
+        groups = []
+        for ratio in ratios:
+            rows = _measured_rows(block[block.noise_ratio == ratio]) + _reported_rows(reps, benches, ratio)
+            if rows:
+                _mark_best(rows, present)
+                groups.append(NoiseGroup(ratio, noise_label(ratio, present), rows))
+        used = {r.source for g in groups for r in g.rows if r.reported}
+        boards.append(Board(key, title, protocol, present, groups,
+                            {s: (sources or {}).get(s, s) for s in sorted(used)}))
+    return boards

@@ -1,0 +1,76 @@
+"""Plots (matplotlib, Agg backend, PNG bytes): robustness curves and loss-split histograms.
+
+* ``noise_curve_png``: test rSum against the noise ratio, one line per (method, backbone), with a
+  ±1 sample-std band where a point has more than one seed.
+* ``split_histogram_png``: for one run, the normalised per-sample losses at the selected epoch as
+  density histograms of the truly clean and truly noisy pairs, with the fitted mixture's weighted
+  components (the clean one solid) and their sum. Drawn from the ``split_histogram`` stored in the
+  result, so it needs no re-training.
+"""
+
+from __future__ import annotations
+
+import io
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+
+
+def _png(fig) -> bytes:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=110, bbox_inches="tight", metadata={"Software": None})
+    plt.close(fig)
+    return buf.getvalue()
+
+
+def noise_curve_png(agg: pd.DataFrame, benchmark: str, title: str) -> bytes | None:
+    """rSum vs noise ratio for one benchmark; None when no (method, backbone) has two noise ratios."""
+    block = agg[agg.benchmark == benchmark]
+    lines = [(k, g.sort_values("noise_ratio")) for k, g in block.groupby(["method", "backbone"], sort=True)]
+    lines = [(k, g) for k, g in lines if g.noise_ratio.nunique() >= 2]
+    if not lines:
+        return None
+    fig, ax = plt.subplots(figsize=(5.2, 3.6))
+    for (method, backbone), g in lines:
+        x = g.noise_ratio.to_numpy(float) * 100
+        y = g.rsum_mean.to_numpy(float)
+        sd = np.nan_to_num(g.rsum_std.to_numpy(float))
+        label = method if block.backbone.nunique() == 1 else f"{method} ({backbone})"
+        (line,) = ax.plot(x, y, marker="o", label=label)
+        ax.fill_between(x, y - sd, y + sd, color=line.get_color(), alpha=0.18, linewidth=0)
+    ax.set_xlabel("noise ratio (%)")
+    ax.set_ylabel("test rSum")
+    ax.set_title(title, fontsize=10)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    return _png(fig)
+
+
+def split_histogram_png(hist: dict[str, Any], title: str) -> bytes:
+    edges = np.asarray(hist["edges"], float)
+    width = np.diff(edges)
+    clean, noisy = np.asarray(hist["clean_counts"], float), np.asarray(hist["noisy_counts"], float)
+    total = (clean.sum() + noisy.sum()) or 1.0
+    fig, ax = plt.subplots(figsize=(5.2, 3.6))
+    ax.bar(edges[:-1], clean / total / width, width=width, align="edge", color="tab:green", alpha=0.55,
+           label="truly clean pairs")
+    ax.bar(edges[:-1], noisy / total / width, width=width, align="edge", bottom=clean / total / width,
+           color="tab:red", alpha=0.55, label="truly noisy pairs")
+    grid = np.asarray(hist["grid"], float)
+    pdf = np.asarray(hist["component_pdf"], float)
+    k = int(hist["clean_component"])
+    name = "GMM" if hist.get("kind") == "gmm" else "Beta mixture"
+    ax.plot(grid, pdf[k], color="darkgreen", label=f"{name}: clean component")
+    ax.plot(grid, pdf[1 - k], color="darkred", linestyle="--", label=f"{name}: noisy component")
+    ax.plot(grid, pdf.sum(axis=0), color="black", linewidth=0.8, label="mixture")
+    ax.set_xlabel("normalised per-sample loss")
+    ax.set_ylabel("density")
+    ax.set_title(title, fontsize=10)
+    ax.set_ylim(0, max(float(np.percentile(np.r_[(clean + noisy) / total / width, pdf.sum(axis=0)], 99)) * 1.3, 1.0))
+    ax.legend(fontsize=7)
+    return _png(fig)

@@ -1,0 +1,61 @@
+"""The papers' published numbers: loading ``ncbench.reference/reported.csv`` and its sources.
+
+These rows are **reported, not reproduced**: they are typed in from the papers (with the source
+of each), never computed by ncbench, and every renderer marks them as reported. The file lives in
+the repository at ``leaderboards/reference/`` and is installed as package data.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import math
+from dataclasses import dataclass
+from importlib import resources
+
+from ..errors import ResultError
+from .aggregate import METRICS
+
+REAL_NOISE = "real"
+
+
+@dataclass(frozen=True)
+class ReportedRow:
+    source: str  # key into sources.csv
+    method: str  # as printed in the paper
+    backbone: str  # "" when the paper does not say
+    ensemble_size: int | None
+    benchmark: str  # f30k, coco-1k, coco-5k, cc152k
+    noise_ratio: float  # 0.0 for "real" (CC152K carries its own noise)
+    metrics: dict[str, float]
+    note: str
+
+
+def _read(name: str) -> str:
+    return resources.files("ncbench.reference").joinpath(name).read_text(encoding="utf-8")
+
+
+def load_sources() -> dict[str, str]:
+    return {r["source"]: r["citation"] for r in csv.DictReader(io.StringIO(_read("sources.csv")))}
+
+
+def load_reported(text: str | None = None) -> list[ReportedRow]:
+    """Parse the reference file (or ``text`` in its format); a malformed row is an error naming it."""
+    text = _read("reported.csv") if text is None else text
+    sources = load_sources()
+    rows = []
+    for i, r in enumerate(csv.DictReader(io.StringIO(text)), start=2):
+        where = f"reported.csv line {i}"
+        try:
+            metrics = {m: float(r[m]) for m in METRICS}
+            noise = 0.0 if r["noise"] == REAL_NOISE else float(r["noise"])
+            ens = int(r["ensemble_size"]) if r["ensemble_size"] else None
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ResultError(f"{where}: malformed row ({exc})") from None
+        if r["source"] not in sources:
+            raise ResultError(f"{where}: unknown source {r['source']!r} (add it to sources.csv)")
+        if any(math.isnan(v) for v in metrics.values()):
+            raise ResultError(f"{where}: NaN in the numbers")
+        rows.append(ReportedRow(r["source"], r["method"], r["backbone"], ens, r["benchmark"], noise, metrics,
+                                r.get("note") or ""))
+    return rows

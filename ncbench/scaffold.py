@@ -1,0 +1,156 @@
+"""``ncbench new-method``: the skeleton of a new method plugin, ready to train and to edit.
+
+Two templates: ``single`` (one network; a per-pair weighted hard-negative triplet loss whose
+weights the author replaces with their own correspondence estimate) and ``coteaching`` (two
+networks on the shared NCR/BiCro skeleton: warm-up loss, loss-split mixture, co-step). Both run
+as written, so ``ncbench run --methods NAME`` works before the first edit.
+"""
+
+from __future__ import annotations
+
+import keyword
+import re
+from pathlib import Path
+
+from .atomic import write_text_atomic
+from .errors import ConfigError
+
+NAME = re.compile(r"^[a-z][a-z0-9_]{1,39}$")
+
+_HEADER = '''"""``{name}``: TODO one line saying what the method does (paper, venue, year).
+
+TODO: describe the method as its paper and official code define it: how it estimates which
+training pairs are mismatched, and how it trains on them.
+
+Deviations from the paper / official code (each also goes into the README's method table):
+
+* TODO: none yet.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+'''
+
+SINGLE = _HEADER + '''
+from ncbench.engine.method import Method, MethodConfig, TrainContext
+from ncbench.engine.optim import optimizer_step, set_lr, step_decay
+from ncbench.kernels.losses import triplet_loss
+from ncbench.registry import METHODS
+
+
+@dataclass
+class {cls}Config(MethodConfig):
+    # hyper-parameters with the paper's defaults; override per run with --method-opt key=value
+    margin: float = 0.2
+
+
+@METHODS.register("{name}")
+class {cls}(Method):
+    """TODO: the one line `ncbench list` shows."""
+
+    Config = {cls}Config
+    dataset_defaults = {{"synthetic": {{"epochs": 12, "lr": 2e-3, "lr_update": 8}}}}
+    ensemble_size = 1  # networks averaged at test time
+
+    def __init__(self, config: {cls}Config, ctx: TrainContext):
+        super().__init__(config, ctx)
+        self.net = ctx.build_backbone().to(ctx.device)  # never assume which backbone
+        self.optimizer = torch.optim.Adam(self.net.parameters(), lr=config.lr)
+
+    def networks(self):
+        return [self.net]
+
+    def pair_weights(self, sims: torch.Tensor) -> torch.Tensor:
+        """TODO: your estimate of how likely each pair of the batch is matched, in [0, 1].
+        Everything is trusted here, which makes the skeleton the vanilla baseline."""
+        return torch.ones(sims.shape[0], device=sims.device)
+
+    def train_epoch(self, epoch: int) -> dict[str, float]:
+        cfg, ctx = self.config, self.ctx
+        set_lr(self.optimizer, step_decay(cfg.lr, epoch, cfg.lr_update))
+        self.net.train()
+        total, steps = 0.0, 0
+        for batch in ctx.train.loader(batch_size=cfg.batch_size, generator=ctx.generator):
+            if len(batch) < 2:
+                continue
+            b = batch.to(ctx.device)
+            sims = self.net(b.images, b.tokens, b.lengths)  # (B, B), diagonal = the given pairs
+            margin = cfg.margin * self.pair_weights(sims.detach())  # per-pair margin
+            loss = triplet_loss(sims, margin, hard_negative=True)
+            total += optimizer_step(self.optimizer, loss, self.net.parameters(), cfg.grad_clip, f"epoch {{epoch}}")
+            steps += 1
+        return {{"loss": total / max(steps, 1)}}
+'''
+
+COTEACHING = _HEADER + '''
+from ncbench.data.batching import Batch
+from ncbench.engine.coteaching import CoTeaching, CoTeachingConfig
+from ncbench.engine.optim import optimizer_step
+from ncbench.kernels.losses import triplet_loss
+from ncbench.kernels.mixture import SplitFit, gmm_split
+from ncbench.registry import METHODS
+
+
+@dataclass
+class {cls}Config(CoTeachingConfig):
+    # hyper-parameters with the paper's defaults; override per run with --method-opt key=value
+    warmup_epochs: int = 5
+    epochs: int = 40
+    lr: float = 2e-4
+    lr_update: int = 30
+
+
+@METHODS.register("{name}")
+class {cls}(CoTeaching):
+    """TODO: the one line `ncbench list` shows."""
+
+    Config = {cls}Config
+    dataset_defaults = {{"synthetic": {{"warmup_epochs": 5, "epochs": 10, "noisy_from": 5, "lr_update": 8}}}}
+    ensemble_size = 2  # the skeleton averages networks A and B at test time
+
+    def warmup_loss(self, net, batch: Batch) -> torch.Tensor:
+        return triplet_loss(net(batch.images, batch.tokens, batch.lengths), self.config.margin, hard_negative=False)
+
+    def fit_split(self, losses: torch.Tensor) -> SplitFit:
+        """TODO: the per-pair clean probability from one network's per-sample losses."""
+        return gmm_split(losses)
+
+    def co_step(self, k: int, clean: Batch, w: torch.Tensor, noisy: Batch | None, epoch: int) -> dict[str, float]:
+        """TODO: one step of network k on a batch its peer considers clean (clean probabilities w)
+        and, from ``noisy_from`` on, a batch it considers noisy. Here: margins scaled by w."""
+        net, opt = self.nets[k], self.opts[k]
+        sims = net(clean.images, clean.tokens, clean.lengths)
+        loss = triplet_loss(sims, self.config.margin * w.to(sims.dtype), hard_negative=True)
+        return {{"loss": optimizer_step(opt, loss, net.parameters(), self.config.grad_clip, f"epoch {{epoch}}")}}
+'''
+
+TEMPLATES = {"single": SINGLE, "coteaching": COTEACHING}
+
+
+def class_name(name: str) -> str:
+    return "".join(part.capitalize() for part in name.split("_"))
+
+
+def check_name(name: str, taken: list[str]) -> None:
+    if not NAME.match(name) or keyword.iskeyword(name):
+        raise ConfigError(f"method name {name!r} must be 2–40 lower-case letters, digits or _, starting with a letter")
+    if name in taken:
+        raise ConfigError(f"a method called {name!r} is already registered; choose another name")
+
+
+def render(name: str, template: str = "single") -> str:
+    if template not in TEMPLATES:
+        raise ConfigError(f"unknown template {template!r}; choose from {', '.join(TEMPLATES)}")
+    return TEMPLATES[template].format(name=name, cls=class_name(name))
+
+
+def write_skeleton(name: str, folder: Path, template: str, taken: list[str]) -> Path:
+    check_name(name, taken)
+    path = Path(folder) / f"{name}.py"
+    if path.exists():
+        raise ConfigError(f"{path} already exists; not overwriting it")
+    write_text_atomic(path, render(name, template))
+    return path

@@ -1,0 +1,1 @@
+"""JSON Schemas published by ncbench: ``result.schema.json`` describes a result file (and a submission)."""
