@@ -31,11 +31,19 @@ IDENTITY = ("method", "backbone", "dataset", "noise_ratio", "seed", "protocol_ve
 SUPERSEDED = "superseded"  # results replaced by a run with another config are moved here
 
 
+def run_folder(root: Path, protocol_version: str, dataset: str, noise_ratio: float, method: str, backbone: str) -> Path:
+    """The folder holding the per-seed result files of one configuration."""
+    return Path(root) / f"protocol-{protocol_version}" / dataset / f"noise-{float(noise_ratio):g}" / method / backbone
+
+
+def identity_path(root: Path, ident: dict[str, Any]) -> Path:
+    """Where a result with this ``identity`` block lives under ``root``."""
+    folder = run_folder(root, *(ident[k] for k in ("protocol_version", "dataset", "noise_ratio", "method", "backbone")))
+    return folder / f"seed-{ident['seed']}.json"
+
+
 def result_path(root: Path, cfg: RunConfig) -> Path:
-    return (
-        Path(root) / f"protocol-{cfg.protocol_version}" / cfg.dataset / f"noise-{cfg.noise_ratio:g}"
-        / cfg.method / cfg.backbone / f"seed-{cfg.seed}.json"
-    )
+    return run_folder(root, cfg.protocol_version, cfg.dataset, cfg.noise_ratio, cfg.method, cfg.backbone) / f"seed-{cfg.seed}.json"
 
 
 def write_json_atomic(path: Path, data: Any) -> None:

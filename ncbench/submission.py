@@ -28,6 +28,7 @@ from typing import Any
 from . import PROTOCOL_VERSION
 from .atomic import write_text_atomic
 from .evaluate import RetrievalMetrics
+from .results import identity_path, run_folder
 
 KNOWN_PROTOCOLS = (PROTOCOL_VERSION,)
 PROTOCOL_SEEDS = (0, 1, 2)
@@ -131,19 +132,13 @@ def expand(paths: list[Path]) -> list[Path]:
     return out
 
 
-def destination(dest: Path, ident: dict[str, Any]) -> Path:
-    return (Path(dest) / f"protocol-{ident['protocol_version']}" / ident["dataset"]
-            / f"noise-{float(ident['noise_ratio']):g}" / ident["method"] / ident["backbone"] / f"seed-{ident['seed']}.json")
-
-
 def _group(ident: dict[str, Any]) -> tuple:
     return (ident["protocol_version"], ident["dataset"], float(ident["noise_ratio"]), ident["method"], ident["backbone"])
 
 
 def _accepted_seeds(dest: Path, group: tuple) -> set[int]:
-    folder = destination(dest, dict(zip(("protocol_version", "dataset", "noise_ratio", "method", "backbone"), group),
-                                    seed=0)).parent
-    return {int(p.stem.split("-", 1)[1]) for p in folder.glob("seed-*.json") if p.stem.split("-", 1)[1].isdigit()}
+    return {int(p.stem.split("-", 1)[1]) for p in run_folder(dest, *group).glob("seed-*.json")
+            if p.stem.split("-", 1)[1].isdigit()}
 
 
 def review(paths: list[Path], dest: Path) -> list[Verdict]:
@@ -171,7 +166,7 @@ def review(paths: list[Path], dest: Path) -> list[Verdict]:
                                  f"the protocol needs {list(PROTOCOL_SEEDS)} (missing {lacking})")
     for v in verdicts:
         if v.data is not None:
-            v.dest = destination(dest, v.data["identity"])
+            v.dest = identity_path(dest, v.data["identity"])
     return verdicts
 
 

@@ -144,11 +144,11 @@ def write_result():
     """``write_result(root, **fields)``: write ``make_result_dict(**fields)`` at its standard path."""
     import json
 
-    from ncbench.submission import destination
+    from ncbench.results import identity_path
 
     def write(root: Path, **fields) -> Path:
         data = fields.pop("data", None) or make_result_dict(**fields)
-        path = destination(root, data["identity"])
+        path = identity_path(root, data["identity"])
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps(data))
         return path

@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import DataError
-from .precomp import Split, load_features
+from .precomp import Split, load_features, read_text
 from .vocab import Vocabulary
 
 TOKEN_LINE = re.compile(r"^(?P<name>[^\t#]+)#(?P<k>\d+)\t(?P<caption>.*)$")
@@ -36,12 +36,8 @@ TRANSFORMS = ("none", "l2", "log_standardise")
 
 
 def read_lines(path: Path, what: str) -> list[str]:
-    try:
-        return [line.strip() for line in Path(path).read_text(encoding="utf-8").splitlines() if line.strip()]
-    except FileNotFoundError:
-        raise DataError(f"{path}: {what} not found") from None
-    except UnicodeDecodeError as exc:
-        raise DataError(f"{path}: not UTF-8 text ({exc})") from None
+    """The non-empty lines of a text file, stripped."""
+    return [line.strip() for line in read_text(path, what).splitlines() if line.strip()]
 
 
 def read_token_captions(path: Path, names: list[str], cpi: int) -> list[list[str]]:

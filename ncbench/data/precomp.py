@@ -71,15 +71,19 @@ def load_features(path: Path) -> np.ndarray:
     return arr
 
 
-def read_captions(path: Path) -> list[str]:
-    """Captions of a ``.txt`` (one per line) or ``.tsv`` (``id<TAB>caption[<TAB>…]``) file."""
+def read_text(path: Path, what: str) -> str:
+    """A UTF-8 text file; missing or undecodable is a DataError naming the file and ``what`` it is."""
     try:
-        text = path.read_text(encoding="utf-8")
+        return Path(path).read_text(encoding="utf-8")
     except FileNotFoundError:
-        raise DataError(f"{path}: caption file not found") from None
+        raise DataError(f"{path}: {what} not found") from None
     except UnicodeDecodeError as exc:
         raise DataError(f"{path}: not UTF-8 text ({exc})") from None
-    lines = text.splitlines()
+
+
+def read_captions(path: Path) -> list[str]:
+    """Captions of a ``.txt`` (one per line) or ``.tsv`` (``id<TAB>caption[<TAB>…]``) file."""
+    lines = read_text(path, "caption file").splitlines()
     if path.suffix == ".tsv":
         caps = []
         for i, line in enumerate(lines, 1):
