@@ -31,6 +31,8 @@ Named deviations and switches:
   region / valid word embeddings).
 * ``form="distance"`` switches to the paper's Euclidean distance-ratio labels; the default is the
   cosine form the official training scripts run.
+* Correspondence of a given pair (``ncbench detect``): the noisy-batch label above against the anchors
+  of a batch of true pairs, computed by each network as the peer and averaged.
 * Validation on the full dev split; ``synthetic`` keeps lr 2e-4 and the 10 warm-up epochs with a
   shorter co-training schedule (10 epochs, noisy subset from 5, lr ×0.1 at 8).
 """
@@ -39,6 +41,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 
 from ncbench.data.batching import Batch
@@ -72,6 +75,8 @@ class BiCro(CoTeaching):
     """BiCro (CVPR'23): Beta-mixture split, anchor-based similarity-consistency soft labels from the peer."""
 
     Config = BiCroConfig
+    correspondence_estimate = ("similarity-consistency label (r_v + r_t) / 2, zeroed at or below label_threshold, against "
+                               "the anchors of a batch of true pairs; mean over both networks as the peer")
     dataset_defaults = {
         "synthetic": {"warmup_epochs": 10, "epochs": 10, "lr_update": 8, "noisy_from": 5},
     }
@@ -87,8 +92,14 @@ class BiCro(CoTeaching):
     def _peer_view(self, peer, batch: Batch):
         img = peer.encode_images(batch.images)
         cap = peer.encode_captions(batch.tokens, batch.lengths)
-        g_img, g_cap = peer.global_features(img, cap)
-        return peer.score(img, cap), g_img, g_cap
+        return peer.score(img, cap), *peer.global_features(img, cap)
+
+    @torch.no_grad()
+    def _anchors(self, scores: torch.Tensor, g_img: torch.Tensor, g_cap: torch.Tensor):
+        """Global features of the anchors of a clean batch (its best-matched pairs)."""
+        cfg = self.config
+        anchors = consistency.select_anchors(raw_prediction(per_sample_triplet(scores, cfg.margin), cfg.margin))
+        return anchors, g_img[anchors], g_cap[anchors]
 
     def _margin(self, labels: torch.Tensor) -> torch.Tensor:
         m = soft_margin(labels, self.config.margin, self.config.soft_margin)
@@ -100,8 +111,7 @@ class BiCro(CoTeaching):
         cfg = self.config
         peer.eval()
         scores, img_c, cap_c = self._peer_view(peer, clean)
-        anchors = consistency.select_anchors(raw_prediction(per_sample_triplet(scores, cfg.margin), cfg.margin))
-        a_img, a_cap = img_c[anchors], cap_c[anchors]
+        anchors, a_img, a_cap = self._anchors(scores, img_c, cap_c)
         r_v, r_t = consistency.consistency_ratios(img_c, cap_c, a_img, a_cap, cfg.form)
         y_c = consistency.clean_batch_labels(r_v, r_t, anchors, cfg.label_threshold, cfg.form, cfg.official_scatter)
         y_u = None
@@ -110,6 +120,18 @@ class BiCro(CoTeaching):
             y_u = consistency.noisy_batch_labels(*consistency.consistency_ratios(img_u, cap_u, a_img, a_cap, cfg.form),
                                                  cfg.label_threshold)
         return y_c, y_u
+
+    @torch.no_grad()
+    def correspondence(self, pairs) -> np.ndarray:
+        cfg = self.config
+        out = []
+        for peer in self.nets:
+            img_r, cap_r = pairs.reference_batch(peer)
+            _, a_img, a_cap = self._anchors(peer.score(img_r, cap_r), *peer.global_features(img_r, cap_r))
+            e = pairs.embed(peer)
+            ratios = consistency.consistency_ratios(*peer.global_features(e.img, e.cap), a_img, a_cap, cfg.form)
+            out.append(consistency.noisy_batch_labels(*ratios, cfg.label_threshold))
+        return torch.stack(out).mean(0).cpu().numpy()
 
     def co_step(self, k, clean: Batch, w, noisy, epoch):
         cfg = self.config

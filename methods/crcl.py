@@ -15,7 +15,9 @@ re-initialises the network and its AdamW optimiser and keeps the labels (spec §
 * augmentation: each caption token perturbed with probability 0.2 (50% ``<mask>``, 10% random
   word, 40% deleted); region features (``(R, D)``) have each region replaced by 1e-10 with
   probability 0.2;
-* lr ``5e-4 × 0.1^(e // lr_update)`` within a stage, grad clip 2.0, batch 128.
+* lr ``5e-4 × 0.1^(e // lr_update)`` within a stage, grad clip 2.0, batch 128;
+* correspondence of a given pair (``ncbench detect``): its matching probability ``p`` in a batch
+  of true pairs.
 
 Defaults are ``opts.py``'s (schedules 6,6,6,25, warm 2, lr_update 15); for F30K the official
 ``train.sh`` values (5,5,5,30). The per-dataset settings of the paper's supplementary table were not
@@ -44,9 +46,14 @@ import torch
 
 from ncbench.data.augment import mask_regions, perturb_captions
 from ncbench.engine.method import Method, MethodConfig, TrainContext
-from ncbench.errors import ConfigError
 from ncbench.engine.optim import optimizer_step, set_lr, step_decay
-from ncbench.kernels.complementary import active_complementary_loss, batch_probabilities, correct_labels, match_probability
+from ncbench.errors import ConfigError
+from ncbench.kernels.complementary import (
+    active_complementary_loss,
+    batch_probabilities,
+    correct_labels,
+    match_probability,
+)
 from ncbench.registry import METHODS
 
 
@@ -73,6 +80,7 @@ class CRCL(Method):
     """CRCL (NeurIPS'23): Active Complementary Loss with self-refining momentum label correction."""
 
     Config = CRCLConfig
+    correspondence_estimate = "matching probability p = (P_i2t[i,i] + P_t2i[i,i]) / 2 at temperature tau in a batch of true pairs"
     dataset_defaults = {
         "f30k": {"schedules": (5, 5, 5, 30)},
         "synthetic": {"schedules": (4, 4, 8), "warm_epochs": 1, "lr": 2e-3, "lr_update": 6},
@@ -112,6 +120,14 @@ class CRCL(Method):
     def networks(self):
         return [self.net]
 
+    def correspondence(self, pairs) -> np.ndarray:
+        tau = self.config.tau
+
+        def kernel(scores: torch.Tensor) -> torch.Tensor:
+            return match_probability(*batch_probabilities(scores, tau))
+
+        return pairs.in_context(self.net, kernel).cpu().numpy()
+
     def clean_probability(self) -> np.ndarray:
         return self.labels.numpy().copy()
 
@@ -150,8 +166,9 @@ class CRCL(Method):
         return {"loss": total / max(steps, 1), "stage": float(stage), "mean_label": float(self.labels.mean())}
 
     def state_dict(self):
-        return {"net": self.net.state_dict(), "labels": self.labels.clone()}
+        return {"net": self.net.state_dict(), "optimizer": self.optimizer.state_dict(), "labels": self.labels.clone()}
 
     def load_state_dict(self, state):
         self.net.load_state_dict(state["net"])
+        self.optimizer.load_state_dict(state["optimizer"])
         self.labels = state["labels"].clone()

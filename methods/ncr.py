@@ -12,7 +12,9 @@ no hard negatives). Then every epoch (spec §3):
 * **robust training**: hard-negative triplet loss with the soft margin ``m(ŷ) = 0.2 (10^ŷ − 1)/9``,
   one Adam step on the clean batch and, from co-training epoch ``noisy_from`` (= epochs // 2) on, a
   separate step on the noisy batch; grad clip 2.0; lr ×0.1 at ``lr_update``;
-* evaluation averages A's and B's similarities (ensemble of 2).
+* evaluation averages A's and B's similarities (ensemble of 2);
+* correspondence of a given pair (``ncbench detect``): its adaptive prediction ``P̂`` in a batch of
+  true pairs, averaged over A and B (the label Eq. 5 gives a pair of the noisy batch).
 
 Named deviations and switches:
 
@@ -34,6 +36,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 
 from ncbench.data.batching import Batch
@@ -42,7 +45,11 @@ from ncbench.engine.optim import optimizer_step
 from ncbench.kernels.losses import per_sample_triplet, triplet_loss
 from ncbench.kernels.mixture import SplitFit, gmm_split
 from ncbench.kernels.rectify import (
-    adaptive_prediction, clean_batch_labels, noisy_batch_labels, official_clean_label_matrix, soft_margin,
+    adaptive_prediction,
+    clean_batch_labels,
+    noisy_batch_labels,
+    official_clean_label_matrix,
+    soft_margin,
 )
 from ncbench.registry import METHODS
 
@@ -74,8 +81,18 @@ class NCR(CoTeaching):
         "synthetic": {"warmup_epochs": 5, "epochs": 10, "lr_update": 8, "noisy_from": 5},
     }
 
+    correspondence_estimate = "adaptive prediction P̂ (Eq. 4) in a batch of true pairs, mean of networks A and B"
+
     def warmup_loss(self, net, batch: Batch) -> torch.Tensor:
         return triplet_loss(net(batch.images, batch.tokens, batch.lengths), self.config.margin, hard_negative=False)
+
+    def correspondence(self, pairs) -> np.ndarray:
+        m = self.config.margin
+
+        def kernel(scores: torch.Tensor) -> torch.Tensor:
+            return adaptive_prediction(per_sample_triplet(scores, m), m)
+
+        return torch.stack([pairs.in_context(net, kernel) for net in self.nets]).mean(0).cpu().numpy()
 
     def fit_split(self, losses: torch.Tensor) -> SplitFit:
         c = self.config

@@ -42,6 +42,9 @@ class Vanilla(Method):
     def networks(self):
         return [self.net]
 
+    def optimizers(self):
+        return [self.optimizer]
+
     def train_epoch(self, epoch: int) -> dict[str, float]:
         cfg, ctx = self.config, self.ctx
         set_lr(self.optimizer, step_decay(cfg.lr, epoch, cfg.lr_update))

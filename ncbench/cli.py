@@ -1,4 +1,5 @@
-"""The ``ncbench`` command: run sweeps, list plugins, build leaderboards, inspect noise indices.
+"""The ``ncbench`` command: run sweeps, score noise detection against human judgments, list plugins,
+build leaderboards, submit results, inspect noise indices.
 
 Errors caused by input are printed as one line (``ncbench: error: ...``) with exit code 2; an
 interrupted sweep exits 130 and resumes when the same command is run again.
@@ -14,7 +15,7 @@ import traceback
 from pathlib import Path
 
 from . import __version__
-from .errors import ConfigError, NcbenchError
+from .errors import ConfigError, NcbenchError, Preempted
 
 EPILOG_LEADERBOARD = """\
 examples:
@@ -31,6 +32,16 @@ examples:
   ncbench run --methods vanilla --method-opt epochs=20 --method-opt lr=1e-3
 
 Re-running the same command skips finished runs (same config hash) and finishes the rest.
+"""
+
+
+EPILOG_DETECT = """\
+examples:
+  ncbench detect --data-root ../shared/data                      vanilla, NCR, BiCro, CRCL at 20/50/80% noise
+  ncbench detect --data-root ../shared/data --methods ncr --noise 0.5 --seeds 0,1,2
+
+The judged pairs are among Flickr8k's 1000 official test images; --data-root is the folder holding
+flickr8k/ (features and text files). Finished runs are reused, as with `ncbench run`.
 """
 
 
@@ -62,6 +73,39 @@ def _options(pairs: list[str]) -> dict[str, str]:
     return out
 
 
+def _sweep_options(p: argparse.ArgumentParser, methods: list[str], datasets: list[str], noise: list[float],
+                   dataset_help: str) -> None:
+    """The options shared by ``run`` and ``detect``."""
+    fmt = ",".join
+    p.add_argument("--methods", type=_names, default=methods, help=f"comma-separated method names (default: {fmt(methods)})")
+    p.add_argument("--backbones", type=_names, default=["vse_light"], help="comma-separated backbones (default: vse_light)")
+    p.add_argument("--dataset", "--datasets", dest="datasets", type=_names, default=datasets, help=dataset_help)
+    p.add_argument("--noise", type=_floats, default=noise,
+                   help=f"noise ratios in [0,1) (default: {fmt(f'{x:g}' for x in noise)})")
+    p.add_argument("--seeds", type=_ints, default=[0], help="training seeds (default: 0)")
+    p.add_argument("--noise-seed", type=int, default=0, help="seed of generated noise indices, shared by all runs (default: 0)")
+    p.add_argument("--noise-file", help="use this noise-index .npy verbatim (one --noise value only)")
+    p.add_argument("--noise-dir", help="folder of official index files named <dataset>_precomp_<ratio>.npy")
+    p.add_argument("--method-opt", action="append", default=[], metavar="KEY=VALUE", help="override a method hyperparameter")
+    p.add_argument("--backbone-opt", action="append", default=[], metavar="KEY=VALUE", help="override a backbone hyperparameter")
+    p.add_argument("--results", default="results", help="results folder (default: ./results)")
+    p.add_argument("--data-root", help="folder holding a real dataset's files")
+    p.add_argument("--cache-dir", default=os.environ.get("NCBENCH_CACHE", str(Path.home() / ".cache" / "ncbench")),
+                   help="where generated data is kept (default: $NCBENCH_CACHE or ~/.cache/ncbench)")
+    p.add_argument("--device", help="cpu, cuda or cuda:N (default: cuda if available, else cpu)")
+    p.add_argument("--threads", type=int, help="CPU threads for torch (default: torch's choice)")
+    p.add_argument("--dry-run", action="store_true", help="print the runs and whether each is done, then stop")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    p.add_argument("-v", "--verbose", action="store_true", help="print one line per epoch (loss, validation rSum, time)")
+    p.add_argument("--shard", metavar="I/N",
+                   help="train only every N-th run starting at I (0-based); 'auto' takes I and N from "
+                        "SLURM_PROCID/SLURM_NTASKS or RANK/WORLD_SIZE, for ranks launched by srun or torchrun")
+    p.add_argument("--workers", type=int, default=1, metavar="N",
+                   help="local executor: N worker processes share the sweep (one GPU each when GPUs are visible; "
+                        "default 1)")
+    p.add_argument("--worker-index", type=int, help=argparse.SUPPRESS)
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="ncbench", description="Noisy-correspondence benchmark harness.")
     p.add_argument("--version", action="version", version=f"ncbench {__version__}")
@@ -71,26 +115,31 @@ def build_parser() -> argparse.ArgumentParser:
                        formatter_class=argparse.RawDescriptionHelpFormatter,
                        description="Train every method × backbone × dataset × noise × seed combination, select "
                                    "each on validation rSum, test it and write one JSON result per run.")
-    r.add_argument("--methods", type=_names, default=["vanilla"], help="comma-separated method names (default: vanilla)")
-    r.add_argument("--backbones", type=_names, default=["vse_light"], help="comma-separated backbones (default: vse_light)")
-    r.add_argument("--dataset", "--datasets", dest="datasets", type=_names, default=["synthetic"],
-                   help="comma-separated datasets (default: synthetic, the embedded one)")
-    r.add_argument("--noise", type=_floats, default=[0.0, 0.2, 0.6], help="noise ratios in [0,1) (default: 0,0.2,0.6)")
-    r.add_argument("--seeds", type=_ints, default=[0], help="training seeds (default: 0)")
-    r.add_argument("--noise-seed", type=int, default=0, help="seed of generated noise indices, shared by all runs (default: 0)")
-    r.add_argument("--noise-file", help="use this noise-index .npy verbatim (one --noise value only)")
-    r.add_argument("--noise-dir", help="folder of official index files named <dataset>_precomp_<ratio>.npy")
-    r.add_argument("--method-opt", action="append", default=[], metavar="KEY=VALUE", help="override a method hyperparameter")
-    r.add_argument("--backbone-opt", action="append", default=[], metavar="KEY=VALUE", help="override a backbone hyperparameter")
-    r.add_argument("--results", default="results", help="results folder (default: ./results)")
-    r.add_argument("--data-root", help="folder holding a real dataset's files")
-    r.add_argument("--cache-dir", default=os.environ.get("NCBENCH_CACHE", str(Path.home() / ".cache" / "ncbench")),
-                   help="where generated data is kept (default: $NCBENCH_CACHE or ~/.cache/ncbench)")
-    r.add_argument("--device", help="cpu, cuda or cuda:N (default: cuda if available, else cpu)")
-    r.add_argument("--threads", type=int, help="CPU threads for torch (default: torch's choice)")
-    r.add_argument("--dry-run", action="store_true", help="print the runs and whether each is done, then stop")
-    r.add_argument("--no-progress", action="store_true", help="no progress bars")
-    r.add_argument("-v", "--verbose", action="store_true", help="print one line per epoch (loss, validation rSum, time)")
+    _sweep_options(r, methods=["vanilla"], datasets=["synthetic"], noise=[0.0, 0.2, 0.6],
+                   dataset_help="comma-separated datasets (default: synthetic, the embedded one)")
+
+    d = sub.add_parser(
+        "detect", help="score noise detection against human judgments (Flickr8k expert and crowd)",
+        epilog=EPILOG_DETECT, formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Train the methods on a dataset that comes with human judgments of image-caption pairs "
+                    "(flickr8k-xception: Flickr8k's expert and CrowdFlower judgments of pairs among its 1000 test "
+                    "images), exactly as `ncbench run` does, then score every judged pair with each method's own "
+                    "correspondence estimate and report ROC AUC ('describes' vs 'does not describe', majority "
+                    "verdict) and Spearman correlation with the mean human score, over all judged pairs and over "
+                    "held-out pairs (image and caption from test-split images). The scores are stored in each "
+                    "result file and shown by `ncbench leaderboard` as a table of their own.")
+    _sweep_options(d, methods=["vanilla", "ncr", "bicro", "crcl"], datasets=["flickr8k-xception"],
+                   noise=[0.2, 0.5, 0.8], dataset_help="comma-separated datasets with judgments "
+                                                       "(default: flickr8k-xception)")
+
+    st = sub.add_parser(
+        "status", aliases=["plan"], help="show which runs of a sweep are done, running, failed or missing",
+        description="For the sweep the same options would run: each run's state (done, failed, running in some "
+                    "worker, partial with the epoch of its checkpoint, missing, stale, corrupt), counts, and an "
+                    "estimate of the time still needed from the finished runs of the same method/backbone/dataset. "
+                    "Starts nothing.")
+    _sweep_options(st, methods=["vanilla"], datasets=["synthetic"], noise=[0.0, 0.2, 0.6],
+                   dataset_help="comma-separated datasets (default: synthetic)")
 
     ls = sub.add_parser("list", help="show registered methods, backbones and datasets")
     ls.add_argument("kind", nargs="?", choices=["methods", "backbones", "datasets"], help="only this kind")
@@ -164,44 +213,212 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 # -- commands ----------------------------------------------------------------------------------
-def cmd_run(args) -> int:
-    import torch
+def _shard(text: str | None) -> tuple[int, int] | None:
+    if not text:
+        return None
+    if text == "auto":
+        for i, n in (("SLURM_PROCID", "SLURM_NTASKS"), ("RANK", "WORLD_SIZE")):
+            if os.environ.get(i) is not None and os.environ.get(n) is not None:
+                return int(os.environ[i]), int(os.environ[n])
+        raise ConfigError("--shard auto needs SLURM_PROCID/SLURM_NTASKS or RANK/WORLD_SIZE in the environment")
+    try:
+        i, n = (int(x) for x in text.split("/"))
+    except ValueError:
+        raise ConfigError(f"--shard expects I/N (e.g. 0/4) or auto, got {text!r}") from None
+    return i, n
 
-    from .report.build import summary_markdown
-    from .results import existing_status, result_path
-    from .runner import RunSettings, SweepSpec, check_device, default_device, plan, run_sweep
 
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    torch.use_deterministic_algorithms(True, warn_only=True)
+def _plan(args):
+    from .runner import SweepSpec, plan, shard
+
     spec = SweepSpec(
         methods=args.methods, backbones=args.backbones, datasets=args.datasets, noise=args.noise, seeds=args.seeds,
         noise_seed=args.noise_seed, noise_file=args.noise_file, noise_dir=args.noise_dir,
         method_options=_options(args.method_opt), backbone_options=_options(args.backbone_opt),
     )
     runs = plan(spec)
+    part = _shard(args.shard)
+    return shard(runs, *part) if part else runs
+
+
+def _on_sigterm(signum, frame):
+    from .errors import Preempted
+
+    raise Preempted()
+
+
+def _sweep(args):
+    """Plan and execute the sweep of ``run``/``detect`` options; None after a dry run."""
+    import signal
+
+    import torch
+
+    from .results import existing_status, result_path
+    from .runner import RunSettings, check_device, default_device, run_sweep
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    torch.use_deterministic_algorithms(True, warn_only=True)
+    runs = _plan(args)
     results = Path(args.results)
     if args.dry_run:
         for cfg in runs:
             print(f"{existing_status(result_path(results, cfg), cfg.config_hash):8s} {cfg.label}")
-        return 0
+        return None
+    if args.workers > 1 and args.worker_index is None:
+        return _local_workers(args, runs)
+    prefix = "" if args.worker_index is None else f"[worker {args.worker_index}] "
     settings = RunSettings(
         results_dir=results, data_root=Path(args.data_root) if args.data_root else None, cache_dir=Path(args.cache_dir),
         device=check_device(args.device or default_device()), progress=not args.no_progress and sys.stderr.isatty(),
         verbose=args.verbose,
-        log=lambda msg: print(msg, flush=True),
+        log=lambda msg: print(prefix + msg, flush=True),
     )
-    print(f"ncbench: {len(runs)} run(s) on {settings.device}; results in {results}/", flush=True)
+    signal.signal(signal.SIGTERM, _on_sigterm)
+    print(f"{prefix}ncbench: {len(runs)} run(s) on {settings.device}; results in {results}/", flush=True)
     t0 = time.perf_counter()
     report = run_sweep(runs, settings)
-    print(f"\n{report.ran} run(s) trained, {report.skipped} already done, {len(report.failed)} failed "
-          f"in {time.perf_counter() - t0:.0f}s\n")
-    print(summary_markdown(report.done))
-    print(f"Tables of everything in {results}/, in the papers' layout (Markdown, HTML, LaTeX): "
-          f"ncbench leaderboard --results {results} --with-reported")
+    busy = f", {len(report.busy)} being trained by other workers" if report.busy else ""
+    print(f"\n{prefix}{report.ran} run(s) trained, {report.skipped} already done, {len(report.failed)} failed{busy} "
+          f"in {time.perf_counter() - t0:.0f}s\n", flush=True)
+    return report
+
+
+def _local_workers(args, runs):
+    """The local executor: N copies of this command share the sweep through the per-run locks."""
+    import subprocess
+
+    import torch
+
+    from .results import existing_status, read_result, result_path
+    from .runner import SweepReport
+
+    argv, skip = [], False
+    for a in args.argv:
+        if skip:
+            skip = False
+        elif a == "--workers":
+            skip = True
+        elif not a.startswith("--workers="):
+            argv.append(a)
+    gpus = torch.cuda.device_count() if (args.device or "cuda").startswith("cuda") else 0
+    print(f"ncbench: {len(runs)} run(s) shared by {args.workers} local workers"
+          + (f" on {gpus} GPU(s)" if gpus else ""), flush=True)
+    t0 = time.perf_counter()
+    procs = []
+    for i in range(args.workers):
+        env = dict(os.environ)
+        if gpus:
+            env["CUDA_VISIBLE_DEVICES"] = str(i % gpus)
+        procs.append(subprocess.Popen([sys.executable, "-m", "ncbench", *argv, "--worker-index", str(i), "--no-progress"],
+                                      env=env))
+    try:
+        codes = [p.wait() for p in procs]
+    except BaseException:
+        for p in procs:
+            p.terminate()
+        raise
+    report = SweepReport()
+    results = Path(args.results)
+    for cfg in runs:
+        path = result_path(results, cfg)
+        state = existing_status(path, cfg.config_hash)
+        if state == "done":
+            report.done.append(read_result(path))
+        else:
+            report.failed.append(f"{cfg.label}: {state} after the workers finished ({path})")
+    report.ran = len(runs)
+    print(f"\n{args.workers} workers finished in {time.perf_counter() - t0:.0f}s (exit codes {codes}): "
+          f"{len(report.done)} of {len(runs)} run(s) done\n")
+    return report
+
+
+def _failures(report) -> int:
     for f in report.failed:
         print(f"failed: {f}", file=sys.stderr)
     return 1 if report.failed else 0
+
+
+def cmd_run(args) -> int:
+    from .report.build import summary_markdown
+
+    report = _sweep(args)
+    if report is None:
+        return 0
+    print(summary_markdown(report.done))
+    print(f"Tables of everything in {args.results}/, in the papers' layout (Markdown, HTML, LaTeX): "
+          f"ncbench leaderboard --results {args.results} --with-reported")
+    return _failures(report)
+
+
+def cmd_detect(args) -> int:
+    from .registry import DATASETS
+    from .report.build import agreement_boards
+    from .report.markdown import render_board
+
+    without = [d for d in args.datasets if not DATASETS.get(d).has_judgments]
+    if without:
+        with_judgments = [n for n in DATASETS.names() if DATASETS.get(n).has_judgments]
+        raise ConfigError(f"dataset(s) {', '.join(without)} have no human judgments; "
+                          f"choose from {', '.join(with_judgments)}")
+    report = _sweep(args)
+    if report is None:
+        return 0
+    missing = [r.get("_path") or r["identity"]["method"] for r in report.done if not r.get("human_agreement")]
+    for m in missing:
+        print(f"warning: {m} has no human-agreement scores (written by an older ncbench); move it away and "
+              "re-run to score it", file=sys.stderr)
+    boards, _ = agreement_boards(report.done, allow_mixed=True)
+    print("\n".join(render_board(b) for b in boards) or "_No human-agreement scores._\n")
+    print(f"All tables (retrieval and human agreement): ncbench leaderboard --results {args.results}")
+    return _failures(report)
+
+
+def cmd_status(args) -> int:
+    from collections import Counter
+
+    import numpy as np
+    from tabulate import tabulate
+
+    from .checkpoint import Checkpointer
+    from .locks import is_locked
+    from .results import existing_status, read_result, result_path
+    from .runner import checkpoint_path, lock_path
+
+    runs, results = _plan(args), Path(args.results)
+    rows, counts, seconds, gpu = [], Counter(), {}, False
+    for cfg in runs:
+        path = result_path(results, cfg)
+        state, detail = existing_status(path, cfg.config_hash), ""
+        key = (cfg.method, cfg.backbone, cfg.dataset)
+        if state in ("done", "failed"):
+            r = read_result(path)
+            if state == "done":
+                t = r["test"][r["test"]["primary"]]
+                seconds.setdefault(key, []).append(float(r["timings"]["total_s"]))
+                gpu = gpu or str(r.get("env", {}).get("device", "")).startswith("cuda")
+                detail = f"test rSum {t['rsum']:.1f}"
+            else:
+                detail = str(r.get("error"))[:80]
+        if state != "done":
+            holder = is_locked(lock_path(path))
+            epoch = Checkpointer(checkpoint_path(path), cfg.config_hash).epoch()
+            if epoch is not None:
+                state, detail = ("partial" if state == "missing" else state), f"checkpoint after epoch {epoch}"
+            if holder:
+                state, detail = "running", f"{holder}" + (f"; {detail}" if detail else "")
+        counts[state] += 1
+        rows.append([state, cfg.label, detail])
+    print(tabulate(rows, ["state", "run", "detail"], tablefmt="simple"))
+    print("\n" + ", ".join(f"{n} {s}" for s, n in sorted(counts.items())) + f" ({len(runs)} run(s))")
+    todo = [cfg for cfg, row in zip(runs, rows) if row[0] != "done"]
+    known = [np.mean(seconds[k]) for k in ((c.method, c.backbone, c.dataset) for c in todo) if k in seconds]
+    if todo:
+        unit = "GPU-hours" if gpu else "hours"
+        print(f"still to run: {len(todo)}; estimated {sum(known) / 3600:.2f} {unit} for {len(known)} of them "
+              f"(mean time of finished runs of the same method/backbone/dataset)"
+              + (f"; {len(todo) - len(known)} without an estimate" if len(todo) > len(known) else ""))
+    return 0
 
 
 def cmd_list(args) -> int:
@@ -340,13 +557,14 @@ def cmd_new_method(args) -> int:
     return 0
 
 
-COMMANDS = {"run": cmd_run, "bench": cmd_bench, "list": cmd_list, "leaderboard": cmd_leaderboard, "noise": cmd_noise,
+COMMANDS = {"run": cmd_run, "detect": cmd_detect, "status": cmd_status, "plan": cmd_status, "bench": cmd_bench, "list": cmd_list, "leaderboard": cmd_leaderboard, "noise": cmd_noise,
             "submit": cmd_submit, "new-method": cmd_new_method}
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    args.argv = list(sys.argv[1:] if argv is None else argv)
     if not args.command:
         parser.print_help()
         return 2
@@ -356,8 +574,13 @@ def main(argv: list[str] | None = None) -> int:
         print(f"ncbench: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print("\nncbench: interrupted; finished results are kept, re-run the same command to resume", file=sys.stderr)
+        print("\nncbench: interrupted; finished results and the last epoch checkpoint of the current run are kept, "
+              "re-run the same command to resume", file=sys.stderr)
         return 130
+    except Preempted:
+        print("\nncbench: terminated (SIGTERM); finished results and the last epoch checkpoint of the current run are "
+              "kept, re-run the same command to resume", file=sys.stderr)
+        return 143
     except Exception as exc:  # a bug: say so in one line, traceback only on request
         if os.environ.get("NCBENCH_DEBUG"):
             traceback.print_exc()

@@ -35,3 +35,8 @@ class ResultError(NcbenchError):
 
 class TrainingError(NcbenchError):
     """Training diverged (e.g. the loss became NaN)."""
+
+
+class Preempted(BaseException):
+    """The process got SIGTERM (e.g. SLURM preemption). Not an ``Exception``, so that nothing on
+    the way up swallows it; the command line exits 143 and keeps the last epoch checkpoint."""

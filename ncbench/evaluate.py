@@ -63,16 +63,29 @@ def retrieval_metrics(sims, captions_per_image: int, device=None) -> tuple[Retri
 
 
 @torch.no_grad()
+def encode_images(net: Backbone, images: np.ndarray, rows: np.ndarray, device: torch.device,
+                  batch_size: int = 256) -> torch.Tensor:
+    """Embeddings of the given feature rows."""
+    net.eval()
+    return torch.cat([net.encode_images(gather_rows(images, rows[i : i + batch_size]).to(device))
+                      for i in range(0, len(rows), batch_size)])
+
+
+@torch.no_grad()
+def encode_captions(net: Backbone, tokens: list[np.ndarray], device: torch.device, batch_size: int = 256) -> torch.Tensor:
+    """Embeddings of encoded captions (per-word embeddings padded to the longest caption)."""
+    net.eval()
+    cap = []
+    for c0 in range(0, len(tokens), batch_size):
+        padded, lengths = pad_tokens(tokens[c0 : c0 + batch_size])
+        cap.append(net.encode_captions(padded.to(device), lengths.to(device)))
+    return _pad_cat(cap)
+
+
 def encode_split(net: Backbone, split: Split, device: torch.device, batch_size: int = 256):
     """Embeddings of every distinct image and every caption of ``split``."""
-    net.eval()
-    rows = split.image_rows()
-    img = [net.encode_images(gather_rows(split.images, rows[i : i + batch_size]).to(device)) for i in range(0, len(rows), batch_size)]
-    cap = []
-    for c0 in range(0, split.n_captions, batch_size):
-        tokens, lengths = pad_tokens(split.tokens[c0 : c0 + batch_size])
-        cap.append(net.encode_captions(tokens.to(device), lengths.to(device)))
-    return torch.cat(img), _pad_cat(cap)
+    return (encode_images(net, split.images, split.image_rows(), device, batch_size),
+            encode_captions(net, split.tokens, device, batch_size))
 
 
 def _pad_cat(pieces: list[torch.Tensor]) -> torch.Tensor:

@@ -2,7 +2,10 @@
 missing ones, and write one result file per run.
 
 A run whose result file exists with the same config hash and status ``ok`` is skipped, so an
-interrupted sweep re-run with the same arguments finishes only what is missing. A failed run
+interrupted sweep re-run with the same arguments finishes only what is missing; a run that was
+killed mid-training continues from its last per-epoch checkpoint (``ncbench.checkpoint``). Each run
+is trained under a lock (``ncbench.locks``), so several workers can share one sweep and one
+results folder: a run locked by another worker is passed over, never trained twice. A failed run
 (e.g. NaN loss) writes a result with status ``failed`` and the error, and is retried next time.
 A result with another config, or a corrupt file, is moved under ``superseded/`` before it is
 replaced, never deleted.
@@ -22,7 +25,9 @@ import torch
 from tqdm.auto import tqdm
 
 from . import PROTOCOL_VERSION
+from .checkpoint import Checkpointer
 from .config import RunConfig
+from .agreement import human_agreement
 from .data.batching import TrainingSet
 from .data.cards import Dataset, DatasetCard, SyntheticCard
 from .data.noise import NoiseIndex, check_ratio, obtain_noise_index, load_noise_index
@@ -31,7 +36,10 @@ from .engine.trainer import train_with_selection
 from .evaluate import evaluate_split
 from .errors import ConfigError, DataError, TrainingError
 from .registry import BACKBONES, DATASETS, METHODS
-from .results import SCHEMA_VERSION, environment, existing_status, read_result, result_path, set_aside, write_json_atomic
+from .locks import RunLock
+from .results import (
+    SUPERSEDED, SCHEMA_VERSION, environment, existing_status, read_result, result_path, set_aside, write_json_atomic,
+)
 
 
 @dataclass
@@ -161,8 +169,9 @@ class Runner:
         path = self.s.results_dir / "noise_index" / f"{cfg.dataset}{version}_{cfg.noise_ratio:g}_seed{cfg.noise_seed}.npy"
         return obtain_noise_index(true_rows, ds.train.n_rows, cfg.noise_ratio, cfg.noise_seed, path)
 
-    def run(self, cfg: RunConfig) -> dict[str, Any]:
-        """Train, select on validation, test, and return the result record (status ok or failed)."""
+    def run(self, cfg: RunConfig, checkpoint: Checkpointer | None = None) -> dict[str, Any]:
+        """Train (continuing from ``checkpoint`` if it holds one), select on validation, test, and
+        return the result record (status ok or failed)."""
         t_start = time.perf_counter()
         ds = self.dataset(cfg.dataset)
         noise = self.noise_index(cfg, ds)
@@ -175,9 +184,12 @@ class Runner:
             method = mcls(build_config(mcls.Config, cfg.method_config), ctx)
             on_epoch = (lambda row: self.s.log(_epoch_line(row))) if self.s.verbose else None
             sel = train_with_selection(method, ds.dev, device, method.total_epochs, true_clean=noise.clean,
-                                       desc=cfg.label, progress=self.s.progress, on_epoch=on_epoch)
+                                       desc=cfg.label, progress=self.s.progress, on_epoch=on_epoch,
+                                       checkpoint=checkpoint)
             t_test = time.perf_counter()
             test = evaluate_split(method.networks(), ds.test, device, folds=ds.card.test.folds)
+            t_judged = time.perf_counter()
+            judged = human_agreement(method, ds.judged, device) if ds.judged is not None else None
         except TrainingError as exc:
             record.update(status="failed", error=str(exc))
             record["timings"] = {"total_s": round(time.perf_counter() - t_start, 3)}
@@ -191,13 +203,16 @@ class Runner:
             ranks={"i2t": test.ranks_i2t, "t2i": test.ranks_t2i},
             history=sel.history,
             detection=sel.detection,
-            meta={"ensemble_size": mcls.ensemble_size, "selection": "best_val_rsum", "epochs": method.total_epochs},
+            meta={"ensemble_size": mcls.ensemble_size, "selection": "best_val_rsum", "epochs": method.total_epochs,
+                  "resumed_after_epoch": sel.resumed_after},
             timings={
                 "train_s": round(sel.train_seconds, 3), "val_s": round(sel.val_seconds, 3),
-                "test_s": round(t_end - t_test, 3), "total_s": round(total, 3),
+                "test_s": round(t_judged - t_test, 3), "judged_s": round(t_end - t_judged, 3), "total_s": round(total, 3),
                 "gpu_hours": round(total / 3600, 6) if device.type == "cuda" else 0.0,
             },
         )
+        if judged is not None:
+            record["human_agreement"] = judged
         return record
 
     def _record(self, cfg: RunConfig, noise: NoiseIndex) -> dict[str, Any]:
@@ -244,6 +259,22 @@ class SweepReport:
     ran: int = 0
     skipped: int = 0
     failed: list[str] = field(default_factory=list)
+    busy: list[str] = field(default_factory=list)  # runs another worker was training
+
+
+def checkpoint_path(path: Path) -> Path:
+    return path.with_suffix(".ckpt")
+
+
+def lock_path(path: Path) -> Path:
+    return path.with_suffix(".lock")
+
+
+def shard(runs: list[RunConfig], index: int, count: int) -> list[RunConfig]:
+    """Every ``count``-th run starting at ``index`` (0-based): one worker's share of a sweep."""
+    if count < 1 or not 0 <= index < count:
+        raise ConfigError(f"shard {index}/{count}: need 0 ≤ i < n")
+    return runs[index::count]
 
 
 def run_sweep(runs: list[RunConfig], settings: RunSettings) -> SweepReport:
@@ -251,27 +282,45 @@ def run_sweep(runs: list[RunConfig], settings: RunSettings) -> SweepReport:
     root = settings.results_dir
     bar = tqdm(runs, desc="sweep", unit="run", disable=not settings.progress or len(runs) < 2, dynamic_ncols=True)
     for i, cfg in enumerate(bar, 1):
+        where = f"[{i}/{len(runs)}] {cfg.label}"
         path = result_path(root, cfg)
-        state = existing_status(path, cfg.config_hash)
-        if state == "done":
-            report.skipped += 1
-            report.done.append(read_result(path))
-            log(f"[{i}/{len(runs)}] {cfg.label}: already done ({path})")
+        if existing_status(path, cfg.config_hash) == "done":
+            _skip(report, path, log, where)
             continue
-        if state in ("stale", "corrupt"):
-            moved = set_aside(root, path, state)
-            log(f"[{i}/{len(runs)}] {cfg.label}: existing result is {state}, moved to {moved}")
-        record = runner.run(cfg)
-        write_json_atomic(path, record)
+        lock = RunLock(lock_path(path))
+        if not lock.acquire():
+            report.busy.append(cfg.label)
+            log(f"{where}: being trained by another worker ({lock.path}); passed over")
+            continue
+        with lock:
+            state = existing_status(path, cfg.config_hash)  # another worker may have finished it meanwhile
+            if state == "done":
+                _skip(report, path, log, where)
+                continue
+            if state in ("stale", "corrupt"):
+                moved = set_aside(root, path, state)
+                log(f"{where}: existing result is {state}, moved to {moved}")
+            ckpt = Checkpointer(checkpoint_path(path), cfg.config_hash, aside=root / SUPERSEDED / "checkpoints", log=log)
+            if (epoch := ckpt.epoch()) is not None:
+                log(f"{where}: resuming after epoch {epoch} from {ckpt.path}")
+            record = runner.run(cfg, ckpt)
+            write_json_atomic(path, record)
+            ckpt.remove()
         report.ran += 1
         if record["status"] == "ok":
             report.done.append(record)
             t = record["test"][record["test"]["primary"]]
-            log(f"[{i}/{len(runs)}] {cfg.label}: test rSum {t['rsum']:.1f} "
+            log(f"{where}: test rSum {t['rsum']:.1f} "
                 f"(best val epoch {record['best_val']['epoch']}, {record['timings']['total_s']:.0f}s) -> {path}")
             if record.get("detection"):
                 log(f"    {detection_summary(record['detection'])}")
         else:
             report.failed.append(f"{cfg.label}: {record['error']}")
-            log(f"[{i}/{len(runs)}] {cfg.label}: FAILED: {record['error']} -> {path}")
+            log(f"{where}: FAILED: {record['error']} -> {path}")
     return report
+
+
+def _skip(report: SweepReport, path: Path, log: Callable[[str], None], where: str) -> None:
+    report.skipped += 1
+    report.done.append(read_result(path))
+    log(f"{where}: already done ({path})")

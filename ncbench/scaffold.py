@@ -63,6 +63,9 @@ class {cls}(Method):
     def networks(self):
         return [self.net]
 
+    def optimizers(self):  # saved in checkpoints, so an interrupted run resumes exactly
+        return [self.optimizer]
+
     def pair_weights(self, sims: torch.Tensor) -> torch.Tensor:
         """TODO: your estimate of how likely each pair of the batch is matched, in [0, 1].
         Everything is trusted here, which makes the skeleton the vanilla baseline."""

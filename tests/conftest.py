@@ -140,6 +140,12 @@ def make_result_dict(method="mymethod", backbone="vse_light", dataset="synthetic
 
 
 @pytest.fixture
+def result_dict():
+    """``result_dict(**fields)``: ``make_result_dict`` as a fixture (tests do not import conftest)."""
+    return make_result_dict
+
+
+@pytest.fixture
 def write_result():
     """``write_result(root, **fields)``: write ``make_result_dict(**fields)`` at its standard path."""
     import json

@@ -4,7 +4,7 @@ A backbone is a similarity model. Methods never look inside it: they call ``forw
 score matrix and ``score`` on cached embeddings for evaluation. Global-embedding backbones score
 with one matrix product; cross-attention backbones (SGR, SAF) score every pair, which is why
 evaluation calls ``score`` on chunks of embeddings. ``global_features`` is the hook methods such as
-BiCro use for per-sample image/text vectors.
+BiCro use for per-sample image/text vectors; ``pair_scores`` scores given (image, caption) pairs.
 """
 
 from __future__ import annotations
@@ -40,6 +40,11 @@ class Backbone(nn.Module):
     def score(self, img_emb: torch.Tensor, cap_emb: torch.Tensor) -> torch.Tensor:
         """``[n_img, n_cap]`` similarities of already-encoded images and captions."""
         raise NotImplementedError
+
+    def pair_scores(self, img_emb: torch.Tensor, cap_emb: torch.Tensor, block: int = 256) -> torch.Tensor:
+        """``[n]`` similarities of image ``i`` with caption ``i`` (the diagonal of ``score``, in blocks)."""
+        return torch.cat([self.score(img_emb[i:i + block], cap_emb[i:i + block]).diagonal()
+                          for i in range(0, img_emb.shape[0], block)])
 
     def global_features(self, img_emb: torch.Tensor, cap_emb: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """One vector per image and per caption (the embeddings themselves for global backbones)."""

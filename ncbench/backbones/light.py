@@ -61,3 +61,6 @@ class LightVSE(Backbone):
 
     def score(self, img_emb: torch.Tensor, cap_emb: torch.Tensor) -> torch.Tensor:
         return img_emb @ cap_emb.T
+
+    def pair_scores(self, img_emb: torch.Tensor, cap_emb: torch.Tensor, block: int = 256) -> torch.Tensor:
+        return (img_emb * cap_emb).sum(dim=-1)

@@ -13,7 +13,8 @@ from pathlib import Path
 
 from ..errors import DataError
 from ..registry import DATASETS
-from .globalfeat import GlobalSource, load_global
+from .globalfeat import GlobalSource, load_table, table_splits
+from .judgments import JudgedPairs, JudgmentSource, build_judged_pairs
 from .precomp import Split, load_split
 from .synthetic import SyntheticSpec, ensure_synthetic
 from .vocab import Vocabulary
@@ -36,6 +37,7 @@ class Dataset:
     train: Split
     dev: Split
     test: Split
+    judged: JudgedPairs | None = None  # human-judged pairs (``ncbench detect``), if the card has them
 
 
 @dataclass(frozen=True)
@@ -50,6 +52,11 @@ class DatasetCard:
     folder: str | None = None  # sub-folder of --data-root holding the split files
     vocab_file: str | None = None  # relative to --data-root; None: vocab.json in the folder
     schedule: str | None = None  # take the methods' per-dataset defaults of this dataset instead (small data)
+
+    @property
+    def has_judgments(self) -> bool:
+        """Whether the dataset comes with human judgments of pairs (``ncbench detect``)."""
+        return False
 
     def locate(self, data_root: Path | None, cache_dir: Path) -> Path:
         if data_root is None:
@@ -92,6 +99,11 @@ class GlobalFeatureCard(DatasetCard):
     """A dataset of precomputed global image embeddings (``ncbench.data.globalfeat``)."""
 
     source: GlobalSource = GlobalSource("", "", "")
+    judgments: JudgmentSource | None = None  # human judgments of pairs among its images
+
+    @property
+    def has_judgments(self) -> bool:
+        return self.judgments is not None
 
     def locate(self, data_root: Path | None, cache_dir: Path) -> Path:
         if data_root is None:
@@ -101,8 +113,9 @@ class GlobalFeatureCard(DatasetCard):
 
     def load(self, data_root: Path | None, cache_dir: Path) -> Dataset:
         root = self.locate(data_root, cache_dir)
-        vocab, (train, dev, test) = load_global(root, self.source, self.captions_per_image)
-        return Dataset(self, root, vocab, train, dev, test)
+        table = load_table(root, self.source, self.captions_per_image)
+        judged = build_judged_pairs(table, root, self.judgments) if self.judgments else None
+        return Dataset(self, root, table.vocab, *table_splits(table, self.captions_per_image), judged)
 
 
 DATASETS.register("synthetic")(
@@ -162,6 +175,8 @@ DATASETS.register("flickr8k-xception")(
             captions="flickr8k/text/Flickr8k.token.txt",
             split_sizes=(600, 200, 200), transform="log_standardise",
         ),
+        judgments=JudgmentSource(expert="flickr8k/text/ExpertAnnotations.txt",
+                                 crowd="flickr8k/text/CrowdFlowerAnnotations.txt"),
         schedule="synthetic",
     )
 )

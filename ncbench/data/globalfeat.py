@@ -113,8 +113,30 @@ class GlobalSource:
     vocab_threshold: int = 2
 
 
-def load_global(root: Path, src: GlobalSource, cpi: int) -> tuple[Vocabulary, list[Split]]:
-    """Vocabulary and the train/dev/test splits of a global-feature dataset."""
+@dataclass
+class ImageTable:
+    """Every image of a global-feature dataset: its name, transformed feature row, captions and split.
+
+    The splits hold the same rows; the table is what code needing images by *name* uses (the
+    human-judgment benchmark, ``ncbench.data.judgments``)."""
+
+    names: list[str]
+    features: np.ndarray  # (N, D) float32, transformed
+    captions: list[list[str]]
+    rows: dict[str, np.ndarray]  # split name → row indices
+    vocab: Vocabulary
+    source: str = ""
+
+    def split_of_rows(self) -> np.ndarray:
+        """Per row, the name of its split ("" for rows in none)."""
+        out = np.full(len(self.names), "", dtype=object)
+        for split, idx in self.rows.items():
+            out[idx] = split
+        return out
+
+
+def load_table(root: Path, src: GlobalSource, cpi: int) -> ImageTable:
+    """Read, check and transform a global-feature dataset; build its vocabulary."""
     root = Path(root)
     feats = load_features(root / src.features)
     if feats.ndim != 2:
@@ -124,12 +146,23 @@ def load_global(root: Path, src: GlobalSource, cpi: int) -> tuple[Vocabulary, li
         raise DataError(f"{root / src.names}: {len(names)} names but {root / src.features} has {feats.shape[0]} rows")
     captions = read_token_captions(root / src.captions, names, cpi)
     files = [root / f for f in src.split_files] if src.split_files else None
-    rows = split_rows(names, files, src.split_sizes, src.split_seed)
-    x = transform_features(feats, rows[0], src.transform)
-    vocab = Vocabulary.build((c for r in rows[0] for c in captions[r]), threshold=src.vocab_threshold)
+    rows = dict(zip(("train", "dev", "test"), split_rows(names, files, src.split_sizes, src.split_seed)))
+    x = transform_features(feats, rows["train"], src.transform)
+    vocab = Vocabulary.build((c for r in rows["train"] for c in captions[r]), threshold=src.vocab_threshold)
+    return ImageTable(names, x, captions, rows, vocab, str(root / src.features))
+
+
+def table_splits(table: ImageTable, cpi: int) -> list[Split]:
+    """The train, dev and test ``Split`` of a table (one feature row per image)."""
     splits = []
-    for split, idx in zip(("train", "dev", "test"), rows):
-        caps = [c for r in idx for c in captions[r]]
-        splits.append(Split(split, x[idx], caps, cpi, cpi, [vocab.encode(c) for c in caps],
-                            source=f"{root / src.features} [{split}: {len(idx)} images]"))
-    return vocab, splits
+    for split, idx in table.rows.items():
+        caps = [c for r in idx for c in table.captions[r]]
+        splits.append(Split(split, table.features[idx], caps, cpi, cpi, [table.vocab.encode(c) for c in caps],
+                            source=f"{table.source} [{split}: {len(idx)} images]"))
+    return splits
+
+
+def load_global(root: Path, src: GlobalSource, cpi: int) -> tuple[Vocabulary, list[Split]]:
+    """Vocabulary and the train/dev/test splits of a global-feature dataset."""
+    table = load_table(root, src, cpi)
+    return table.vocab, table_splits(table, cpi)

@@ -5,14 +5,15 @@ co-teaching networks). It declares its hyperparameters as a dataclass with the p
 per-dataset overrides in ``dataset_defaults``, and implements ``train_epoch``. The harness does the
 rest: it evaluates ``networks()`` (averaging their similarity matrices), selects the epoch with the
 best validation rSum, and scores ``clean_probability()`` against the known noise when a method
-exposes one. Methods never know which backbone they train.
+exposes one. ``correspondence()`` is the method's belief about pairs it never trained on (scored
+against human judgments by ``ncbench detect``). Methods never know which backbone they train.
 """
 
 from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
-from typing import Any, Callable, ClassVar
+from typing import TYPE_CHECKING, Any, Callable, ClassVar
 
 import numpy as np
 import torch
@@ -21,6 +22,9 @@ from ..backbones.base import Backbone
 from ..data.batching import TrainingSet
 from ..errors import ConfigError
 from ..kernels.mixture import SplitFit
+
+if TYPE_CHECKING:
+    from .correspondence import PairContext
 
 
 @dataclass
@@ -53,6 +57,8 @@ class Method:
     Config: ClassVar[type[MethodConfig]] = MethodConfig
     dataset_defaults: ClassVar[dict[str, dict[str, Any]]] = {}
     ensemble_size: ClassVar[int] = 1  # networks whose similarities are averaged at test time
+    # what ``correspondence`` computes, stored with every human-agreement score
+    correspondence_estimate: ClassVar[str] = "cosine similarity of the pair, mean over the evaluated networks"
 
     def __init__(self, config: MethodConfig, ctx: TrainContext):
         self.config = config
@@ -105,12 +111,29 @@ class Method:
         method fits one; the result keeps its histogram for the split plot."""
         return None
 
+    def correspondence(self, pairs: "PairContext") -> np.ndarray:
+        """Per given pair, the method's own estimate that the caption describes the image (higher:
+        more likely), computed as it would be for a pair of a training batch. Default: the
+        similarity, averaged over ``networks()``; methods with a correspondence estimate of their
+        own (NCR's adaptive prediction, BiCro's consistency label, CRCL's matching probability)
+        override it and say what it is in ``correspondence_estimate``."""
+        return torch.stack([pairs.similarity(n) for n in self.networks()]).mean(0).cpu().numpy()
+
+    def optimizers(self) -> list[torch.optim.Optimizer]:
+        """The optimisers whose state a checkpoint must keep (the default ``state_dict`` saves them)."""
+        return []
+
     def state_dict(self) -> dict[str, Any]:
-        return {f"net{i}": n.state_dict() for i, n in enumerate(self.networks())}
+        """Everything training needs to continue: networks, optimisers and any label store (methods
+        with more state override this). Used for the best-epoch snapshot and for checkpoints."""
+        return {**{f"net{i}": n.state_dict() for i, n in enumerate(self.networks())},
+                **{f"opt{i}": o.state_dict() for i, o in enumerate(self.optimizers())}}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         for i, n in enumerate(self.networks()):
             n.load_state_dict(state[f"net{i}"])
+        for i, o in enumerate(self.optimizers()):
+            o.load_state_dict(state[f"opt{i}"])
 
 
 def build_config(cls: type, values: dict[str, Any]):

@@ -4,6 +4,9 @@ Model selection follows the papers: the epoch with the highest validation rSum (
 split; NCR/BiCro use only its first 200 F30K images, §8.6) is the one tested; warm-up epochs are
 not eligible. For methods that estimate which training pairs are clean, each epoch also scores
 that estimate against the known injected noise (``detection_metrics``).
+
+With a ``Checkpointer`` every epoch ends with a checkpoint (method state, selection state, random
+states; ``ncbench.checkpoint``), and a run that finds one continues after its epoch.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ from typing import Any, Callable
 import torch
 from tqdm.auto import tqdm
 
+from ..checkpoint import Checkpointer, restore_rng, rng_state
 from ..data.precomp import Split
 from ..evaluate import SplitEvaluation, detection_metrics, evaluate_split, split_histogram
 from .method import Method
@@ -29,6 +33,7 @@ class Selection:
     history: list[dict[str, Any]] = field(default_factory=list)
     train_seconds: float = 0.0
     val_seconds: float = 0.0
+    resumed_after: int | None = None  # the checkpointed epoch training continued from, if any
 
 
 def train_with_selection(
@@ -40,12 +45,22 @@ def train_with_selection(
     desc: str = "",
     progress: bool = False,
     on_epoch: Callable[[dict[str, Any]], None] | None = None,
+    checkpoint: Checkpointer | None = None,
 ) -> Selection:
     best: Selection | None = None
     best_state: dict[str, Any] | None = None
     history: list[dict[str, Any]] = []
     t_train = t_val = 0.0
-    bar = tqdm(range(epochs), desc=desc, unit="epoch", leave=False, disable=not progress, dynamic_ncols=True)
+    start, resumed = 0, None
+    saved = checkpoint.load() if checkpoint else None
+    if saved is not None:
+        method.load_state_dict(saved["method"])
+        best, best_state, history = saved["best"], saved["best_state"], saved["history"]
+        t_train, t_val = saved["train_seconds"], saved["val_seconds"]
+        restore_rng(saved["rng"], method.ctx.generator)
+        start = resumed = int(saved["epoch"]) + 1
+    bar = tqdm(range(start, epochs), desc=desc, unit="epoch", leave=False, disable=not progress, dynamic_ncols=True,
+               initial=start, total=epochs)
     for epoch in bar:
         t0 = time.perf_counter()
         logs = method.train_epoch(epoch)
@@ -70,10 +85,15 @@ def train_with_selection(
             best_state = copy.deepcopy(method.state_dict())
         bar.set_postfix(val_rsum=f"{val.full.rsum:.1f}",
                         best=f"{best.best_val.full.rsum:.1f}@{best.best_epoch}" if best else "warm-up")
+        if checkpoint:
+            checkpoint.save(epoch, {"method": method.state_dict(), "best": best, "best_state": best_state,
+                                    "history": history, "train_seconds": t_train, "val_seconds": t_val,
+                                    "rng": rng_state(method.ctx.generator)})
         if on_epoch:
             on_epoch(row)
     bar.close()
     assert best is not None and best_state is not None, "a run needs at least one epoch"
     method.load_state_dict(best_state)
     best.history, best.train_seconds, best.val_seconds = history, t_train, t_val
+    best.resumed_after = None if resumed is None else resumed - 1
     return best

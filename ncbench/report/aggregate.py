@@ -9,6 +9,9 @@ fairness facts (backbone, ensemble size, selection rule, GPU-hours).
 sample std (ddof = 1), n seeds and the half-width of the 95% confidence interval of the mean
 (Student t, n − 1 degrees of freedom). Numbers stay numeric; formatting happens only when rendering.
 
+``agreement_frame`` does the same for the human-agreement scores of ``ncbench detect`` (AUC and
+Spearman per judgment kind and subset), aggregated by the same ``aggregate``.
+
 ``check_noise_indices`` enforces that one table never mixes runs trained on different noise
 indices: within a (protocol, dataset, noise ratio) every run must share one index sha256.
 """
@@ -25,9 +28,17 @@ from ..errors import ResultError
 from ..evaluate import RetrievalMetrics
 
 METRICS = (*RetrievalMetrics.RECALLS, "rsum")
+AGREEMENT_METRICS = ("auc", "spearman")
+JUDGMENT_KINDS = ("expert", "crowd")
 GROUP = ["protocol_version", "benchmark", "dataset", "noise_ratio", "method", "backbone"]
-RUN_COLUMNS = [*GROUP, "seed", "noise_index_sha256", *METRICS, "ensemble_size", "selection", "gpu_hours",
-               "config_hash", "path"]
+
+
+def run_columns(metrics: tuple[str, ...]) -> list[str]:
+    return [*GROUP, "seed", "noise_index_sha256", *metrics, "ensemble_size", "selection", "gpu_hours",
+            "config_hash", "path"]
+
+
+RUN_COLUMNS = run_columns(METRICS)
 
 
 def views(test: dict[str, Any], dataset: str) -> list[tuple[str, dict[str, Any]]]:
@@ -37,26 +48,48 @@ def views(test: dict[str, Any], dataset: str) -> list[tuple[str, dict[str, Any]]
     return [(dataset, test["full"])]
 
 
+def _run_row(r: dict[str, Any], benchmark: str, values: dict[str, float]) -> dict[str, Any]:
+    ident, meta = r["identity"], r.get("meta") or {}
+    return {
+        "benchmark": benchmark,
+        **{k: ident[k] for k in ("protocol_version", "dataset", "noise_ratio", "method", "backbone", "seed")},
+        "noise_index_sha256": ident.get("noise_index_sha256"),
+        **values,
+        "ensemble_size": int(meta.get("ensemble_size", 1)),
+        "selection": meta.get("selection", "unknown"),
+        "gpu_hours": float((r.get("timings") or {}).get("gpu_hours", 0.0)),
+        "config_hash": r.get("config_hash"),
+        "path": r.get("_path"),
+    }
+
+
+def _frame(rows: list[dict[str, Any]], metrics: tuple[str, ...]) -> pd.DataFrame:
+    frame = pd.DataFrame(rows, columns=run_columns(metrics))
+    return frame.astype({"noise_ratio": float, "seed": int}) if not frame.empty else frame
+
+
 def results_frame(results: list[dict[str, Any]]) -> pd.DataFrame:
+    rows = [_run_row(r, benchmark, {m: float(view[m]) for m in METRICS})
+            for r in results if r.get("status") == "ok"
+            for benchmark, view in views(r["test"], r["identity"]["dataset"])]
+    return _frame(rows, METRICS)
+
+
+def agreement_frame(results: list[dict[str, Any]]) -> pd.DataFrame:
+    """One row per (successful run with a human-agreement block, judgment kind, subset): benchmark
+    ``expert`` / ``crowd`` (all judged pairs) or ``expert-heldout`` / ``crowd-heldout``."""
     rows = []
     for r in results:
-        if r.get("status") != "ok":
+        block = r.get("human_agreement")
+        if r.get("status") != "ok" or not block:
             continue
-        ident, meta = r["identity"], r.get("meta") or {}
-        for benchmark, view in views(r["test"], ident["dataset"]):
-            rows.append({
-                "benchmark": benchmark,
-                **{k: ident[k] for k in ("protocol_version", "dataset", "noise_ratio", "method", "backbone", "seed")},
-                "noise_index_sha256": ident.get("noise_index_sha256"),
-                **{m: float(view[m]) for m in METRICS},
-                "ensemble_size": int(meta.get("ensemble_size", 1)),
-                "selection": meta.get("selection", "unknown"),
-                "gpu_hours": float((r.get("timings") or {}).get("gpu_hours", 0.0)),
-                "config_hash": r.get("config_hash"),
-                "path": r.get("_path"),
-            })
-    frame = pd.DataFrame(rows, columns=RUN_COLUMNS)
-    return frame.astype({"noise_ratio": float, "seed": int}) if not frame.empty else frame
+        for kind in JUDGMENT_KINDS:
+            for subset in ("all", "heldout"):
+                m = (block.get(kind) or {}).get(subset)
+                if m:
+                    values = {k: math.nan if m.get(k) is None else float(m[k]) for k in AGREEMENT_METRICS}
+                    rows.append(_run_row(r, kind if subset == "all" else f"{kind}-{subset}", values))
+    return _frame(rows, AGREEMENT_METRICS)
 
 
 def check_noise_indices(frame: pd.DataFrame, allow_mixed: bool = False) -> pd.DataFrame:
@@ -96,19 +129,19 @@ def ci95(std: float, n: int) -> float:
     return float(stats.t.ppf(0.975, n - 1) * std / math.sqrt(n))
 
 
-def aggregate(frame: pd.DataFrame) -> pd.DataFrame:
+def aggregate(frame: pd.DataFrame, metrics: tuple[str, ...] = METRICS) -> pd.DataFrame:
     """Mean, sample std, 95% CI half-width and n per group (std and CI are NaN for one seed)."""
-    stat_cols = [f"{m}_{s}" for m in METRICS for s in ("mean", "std", "ci95")]
+    stat_cols = [f"{m}_{s}" for m in metrics for s in ("mean", "std", "ci95")]
     cols = [*GROUP, "n", "seeds", *stat_cols, "ensemble_size", "selection", "gpu_hours", "noise_indices", "mixed"]
     if frame.empty:
         return pd.DataFrame(columns=cols)
     if "mixed" not in frame:
         frame = frame.assign(mixed=False)
     g = frame.groupby(GROUP, sort=True)
-    out = g[list(METRICS)].agg(["mean", "std"])
+    out = g[list(metrics)].agg(["mean", "std"])
     out.columns = [f"{m}_{s}" for m, s in out.columns]
     out["n"] = g.size()
-    for m in METRICS:
+    for m in metrics:
         out[f"{m}_ci95"] = [ci95(s, n) for s, n in zip(out[f"{m}_std"], out["n"])]
     out["seeds"] = g["seed"].agg(lambda s: ",".join(str(v) for v in sorted(s)))
     out["ensemble_size"] = g["ensemble_size"].max()

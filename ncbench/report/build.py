@@ -8,6 +8,7 @@ and writes every output atomically into the output folder:
 * ``leaderboard.md`` / ``leaderboard.tex``: all boards;
 * ``index.html`` and one ``leaderboard-p<protocol>-<table>.html`` per board, self-contained;
 * ``leaderboard.csv``: the aggregated numbers, numeric, with CI and fairness columns;
+  ``human-agreement.csv`` likewise for the human-judgment scores of ``ncbench detect`` runs;
 * ``plots/*.png``: rSum-vs-noise curves per benchmark and each run's loss-split histogram.
 """
 
@@ -24,8 +25,14 @@ from ..atomic import write_atomic, write_text_atomic
 from ..errors import ConfigError
 from ..results import load_results
 from . import html, latex, markdown
-from .aggregate import aggregate, check_noise_indices, results_frame
-from .layout import LABELS, Board, build_boards
+from .aggregate import (
+    AGREEMENT_METRICS,
+    aggregate,
+    agreement_frame,
+    check_noise_indices,
+    results_frame,
+)
+from .layout import LABELS, Board, build_agreement_boards, build_boards
 from .plots import noise_curve_png, split_histogram_png
 from .reported import load_reported, load_sources
 
@@ -96,10 +103,35 @@ def _figures(board: Board, agg: pd.DataFrame, results: list[dict[str, Any]]) -> 
     return figs
 
 
+AGREEMENT_NOTE = ("AUC: the method's correspondence estimate ranking pairs judged to describe the image (majority "
+                  "verdict) above those judged not to; 0.5 is chance. Spearman ρ: rank correlation with the mean "
+                  "human score. Held-out: image and caption from test-split images only.")
+
+
+def agreement_boards(results: list[dict[str, Any]], allow_mixed: bool = False) -> tuple[list[Board], pd.DataFrame]:
+    """Boards (and the aggregated frame) of the human-agreement scores in ``results``."""
+    agg = aggregate(check_noise_indices(agreement_frame(results), allow_mixed), AGREEMENT_METRICS)
+    estimates, counts = {}, {}
+    for r in results:
+        block = r.get("human_agreement")
+        if block and r.get("status") == "ok":
+            estimates.setdefault(r["identity"]["method"], block.get("estimate", "?"))
+            counts.setdefault(r["identity"]["dataset"], block)
+    boards = build_agreement_boards(agg, estimates)
+    for board in boards:
+        block = counts.get(board.key.removeprefix("human-"), {})
+        sizes = [f"{kind} {subset} {m['n']} ({m['n_describes']} describe / {m['n_not']} do not)"
+                 for kind in ("expert", "crowd") for subset in ("all", "heldout")
+                 if (m := (block.get(kind) or {}).get(subset))]
+        board.notes[:0] = [AGREEMENT_NOTE, "Judged pairs: " + "; ".join(sizes) + "."]
+    return boards, agg
+
+
 def summary_markdown(results: list[dict[str, Any]]) -> str:
     """The measured tables of a list of results (what ``ncbench run`` prints at the end)."""
     agg = aggregate(check_noise_indices(results_frame(results), allow_mixed=True))
-    return "\n".join(markdown.render_board(b) for b in build_boards(agg)) or "_No successful results._\n"
+    boards = build_boards(agg) + agreement_boards(results, allow_mixed=True)[0]
+    return "\n".join(markdown.render_board(b) for b in boards) or "_No successful results._\n"
 
 
 def build_leaderboard(req: LeaderboardRequest) -> LeaderboardOutput:
@@ -111,7 +143,8 @@ def build_leaderboard(req: LeaderboardRequest) -> LeaderboardOutput:
     agg = aggregate(frame)
     reported = load_reported() if req.with_reported else []
     boards = build_boards(agg, reported, load_sources() if req.with_reported else {})
-    out = LeaderboardOutput(boards, n_results=len(results), skipped=skipped)
+    human, human_agg = agreement_boards(results, req.allow_mixed)
+    out = LeaderboardOutput(boards + human, n_results=len(results), skipped=skipped)
     target = Path(req.out)
 
     def put(name: str, data: str | bytes) -> None:
@@ -122,12 +155,14 @@ def build_leaderboard(req: LeaderboardRequest) -> LeaderboardOutput:
             write_atomic(path, lambda f: f.write(data))
         out.written.append(path)
 
-    out.markdown = markdown.render_markdown(boards)
+    out.markdown = markdown.render_markdown(out.boards)
     if "md" in req.formats:
         put("leaderboard.md", out.markdown)
     if "tex" in req.formats:
-        put("leaderboard.tex", latex.render_latex(boards))
+        put("leaderboard.tex", latex.render_latex(out.boards))
     put("leaderboard.csv", agg.to_csv(index=False))
+    if human:
+        put("human-agreement.csv", human_agg.to_csv(index=False))
     figures: dict[str, list[html.Figure]] = {}
     if req.plots:
         for board in boards:
@@ -135,6 +170,6 @@ def build_leaderboard(req: LeaderboardRequest) -> LeaderboardOutput:
                 put(f"plots/{name}", png)
                 figures.setdefault(html.page_name(board), []).append(html.Figure(caption, png))
     if "html" in req.formats:
-        for name, page in html.render_html(boards, figures).items():
+        for name, page in html.render_html(out.boards, figures).items():
             put(name, page)
     return out

@@ -13,8 +13,7 @@ from dataclasses import dataclass
 from jinja2 import Environment, PackageLoader, select_autoescape
 
 from .. import __version__
-from .aggregate import METRICS
-from .layout import METRIC_HEADERS, SHORT, Board
+from .layout import SHORT, Board
 from .markdown import FAIRNESS, fairness
 
 
@@ -40,7 +39,7 @@ def page_name(board: Board) -> str:
 def _columns(board: Board) -> list[dict]:
     cols, index = [], 3
     for b in board.benchmarks:
-        for label, m in zip(METRIC_HEADERS, METRICS):
+        for label, m in zip(board.headers, board.metrics):
             cols.append({"label": label, "index": index, "cls": "sortable", "title": f"{SHORT.get(b, b)} {m}"})
             index += 1
     for label in FAIRNESS:
@@ -51,7 +50,7 @@ def _columns(board: Board) -> list[dict]:
 
 def render_board(board: Board, figures: list[Figure] | None = None) -> str:
     return _env().get_template("board.html").render(
-        board=board, columns=_columns(board), metrics=METRICS, fairness=fairness, figures=figures or [],
+        board=board, columns=_columns(board), metrics=board.metrics, fairness=fairness, figures=figures or [],
         mixed=any(r.mixed for g in board.groups for r in g.rows),
     )
 

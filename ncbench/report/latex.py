@@ -8,7 +8,6 @@ caption. Every piece of text from a result file is escaped.
 
 from __future__ import annotations
 
-from .aggregate import METRICS
 from .layout import LABELS, Board, Row
 from .markdown import fairness
 
@@ -30,17 +29,20 @@ def _cell(row: Row, bench: str, metric: str) -> str:
 
 
 def render_board(board: Board) -> str:
-    nb = len(board.benchmarks)
-    spec = "ll" + "|ccccccc" * nb + "|lcccc"
+    nb, nm = len(board.benchmarks), len(board.metrics)
+    spec = "ll" + ("|" + "c" * nm) * nb + "|lcccc"
     lines = [r"\begin{table*}[t]", r"\centering", r"\resizebox{\textwidth}{!}{%", rf"\begin{{tabular}}{{{spec}}}",
              r"\toprule"]
-    groups = " & ".join(rf"\multicolumn{{7}}{{c|}}{{{escape(LABELS.get(b, b))}}}" for b in board.benchmarks)
+    groups = " & ".join(rf"\multicolumn{{{nm}}}{{c|}}{{{escape(LABELS.get(b, b))}}}" for b in board.benchmarks)
     lines.append(rf" & & {groups} & \multicolumn{{5}}{{c}}{{Fairness}} \\")
-    rule_cols = [f"{3 + 7 * i}-{9 + 7 * i}" for i in range(nb)]
+    rule_cols = [f"{3 + nm * i}-{2 + nm * (i + 1)}" for i in range(nb)]
     lines.append(" ".join(rf"\cmidrule(lr){{{c}}}" for c in rule_cols))
-    per = r"\multicolumn{3}{c}{Image$\to$Text} & \multicolumn{3}{c}{Text$\to$Image} & {}"
-    lines.append(" & & " + " & ".join([per] * nb) + r" & & & & & \\")
-    sub = " & ".join(["R@1 & R@5 & R@10 & R@1 & R@5 & R@10 & Sum"] * nb)
+    if board.is_retrieval:
+        per = r"\multicolumn{3}{c}{Image$\to$Text} & \multicolumn{3}{c}{Text$\to$Image} & {}"
+        lines.append(" & & " + " & ".join([per] * nb) + r" & & & & & \\")
+        sub = " & ".join(["R@1 & R@5 & R@10 & R@1 & R@5 & R@10 & Sum"] * nb)
+    else:
+        sub = " & ".join([" & ".join(escape(h).replace("ρ", r"$\rho$") for h in board.headers)] * nb)
     lines.append(rf"Noise & Method & {sub} & Backbone & Ens. & Selection & Seeds & GPU-h \\")
     for g in board.groups:
         lines.append(r"\midrule")
@@ -49,7 +51,7 @@ def render_board(board: Board) -> str:
             name = escape(r.method) + (r"$^\dagger$" if r.reported else "") + (r"$^\ddagger$" if r.mixed else "")
             if r.reported:
                 name = rf"\textit{{{name}}}"
-            cells = [_cell(r, b, m) for b in board.benchmarks for m in METRICS]
+            cells = [_cell(r, b, m) for b in board.benchmarks for m in board.metrics]
             fair = [escape(x) for x in fairness(r)]
             lines.append(" & ".join([label, name, *cells, *fair]) + r" \\")
     lines += [r"\bottomrule", r"\end{tabular}}"]
@@ -59,6 +61,8 @@ def render_board(board: Board) -> str:
             f"{escape(k)}: {escape(v)}" for k, v in board.sources.items()) + "."
     if any(r.mixed for g in board.groups for r in g.rows):
         caption += " $^\\ddagger$Different noise index."
+    if board.notes:
+        caption += " " + " ".join(escape(n) + "." for n in board.notes)
     lines += [rf"\caption{{{caption}}}", rf"\label{{tab:ncbench-{escape(board.key)}}}", r"\end{table*}"]
     return "\n".join(lines) + "\n"
 

@@ -7,6 +7,9 @@ R@1/5/10, t2i R@1/5/10 and Sum. The best *measured* value of each column is mark
 noise group (reported rows never are, since they were not measured here). Fairness columns follow
 (backbone, ensemble size, selection rule, seeds, GPU-hours).
 
+``build_agreement_boards`` lays out the human-agreement scores of ``ncbench detect`` the same way
+(noise groups, method rows), with AUC and Spearman per judgment kind as the column groups.
+
 ``build_boards`` turns the aggregated frame (and, when asked, the reported rows) into ``Board``
 objects; the Markdown, HTML and LaTeX renderers only format them, so all three show the same thing.
 """
@@ -19,7 +22,7 @@ from dataclasses import dataclass, field
 import pandas as pd
 
 from .. import PROTOCOL_VERSION
-from .aggregate import METRICS
+from .aggregate import AGREEMENT_METRICS, METRICS
 from .reported import ReportedRow
 
 # (key, title, benchmarks in column order); other benchmarks get a table of their own
@@ -29,10 +32,14 @@ TABLES = (
     ("cc152k", "CC152K (real noise)", ("cc152k",)),
 )
 LABELS = {"f30k": "Flickr30K", "coco-1k": "MS-COCO 1K", "coco-5k": "MS-COCO 5K", "cc152k": "CC152K",
-          "synthetic": "Synthetic"}
-SHORT = {"f30k": "F30K", "coco-1k": "COCO 1K", "coco-5k": "COCO 5K", "cc152k": "CC152K", "synthetic": "Synth"}
+          "synthetic": "Synthetic", "expert": "Expert judgments (all pairs)", "crowd": "CrowdFlower judgments (all pairs)",
+          "expert-heldout": "Expert (held-out pairs)", "crowd-heldout": "CrowdFlower (held-out pairs)"}
+SHORT = {"f30k": "F30K", "coco-1k": "COCO 1K", "coco-5k": "COCO 5K", "cc152k": "CC152K", "synthetic": "Synth",
+         "expert": "Expert", "crowd": "Crowd", "expert-heldout": "Expert held-out", "crowd-heldout": "Crowd held-out"}
 REAL_NOISE_BENCHMARKS = {"cc152k"}
 METRIC_HEADERS = ("i2t R@1", "R@5", "R@10", "t2i R@1", "R@5", "R@10", "Sum")
+AGREEMENT_HEADERS = ("AUC", "Spearman ρ")
+AGREEMENT_BENCHMARKS = ("expert", "crowd", "expert-heldout", "crowd-heldout")
 
 
 @dataclass
@@ -42,11 +49,14 @@ class Cell:
     ci95: float = math.nan
     n: int = 1
     best: bool = False
+    digits: int = 1
 
     def text(self) -> str:
+        if math.isnan(self.mean):
+            return "n/a"
         if self.n > 1 and not math.isnan(self.std):
-            return f"{self.mean:.1f} ± {self.std:.1f}"
-        return f"{self.mean:.1f}"
+            return f"{self.mean:.{self.digits}f} ± {self.std:.{self.digits}f}"
+        return f"{self.mean:.{self.digits}f}"
 
 
 @dataclass
@@ -83,6 +93,13 @@ class Board:
     benchmarks: list[str]
     groups: list[NoiseGroup]
     sources: dict[str, str]  # source key → citation, for the reported rows shown
+    metrics: tuple[str, ...] = METRICS  # the columns of each benchmark's group
+    headers: tuple[str, ...] = METRIC_HEADERS
+    notes: list[str] = field(default_factory=list)  # extra lines under the table
+
+    @property
+    def is_retrieval(self) -> bool:
+        return self.metrics == METRICS
 
     @property
     def has_measured(self) -> bool:
@@ -105,13 +122,13 @@ def table_of(benchmark: str) -> tuple[str, str, tuple[str, ...]]:
     return benchmark, LABELS.get(benchmark, benchmark), (benchmark,)
 
 
-def _measured_rows(block: pd.DataFrame) -> list[Row]:
+def _measured_rows(block: pd.DataFrame, metrics: tuple[str, ...] = METRICS, digits: int = 1) -> list[Row]:
     rows = []
     for (method, backbone), g in block.groupby(["method", "backbone"], sort=True):
         cells, seeds = {}, {}
         for _, r in g.iterrows():
-            cells[r.benchmark] = {m: Cell(float(r[f"{m}_mean"]), float(r[f"{m}_std"]), float(r[f"{m}_ci95"]), int(r.n))
-                                  for m in METRICS}
+            cells[r.benchmark] = {m: Cell(float(r[f"{m}_mean"]), float(r[f"{m}_std"]), float(r[f"{m}_ci95"]), int(r.n),
+                                          digits=digits) for m in metrics}
             seeds[r.benchmark] = int(r.n)
         first = g.iloc[0]
         rows.append(Row(
@@ -136,17 +153,17 @@ def _reported_rows(reported: list[ReportedRow], benches: tuple[str, ...], ratio:
     return list(merged.values())
 
 
-def _mark_best(rows: list[Row], benchmarks: list[str]) -> None:
+def _mark_best(rows: list[Row], benchmarks: list[str], metrics: tuple[str, ...] = METRICS, digits: int = 1) -> None:
     measured = [r for r in rows if not r.reported]
     if len(measured) < 2:
         return
     for b in benchmarks:
-        for m in METRICS:
-            cells = [r.cells[b][m] for r in measured if b in r.cells]
+        for m in metrics:
+            cells = [r.cells[b][m] for r in measured if b in r.cells and not math.isnan(r.cells[b][m].mean)]
             if cells:
                 top = max(c.mean for c in cells)
                 for c in cells:
-                    c.best = round(c.mean, 1) == round(top, 1)
+                    c.best = round(c.mean, digits) == round(top, digits)
 
 
 def build_boards(agg: pd.DataFrame, reported: list[ReportedRow] | None = None,
@@ -176,4 +193,23 @@ def build_boards(agg: pd.DataFrame, reported: list[ReportedRow] | None = None,
         used = {r.source for g in groups for r in g.rows if r.reported}
         boards.append(Board(key, title, protocol, present, groups,
                             {s: (sources or {}).get(s, s) for s in sorted(used)}))
+    return boards
+
+
+def build_agreement_boards(agg: pd.DataFrame, estimates: dict[str, str] | None = None) -> list[Board]:
+    """One board per (protocol, dataset) of human-agreement scores (``ncbench detect``): column
+    groups expert / crowd over all judged pairs and over held-out pairs, AUC and Spearman each;
+    ``estimates`` (method → what its score is) become the notes under the table."""
+    boards = []
+    for (protocol, dataset), block in agg.groupby(["protocol_version", "dataset"], sort=True):
+        present = [b for b in AGREEMENT_BENCHMARKS if b in set(block.benchmark)]
+        groups = []
+        for ratio in sorted(set(block.noise_ratio.astype(float))):
+            rows = _measured_rows(block[block.noise_ratio == ratio], AGREEMENT_METRICS, digits=3)
+            _mark_best(rows, present, AGREEMENT_METRICS, digits=3)
+            groups.append(NoiseGroup(ratio, noise_label(ratio, present), rows))
+        methods = sorted({r.method for g in groups for r in g.rows})
+        notes = [f"{m}: {(estimates or {}).get(m, 'estimate not recorded')}" for m in methods]
+        boards.append(Board(f"human-{dataset}", f"Noise detection vs human judgments ({dataset})", str(protocol),
+                            present, groups, {}, AGREEMENT_METRICS, AGREEMENT_HEADERS, notes))
     return boards

@@ -9,8 +9,7 @@ from __future__ import annotations
 
 from tabulate import tabulate
 
-from .aggregate import METRICS
-from .layout import METRIC_HEADERS, SHORT, Board, Row
+from .layout import SHORT, Board, Row
 
 FAIRNESS = ["Backbone", "Ens.", "Selection", "Seeds", "GPU-h"]
 MIXED_MARK = "‡"
@@ -19,7 +18,7 @@ MIXED_MARK = "‡"
 def headers(board: Board) -> list[str]:
     cols = ["Noise", "Method", "Source"]
     for b in board.benchmarks:
-        cols += [f"{SHORT.get(b, b)} {METRIC_HEADERS[0]}", *METRIC_HEADERS[1:]]
+        cols += [f"{SHORT.get(b, b)} {board.headers[0]}", *board.headers[1:]]
     return cols + FAIRNESS
 
 
@@ -32,7 +31,7 @@ def fairness(row: Row) -> list[str]:
 def row_cells(board: Board, row: Row, bold: str = "**") -> list[str]:
     out = []
     for b in board.benchmarks:
-        for m in METRICS:
+        for m in board.metrics:
             c = row.cells.get(b, {}).get(m)
             out.append("—" if c is None else (f"{bold}{c.text()}{bold}" if c.best else c.text()))
     return out
@@ -60,6 +59,7 @@ def render_board(board: Board) -> str:
     if any(r.mixed for g in board.groups for r in g.rows):
         notes.append(f"{MIXED_MARK} trained on a different noise index than the other rows of its noise group "
                      "(shown because of --allow-mixed; not comparable).")
+    notes += board.notes
     for key, citation in board.sources.items():
         notes.append(f"reported ({key}): {citation}. Numbers as published, **not reproduced by ncbench**.")
     if notes:

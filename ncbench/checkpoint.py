@@ -1,0 +1,99 @@
+"""Per-epoch training checkpoints, so a killed or preempted run resumes where it stopped.
+
+After every epoch the trainer writes one file next to the run's result (``seed-<s>.ckpt``),
+atomically (temporary file, fsync, rename): the method's full state (networks, optimisers, label
+stores), the model-selection state (best epoch, its validation metrics and network state, the
+history), and every random-number state that drives training (the run's shuffle generator and the
+global torch, NumPy and Python states). A restarted run loads it and continues with the next epoch;
+on CPU with the same number of threads it reaches the same final metrics as an uninterrupted run.
+
+A checkpoint written for another config (hash) or one that cannot be read is moved aside under the
+results folder's ``superseded/`` and training starts from epoch 0; nothing is deleted silently. The
+checkpoint is removed once the run's result file is written. Checkpoints are pickles that ncbench
+wrote itself; they are never read from submissions.
+"""
+
+from __future__ import annotations
+
+import random
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import torch
+
+from .atomic import write_atomic
+
+FORMAT = 1
+
+
+def rng_state(generator: torch.Generator) -> dict[str, Any]:
+    state = {"generator": generator.get_state(), "torch": torch.get_rng_state(), "numpy": np.random.get_state(),
+             "python": random.getstate()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def restore_rng(state: dict[str, Any], generator: torch.Generator) -> None:
+    generator.set_state(state["generator"])
+    torch.set_rng_state(state["torch"])
+    np.random.set_state(state["numpy"])
+    random.setstate(state["python"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+@dataclass
+class Checkpointer:
+    """The checkpoint file of one run."""
+
+    path: Path
+    config_hash: str
+    aside: Path | None = None  # where unusable checkpoints are moved (default: beside the file)
+    log: Callable[[str], None] = lambda msg: None
+
+    def save(self, epoch: int, state: dict[str, Any]) -> None:
+        payload = {"format": FORMAT, "config_hash": self.config_hash, "epoch": epoch, **state}
+        write_atomic(self.path, lambda f: torch.save(payload, f))
+
+    def load(self) -> dict[str, Any] | None:
+        """The saved state, or None (no checkpoint, or an unusable one, which is moved aside)."""
+        if not self.path.exists():
+            return None
+        try:
+            state = torch.load(self.path, map_location="cpu", weights_only=False)
+        except Exception as exc:  # truncated or foreign file: keep it for inspection, start over
+            self._set_aside("corrupt", f"unreadable ({type(exc).__name__})")
+            return None
+        if not isinstance(state, dict) or state.get("format") != FORMAT:
+            self._set_aside("corrupt", "not an ncbench checkpoint")
+            return None
+        if state.get("config_hash") != self.config_hash:
+            self._set_aside("stale", f"written for config {state.get('config_hash')}")
+            return None
+        return state
+
+    def epoch(self) -> int | None:
+        """The last completed epoch recorded in the checkpoint (None without a usable one)."""
+        if not self.path.exists():
+            return None
+        try:
+            state = torch.load(self.path, map_location="cpu", weights_only=False)
+        except Exception:
+            return None
+        ok = isinstance(state, dict) and state.get("config_hash") == self.config_hash
+        return int(state["epoch"]) if ok else None
+
+    def remove(self) -> None:
+        self.path.unlink(missing_ok=True)
+
+    def _set_aside(self, reason: str, why: str) -> None:
+        folder = self.aside or self.path.parent
+        dest = folder / f"{self.path.stem}.{reason}.{time.strftime('%Y%m%d-%H%M%S')}{self.path.suffix}"
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        shutil.move(str(self.path), dest)
+        self.log(f"    checkpoint {self.path} is {why}; moved to {dest}, starting from epoch 0")

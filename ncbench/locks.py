@@ -1,0 +1,66 @@
+"""Per-run locks, so concurrent workers on one results folder never train the same run twice.
+
+A worker takes ``seed-<s>.lock`` beside the run's result with ``flock`` before training it and
+holds it until the result is written. The kernel releases the lock when the process dies, even by
+SIGKILL, so a crashed worker never leaves a stale lock behind; the file itself only records who
+held it last (host, pid, time) for ``ncbench status``. ``flock`` works on local file systems and on
+NFS (Linux maps it to POSIX locks through the NFS lock manager).
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import socket
+import time
+from pathlib import Path
+
+
+class RunLock:
+    """An exclusive, non-blocking lock on one run."""
+
+    def __init__(self, path: Path):
+        self.path = Path(path)
+        self._fd: int | None = None
+
+    def acquire(self, record: bool = True) -> bool:
+        """Take the lock; False if another process holds it. ``record`` writes who holds it."""
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            return False
+        if record:
+            os.ftruncate(fd, 0)
+            os.write(fd, f"{socket.gethostname()} pid {os.getpid()} since {time.strftime('%Y-%m-%dT%H:%M:%S')}\n".encode())
+        self._fd = fd
+        return True
+
+    def release(self) -> None:
+        if self._fd is not None:
+            fcntl.flock(self._fd, fcntl.LOCK_UN)
+            os.close(self._fd)
+            self._fd = None
+
+    def __enter__(self) -> "RunLock":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.release()
+
+
+def is_locked(path: Path) -> str | None:
+    """Who holds the lock on ``path`` (its recorded holder), or None when nobody does."""
+    path = Path(path)
+    if not path.exists():
+        return None
+    lock = RunLock(path)
+    if lock.acquire(record=False):
+        lock.release()
+        return None
+    try:
+        return path.read_text().strip() or "another process"
+    except OSError:
+        return "another process"

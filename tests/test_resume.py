@@ -1,0 +1,159 @@
+"""Crash-proof sweeps: per-epoch checkpoints (kill -9 / SIGTERM, then resume to identical metrics),
+per-run locks, two local workers sharing one sweep, shards and ``ncbench status``.
+
+The interrupted runs are real ``ncbench`` processes, killed from outside while they train."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from ncbench.locks import RunLock, is_locked
+
+SHORT = {"ncr": ["--method-opt", "warmup_epochs=2", "--method-opt", "epochs=4"],
+         "crcl": ["--method-opt", "schedules=2,2", "--method-opt", "warm_epochs=1"]}
+
+
+def _cmd(results: Path, cache_dir: Path, method: str, *extra: str) -> list[str]:
+    return [sys.executable, "-m", "ncbench", "run", "--methods", method, "--noise", "0.4", "--results", str(results),
+            "--cache-dir", str(cache_dir), "--threads", "1", "--no-progress", *SHORT[method], *extra]
+
+
+def _run(cmd: list[str]) -> subprocess.CompletedProcess:
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=600, env={**os.environ, "OMP_NUM_THREADS": "1"})
+
+
+def _result(results: Path) -> dict:
+    (path,) = results.rglob("seed-0.json")
+    return json.loads(path.read_text())
+
+
+def _comparable(r: dict) -> dict:
+    history = [{k: v for k, v in row.items() if k not in ("train_s", "val_s")} for row in r["history"]]
+    return {"test": r["test"], "ranks": r["ranks"], "best_val": r["best_val"], "history": history,
+            "detection": r["detection"]}
+
+
+def _checkpointed_epoch(ckpt: Path) -> int:
+    import torch
+
+    try:
+        return int(torch.load(ckpt, map_location="cpu", weights_only=False)["epoch"])
+    except (FileNotFoundError, KeyError):
+        return -1
+
+
+def _interrupt(cmd: list[str], ckpt: Path, after_epoch: int, sig: int) -> subprocess.CompletedProcess:
+    """Start ``cmd``, wait until its checkpoint records ``after_epoch``, send ``sig``; return the finished process."""
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, "OMP_NUM_THREADS": "1"})
+    deadline = time.time() + 300
+    while time.time() < deadline and proc.poll() is None:
+        if _checkpointed_epoch(ckpt) >= after_epoch:
+            break
+        time.sleep(0.05)
+    assert proc.poll() is None, f"the run ended before it could be interrupted:\n{proc.communicate()}"
+    proc.send_signal(sig)
+    out, err = proc.communicate(timeout=120)
+    return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
+
+
+@pytest.mark.parametrize("method, sig", [("ncr", signal.SIGKILL), ("crcl", signal.SIGTERM)])
+def test_an_interrupted_run_resumes_from_its_checkpoint_to_identical_metrics(tmp_path, cache_dir, method, sig):
+    reference = _run(_cmd(tmp_path / "ref", cache_dir, method))
+    assert reference.returncode == 0, reference.stderr
+    expected = _result(tmp_path / "ref")
+
+    results = tmp_path / "cut"
+    ckpt = results / "protocol-1" / "synthetic" / "noise-0.4" / method / "vse_light" / "seed-0.ckpt"
+    cut = _interrupt(_cmd(results, cache_dir, method), ckpt, after_epoch=2, sig=sig)
+    if sig == signal.SIGKILL:
+        assert cut.returncode == -signal.SIGKILL
+    else:  # preemption: a clean exit that says the checkpoint is kept
+        assert cut.returncode == 143, cut.stderr
+        assert "terminated (SIGTERM)" in cut.stderr and "checkpoint" in cut.stderr
+    assert ckpt.exists() and not list(results.rglob("seed-0.json"))
+
+    status = _run([sys.executable, "-m", "ncbench", "status", "--methods", method, "--noise", "0.4", "--results",
+                   str(results), *SHORT[method]])
+    assert status.returncode == 0 and "partial" in status.stdout and "checkpoint after epoch" in status.stdout
+
+    resumed = _run(_cmd(results, cache_dir, method))
+    assert resumed.returncode == 0, resumed.stderr
+    assert "resuming after epoch" in resumed.stdout
+    got = _result(results)
+    assert got["meta"]["resumed_after_epoch"] >= 2
+    assert _comparable(got) == _comparable(expected)
+    assert not ckpt.exists()  # removed once the result is written
+
+
+def test_an_unreadable_checkpoint_is_moved_aside_and_the_run_starts_over(tmp_path, cache_dir):
+    results = tmp_path / "r"
+    ckpt = results / "protocol-1" / "synthetic" / "noise-0.4" / "ncr" / "vse_light" / "seed-0.ckpt"
+    ckpt.parent.mkdir(parents=True)
+    ckpt.write_bytes(b"\x80\x04 not a checkpoint")
+    done = _run(_cmd(results, cache_dir, "ncr", "--method-opt", "epochs=1", "--method-opt", "warmup_epochs=1"))
+    assert done.returncode == 0, done.stderr
+    assert "unreadable" in done.stdout and "starting from epoch 0" in done.stdout
+    (kept,) = (results / "superseded" / "checkpoints").glob("seed-0.corrupt.*.ckpt")
+    assert kept.read_bytes() == b"\x80\x04 not a checkpoint"
+    assert _result(results)["status"] == "ok"
+
+
+def test_two_local_workers_share_a_sweep_without_duplicates_or_losses(tmp_path, cache_dir):
+    results = tmp_path / "r"
+    cmd = [sys.executable, "-m", "ncbench", "run", "--workers", "2", "--methods", "vanilla", "--noise", "0,0.2,0.6",
+           "--seeds", "0,1", "--method-opt", "epochs=1", "--results", str(results), "--cache-dir", str(cache_dir),
+           "--threads", "1"]
+    done = _run(cmd)
+    assert done.returncode == 0, done.stderr
+    files = sorted(results.rglob("seed-*.json"))
+    assert len(files) == 6 and all(json.loads(f.read_text())["status"] == "ok" for f in files)
+    trained = [line for line in done.stdout.splitlines() if "test rSum" in line and line.startswith("[worker ")]
+    labels = [line.split("] ", 2)[2].split(":")[0] for line in trained]
+    assert len(labels) == 6 and len(set(labels)) == 6  # every run trained exactly once
+    assert {line.split("]")[0] for line in trained} == {"[worker 0", "[worker 1"}  # both workers took runs
+    assert "6 of 6 run(s) done" in done.stdout
+
+
+def test_a_run_lock_excludes_others_and_dies_with_its_holder(tmp_path):
+    path = tmp_path / "seed-0.lock"
+    holder = subprocess.Popen([sys.executable, "-c", (
+        "import sys, time; sys.path.insert(0, %r); from ncbench.locks import RunLock; "
+        "lock = RunLock(%r); assert lock.acquire(); print('held', flush=True); time.sleep(600)"
+    ) % (str(Path(__file__).resolve().parents[1]), str(path))], stdout=subprocess.PIPE, text=True)
+    assert holder.stdout.readline().strip() == "held"
+    assert not RunLock(path).acquire()
+    assert f"pid {holder.pid}" in is_locked(path)
+    holder.kill()
+    holder.wait()
+    assert is_locked(path) is None
+    with RunLock(path) as lock:
+        assert lock.acquire()
+
+
+def test_shards_split_a_sweep_and_auto_reads_the_launcher(tmp_path, monkeypatch, capsys):
+    from ncbench.cli import main
+
+    base = ["run", "--methods", "vanilla", "--noise", "0,0.2,0.6", "--seeds", "0,1", "--results", str(tmp_path),
+            "--dry-run"]
+    assert main(base) == 0
+    everything = capsys.readouterr().out.splitlines()
+    parts = []
+    for i in range(3):
+        assert main([*base, "--shard", f"{i}/3"]) == 0
+        parts.append(capsys.readouterr().out.splitlines())
+    assert sorted(sum(parts, [])) == sorted(everything) and all(len(p) == 2 for p in parts)
+    monkeypatch.setenv("SLURM_PROCID", "2")
+    monkeypatch.setenv("SLURM_NTASKS", "3")
+    assert main([*base, "--shard", "auto"]) == 0
+    assert capsys.readouterr().out.splitlines() == parts[2]
+    assert main([*base, "--shard", "3/3"]) == 2
+    assert "shard 3/3: need 0 ≤ i < n" in capsys.readouterr().err
