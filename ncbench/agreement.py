@@ -28,13 +28,14 @@ from .errors import TrainingError
 
 
 def auc(score: np.ndarray, positive: np.ndarray) -> float | None:
-    """ROC AUC of ``score`` for the boolean ``positive`` (None without both classes)."""
+    """ROC AUC of ``score`` for the boolean ``positive`` (None without both classes); scikit-learn's,
+    as for the injected-noise detection AUC (``evaluate.detection_metrics``)."""
+    from sklearn.metrics import roc_auc_score
+
     positive = np.asarray(positive, dtype=bool)
-    n_pos, n_neg = int(positive.sum()), int((~positive).sum())
-    if not n_pos or not n_neg:
+    if positive.all() or not positive.any():
         return None
-    ranks = stats.rankdata(score)  # average ranks: ties count half
-    return float((ranks[positive].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
+    return float(roc_auc_score(positive, score))
 
 
 def spearman(a: np.ndarray, b: np.ndarray) -> float | None:

@@ -64,29 +64,29 @@ class Checkpointer:
         """The saved state, or None (no checkpoint, or an unusable one, which is moved aside)."""
         if not self.path.exists():
             return None
-        try:
-            state = torch.load(self.path, map_location="cpu", weights_only=False)
-        except Exception as exc:  # truncated or foreign file: keep it for inspection, start over
-            self._set_aside("corrupt", f"unreadable ({type(exc).__name__})")
+        state, problem = self._read()
+        if problem is not None:
+            self._set_aside(*problem)
             return None
-        if not isinstance(state, dict) or state.get("format") != FORMAT:
-            self._set_aside("corrupt", "not an ncbench checkpoint")
-            return None
-        if state.get("config_hash") != self.config_hash:
-            self._set_aside("stale", f"written for config {state.get('config_hash')}")
-            return None
+        self.log(f"    resuming after epoch {state['epoch']} from {self.path}")
         return state
 
     def epoch(self) -> int | None:
-        """The last completed epoch recorded in the checkpoint (None without a usable one)."""
-        if not self.path.exists():
-            return None
+        """The last completed epoch recorded in a usable checkpoint (None without one); moves nothing."""
+        state = self._read()[0] if self.path.exists() else None
+        return None if state is None else int(state["epoch"])
+
+    def _read(self) -> tuple[dict[str, Any] | None, tuple[str, str] | None]:
+        """``(state, None)`` for a usable checkpoint, else ``(None, (reason, why))``."""
         try:
             state = torch.load(self.path, map_location="cpu", weights_only=False)
-        except Exception:
-            return None
-        ok = isinstance(state, dict) and state.get("config_hash") == self.config_hash
-        return int(state["epoch"]) if ok else None
+        except Exception as exc:  # truncated or foreign file: kept for inspection
+            return None, ("corrupt", f"unreadable ({type(exc).__name__})")
+        if not isinstance(state, dict) or state.get("format") != FORMAT:
+            return None, ("corrupt", "not an ncbench checkpoint")
+        if state.get("config_hash") != self.config_hash:
+            return None, ("stale", f"written for config {state.get('config_hash')}")
+        return state, None
 
     def remove(self) -> None:
         self.path.unlink(missing_ok=True)

@@ -290,7 +290,7 @@ def _local_workers(args, runs):
 
     import torch
 
-    from .results import existing_status, read_result, result_path
+    from .results import inspect_result, result_path
     from .runner import SweepReport
 
     argv, skip = [], False
@@ -322,9 +322,9 @@ def _local_workers(args, runs):
     results = Path(args.results)
     for cfg in runs:
         path = result_path(results, cfg)
-        state = existing_status(path, cfg.config_hash)
+        state, record = inspect_result(path, cfg.config_hash)
         if state == "done":
-            report.done.append(read_result(path))
+            report.done.append(record)
         else:
             report.failed.append(f"{cfg.label}: {state} after the workers finished ({path})")
     report.ran = len(runs)
@@ -382,24 +382,22 @@ def cmd_status(args) -> int:
 
     from .checkpoint import Checkpointer
     from .locks import is_locked
-    from .results import existing_status, read_result, result_path
+    from .results import inspect_result, result_path
     from .runner import checkpoint_path, lock_path
 
     runs, results = _plan(args), Path(args.results)
     rows, counts, seconds, gpu = [], Counter(), {}, False
     for cfg in runs:
         path = result_path(results, cfg)
-        state, detail = existing_status(path, cfg.config_hash), ""
+        (state, r), detail = inspect_result(path, cfg.config_hash), ""
         key = (cfg.method, cfg.backbone, cfg.dataset)
-        if state in ("done", "failed"):
-            r = read_result(path)
-            if state == "done":
-                t = r["test"][r["test"]["primary"]]
-                seconds.setdefault(key, []).append(float(r["timings"]["total_s"]))
-                gpu = gpu or str(r.get("env", {}).get("device", "")).startswith("cuda")
-                detail = f"test rSum {t['rsum']:.1f}"
-            else:
-                detail = str(r.get("error"))[:80]
+        if state == "done":
+            t = r["test"][r["test"]["primary"]]
+            seconds.setdefault(key, []).append(float(r["timings"]["total_s"]))
+            gpu = gpu or str(r.get("env", {}).get("device", "")).startswith("cuda")
+            detail = f"test rSum {t['rsum']:.1f}"
+        elif state == "failed":
+            detail = str(r.get("error"))[:80]
         if state != "done":
             holder = is_locked(lock_path(path))
             epoch = Checkpointer(checkpoint_path(path), cfg.config_hash).epoch()

@@ -96,17 +96,23 @@ def load_results(root: Path) -> LoadedResults:
     return LoadedResults(results, errors)
 
 
-def existing_status(path: Path, config_hash: str) -> str:
-    """``done`` (same config, status ok), ``stale`` (another config), ``failed``, ``corrupt`` or ``missing``."""
+def inspect_result(path: Path, config_hash: str) -> tuple[str, dict[str, Any] | None]:
+    """The state of a run's result file and, when readable, its content (read once): state ``done``
+    (same config, status ok), ``stale`` (another config), ``failed``, ``corrupt`` or ``missing``."""
     if not path.exists():
-        return "missing"
+        return "missing", None
     try:
         data = read_result(path)
     except ResultError:
-        return "corrupt"
+        return "corrupt", None
     if data["config_hash"] != config_hash:
-        return "stale"
-    return "done" if data["status"] == "ok" else "failed"
+        return "stale", data
+    return ("done" if data["status"] == "ok" else "failed"), data
+
+
+def existing_status(path: Path, config_hash: str) -> str:
+    """The state alone (see ``inspect_result``)."""
+    return inspect_result(path, config_hash)[0]
 
 
 def set_aside(root: Path, path: Path, reason: str) -> Path:

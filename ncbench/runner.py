@@ -38,7 +38,7 @@ from .errors import ConfigError, DataError, TrainingError
 from .registry import BACKBONES, DATASETS, METHODS
 from .locks import RunLock
 from .results import (
-    SUPERSEDED, SCHEMA_VERSION, environment, existing_status, read_result, result_path, set_aside, write_json_atomic,
+    SUPERSEDED, SCHEMA_VERSION, environment, inspect_result, result_path, set_aside, write_json_atomic,
 )
 
 
@@ -284,8 +284,9 @@ def run_sweep(runs: list[RunConfig], settings: RunSettings) -> SweepReport:
     for i, cfg in enumerate(bar, 1):
         where = f"[{i}/{len(runs)}] {cfg.label}"
         path = result_path(root, cfg)
-        if existing_status(path, cfg.config_hash) == "done":
-            _skip(report, path, log, where)
+        state, data = inspect_result(path, cfg.config_hash)
+        if state == "done":
+            _skip(report, path, data, log, where)
             continue
         lock = RunLock(lock_path(path))
         if not lock.acquire():
@@ -293,16 +294,14 @@ def run_sweep(runs: list[RunConfig], settings: RunSettings) -> SweepReport:
             log(f"{where}: being trained by another worker ({lock.path}); passed over")
             continue
         with lock:
-            state = existing_status(path, cfg.config_hash)  # another worker may have finished it meanwhile
+            state, data = inspect_result(path, cfg.config_hash)  # another worker may have finished it meanwhile
             if state == "done":
-                _skip(report, path, log, where)
+                _skip(report, path, data, log, where)
                 continue
             if state in ("stale", "corrupt"):
                 moved = set_aside(root, path, state)
                 log(f"{where}: existing result is {state}, moved to {moved}")
             ckpt = Checkpointer(checkpoint_path(path), cfg.config_hash, aside=root / SUPERSEDED / "checkpoints", log=log)
-            if (epoch := ckpt.epoch()) is not None:
-                log(f"{where}: resuming after epoch {epoch} from {ckpt.path}")
             record = runner.run(cfg, ckpt)
             write_json_atomic(path, record)
             ckpt.remove()
@@ -320,7 +319,7 @@ def run_sweep(runs: list[RunConfig], settings: RunSettings) -> SweepReport:
     return report
 
 
-def _skip(report: SweepReport, path: Path, log: Callable[[str], None], where: str) -> None:
+def _skip(report: SweepReport, path: Path, record: dict[str, Any], log: Callable[[str], None], where: str) -> None:
     report.skipped += 1
-    report.done.append(read_result(path))
+    report.done.append(record)
     log(f"{where}: already done ({path})")
