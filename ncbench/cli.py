@@ -256,9 +256,6 @@ def _sweep(args):
     from .results import existing_status, result_path
     from .runner import RunSettings, check_device, default_device, run_sweep
 
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    torch.use_deterministic_algorithms(True, warn_only=True)
     runs = _plan(args)
     results = Path(args.results)
     if args.dry_run:
@@ -266,7 +263,10 @@ def _sweep(args):
             print(f"{existing_status(result_path(results, cfg), cfg.config_hash):8s} {cfg.label}")
         return None
     if args.workers > 1 and args.worker_index is None:
-        return _local_workers(args, runs)
+        return _local_workers(args, runs)  # the workers set their own threads
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    torch.use_deterministic_algorithms(True, warn_only=True)
     prefix = "" if args.worker_index is None else f"[worker {args.worker_index}] "
     settings = RunSettings(
         results_dir=results, data_root=Path(args.data_root) if args.data_root else None, cache_dir=Path(args.cache_dir),

@@ -22,7 +22,7 @@ SHORT = {"ncr": ["--method-opt", "warmup_epochs=2", "--method-opt", "epochs=4"],
 
 
 def _cmd(results: Path, cache_dir: Path, method: str, *extra: str) -> list[str]:
-    return [sys.executable, "-m", "ncbench", "run", "--methods", method, "--noise", "0.4", "--results", str(results),
+    return [sys.executable, "-m", "ncbench", "run", "--dataset", "synthetic-small", "--methods", method, "--noise", "0.4", "--results", str(results),
             "--cache-dir", str(cache_dir), "--threads", "1", "--no-progress", *SHORT[method], *extra]
 
 
@@ -72,7 +72,7 @@ def test_an_interrupted_run_resumes_from_its_checkpoint_to_identical_metrics(tmp
     expected = _result(tmp_path / "ref")
 
     results = tmp_path / "cut"
-    ckpt = results / "protocol-1" / "synthetic" / "noise-0.4" / method / "vse_light" / "seed-0.ckpt"
+    ckpt = results / "protocol-1" / "synthetic-small" / "noise-0.4" / method / "vse_light" / "seed-0.ckpt"
     cut = _interrupt(_cmd(results, cache_dir, method), ckpt, after_epoch=2, sig=sig)
     if sig == signal.SIGKILL:
         assert cut.returncode == -signal.SIGKILL
@@ -81,7 +81,7 @@ def test_an_interrupted_run_resumes_from_its_checkpoint_to_identical_metrics(tmp
         assert "terminated (SIGTERM)" in cut.stderr and "checkpoint" in cut.stderr
     assert ckpt.exists() and not list(results.rglob("seed-0.json"))
 
-    status = _run([sys.executable, "-m", "ncbench", "status", "--methods", method, "--noise", "0.4", "--results",
+    status = _run([sys.executable, "-m", "ncbench", "status", "--dataset", "synthetic-small", "--methods", method, "--noise", "0.4", "--results",
                    str(results), *SHORT[method]])
     assert status.returncode == 0 and "partial" in status.stdout and "checkpoint after epoch" in status.stdout
 
@@ -96,7 +96,7 @@ def test_an_interrupted_run_resumes_from_its_checkpoint_to_identical_metrics(tmp
 
 def test_an_unreadable_checkpoint_is_moved_aside_and_the_run_starts_over(tmp_path, cache_dir):
     results = tmp_path / "r"
-    ckpt = results / "protocol-1" / "synthetic" / "noise-0.4" / "ncr" / "vse_light" / "seed-0.ckpt"
+    ckpt = results / "protocol-1" / "synthetic-small" / "noise-0.4" / "ncr" / "vse_light" / "seed-0.ckpt"
     ckpt.parent.mkdir(parents=True)
     ckpt.write_bytes(b"\x80\x04 not a checkpoint")
     done = _run(_cmd(results, cache_dir, "ncr", "--method-opt", "epochs=1", "--method-opt", "warmup_epochs=1"))
@@ -109,7 +109,7 @@ def test_an_unreadable_checkpoint_is_moved_aside_and_the_run_starts_over(tmp_pat
 
 def test_two_local_workers_share_a_sweep_without_duplicates_or_losses(tmp_path, cache_dir):
     results = tmp_path / "r"
-    cmd = [sys.executable, "-m", "ncbench", "run", "--workers", "2", "--methods", "vanilla", "--noise", "0,0.2,0.6",
+    cmd = [sys.executable, "-m", "ncbench", "run", "--workers", "2", "--dataset", "synthetic-small", "--methods", "vanilla", "--noise", "0,0.2,0.6",
            "--seeds", "0,1", "--method-opt", "epochs=1", "--results", str(results), "--cache-dir", str(cache_dir),
            "--threads", "1"]
     done = _run(cmd)

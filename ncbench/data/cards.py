@@ -124,6 +124,13 @@ DATASETS.register("synthetic")(
         "embedded deterministic dataset (1000 train / 200 dev / 500 test images, 5 captions each); CPU-sized",
     )
 )
+DATASETS.register("synthetic-small")(
+    SyntheticCard(
+        "synthetic-small",
+        "a smaller embedded dataset (300 train / 100 dev / 100 test images) for smoke tests: a run in seconds",
+        spec=SyntheticSpec(n_train=300, n_dev=100, n_test=100),
+    )
+)
 DATASETS.register("f30k")(
     DatasetCard(
         "f30k",
