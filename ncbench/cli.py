@@ -59,6 +59,20 @@ def _ints(text: str) -> list[int]:
         raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
 
 
+def _workers(text: str) -> int:
+    if text == "auto":
+        import torch
+
+        return max(torch.cuda.device_count(), 1)
+    try:
+        n = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number of workers or 'auto', got {text!r}") from None
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"need at least 1 worker, got {n}")
+    return n
+
+
 def _names(text: str) -> list[str]:
     return [x.strip() for x in text.split(",") if x.strip()]
 
@@ -100,10 +114,33 @@ def _sweep_options(p: argparse.ArgumentParser, methods: list[str], datasets: lis
     p.add_argument("--shard", metavar="I/N",
                    help="train only every N-th run starting at I (0-based); 'auto' takes I and N from "
                         "SLURM_PROCID/SLURM_NTASKS or RANK/WORLD_SIZE, for ranks launched by srun or torchrun")
-    p.add_argument("--workers", type=int, default=1, metavar="N",
-                   help="local executor: N worker processes share the sweep (one GPU each when GPUs are visible; "
-                        "default 1)")
+    p.add_argument("--executor", choices=["local", "slurm"], default="local",
+                   help="local: train here (see --workers); slurm: submit the missing runs as a SLURM job array "
+                        "through submitit (default: local)")
+    p.add_argument("--workers", type=_workers, default=1, metavar="N|auto",
+                   help="local executor: N worker processes share the sweep (one GPU each when GPUs are visible); "
+                        "auto: one per visible GPU, or 1 without GPUs (default 1)")
     p.add_argument("--worker-index", type=int, help=argparse.SUPPRESS)
+    g = p.add_argument_group("SLURM executor (--executor slurm; one array task per run, requeued on "
+                             "preemption or time-out and resumed from the run's last checkpoint)")
+    g.add_argument("--slurm-config", metavar="FILE",
+                   help="TOML file with the options below as keys (partition, time_min, gpus_per_task, "
+                        "cpus_per_task, mem, array_parallelism, max_requeues, job_name, logs, setup = [...], "
+                        "[extra]); flags override it")
+    g.add_argument("--slurm-partition", metavar="NAME", help="partition to submit to")
+    g.add_argument("--slurm-time", type=int, metavar="MIN", help="time limit per task in minutes (default 1440)")
+    g.add_argument("--slurm-gpus", type=int, metavar="N", help="GPUs per task (default 1; 0 for CPU nodes)")
+    g.add_argument("--slurm-cpus", type=int, metavar="N", help="CPUs per task (default: the cluster's)")
+    g.add_argument("--slurm-mem", metavar="SIZE", help="memory per task, e.g. 64G (default: the cluster's)")
+    g.add_argument("--slurm-parallel", type=int, metavar="N", help="array tasks running at once (default 64)")
+    g.add_argument("--slurm-requeues", type=int, metavar="N", help="requeues after a time-out (default 5)")
+    g.add_argument("--slurm-setup", action="append", default=[], metavar="LINE",
+                   help="shell line run before each task, e.g. 'module load cuda' (repeatable)")
+    g.add_argument("--slurm-opt", action="append", default=[], metavar="KEY=VALUE",
+                   help="any other sbatch option, e.g. account=abc or qos=high (repeatable)")
+    g.add_argument("--slurm-logs", metavar="DIR", help="submitit's folder of scripts and logs (default <results>/slurm)")
+    g.add_argument("--wait", action="store_true",
+                   help="stay until every job has ended, then print the summary (default: submit and return)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -262,6 +299,8 @@ def _sweep(args):
         for cfg in runs:
             print(f"{existing_status(result_path(results, cfg), cfg.config_hash):8s} {cfg.label}")
         return None
+    if args.executor == "slurm":
+        return _slurm(args, runs)
     if args.workers > 1 and args.worker_index is None:
         return _local_workers(args, runs)  # the workers set their own threads
     if args.threads:
@@ -290,8 +329,7 @@ def _local_workers(args, runs):
 
     import torch
 
-    from .results import inspect_result, result_path
-    from .runner import SweepReport
+    from .runner import collect
 
     argv, skip = [], False
     for a in args.argv:
@@ -318,18 +356,54 @@ def _local_workers(args, runs):
         for p in procs:
             p.terminate()
         raise
-    report = SweepReport()
-    results = Path(args.results)
-    for cfg in runs:
-        path = result_path(results, cfg)
-        state, record = inspect_result(path, cfg.config_hash)
-        if state == "done":
-            report.done.append(record)
-        else:
-            report.failed.append(f"{cfg.label}: {state} after the workers finished ({path})")
-    report.ran = len(runs)
+    report = collect(runs, Path(args.results))
     print(f"\n{args.workers} workers finished in {time.perf_counter() - t0:.0f}s (exit codes {codes}): "
           f"{len(report.done)} of {len(runs)} run(s) done\n")
+    return report
+
+
+def _slurm(args, runs):
+    """The SLURM executor: submit the runs that are neither done nor being trained, as one job array."""
+    from .locks import is_locked
+    from .results import inspect_result, result_path
+    from .runner import collect, lock_path
+    from .slurm import JobSettings, SlurmOptions, submit, wait
+
+    options = SlurmOptions.from_sources(args.slurm_config, {
+        "partition": args.slurm_partition, "time_min": args.slurm_time, "gpus_per_task": args.slurm_gpus,
+        "cpus_per_task": args.slurm_cpus, "mem": args.slurm_mem, "array_parallelism": args.slurm_parallel,
+        "max_requeues": args.slurm_requeues, "logs": args.slurm_logs, "setup": args.slurm_setup,
+        "extra": _options(args.slurm_opt),
+    })
+    results = Path(args.results).resolve()
+    todo, running = [], 0
+    for cfg in runs:
+        path = result_path(results, cfg)
+        if inspect_result(path, cfg.config_hash)[0] == "done":
+            continue
+        if is_locked(lock_path(path)):
+            running += 1
+        else:
+            todo.append(cfg)
+    print(f"ncbench: {len(runs)} run(s): {len(runs) - len(todo) - running} done, {running} being trained, "
+          f"{len(todo)} to submit", flush=True)
+    if todo:
+        settings = JobSettings(results_dir=str(results), data_root=str(Path(args.data_root).resolve()) if args.data_root
+                               else None, cache_dir=str(Path(args.cache_dir).resolve()), device=args.device,
+                               threads=args.threads)
+        jobs = submit(todo, settings, options)
+        array = jobs[0].job_id.split("_")[0]
+        print(f"submitted {len(jobs)} run(s) as SLURM job array {array} "
+              f"({options.gpus_per_task} GPU(s), {options.time_min} min per task); "
+              f"submitit's scripts and logs in {Path(options.logs or results / 'slurm')}/", flush=True)
+        for job, cfg in zip(jobs, todo):
+            print(f"  {job.job_id}  {cfg.label}")
+    if not args.wait:
+        print(f"Follow the sweep with `ncbench status` and the same options; results land in {results}/")
+        return None
+    problems = wait(jobs) if todo else []
+    report = collect(runs, results)
+    report.failed += problems
     return report
 
 

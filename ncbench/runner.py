@@ -277,6 +277,21 @@ def shard(runs: list[RunConfig], index: int, count: int) -> list[RunConfig]:
     return runs[index::count]
 
 
+def collect(runs: list[RunConfig], results_dir: Path) -> SweepReport:
+    """The state of a sweep trained elsewhere (local workers, SLURM jobs): a run counts as done
+    when its result file holds an ok result of the same config, and as failed otherwise."""
+    report = SweepReport(ran=len(runs))
+    for cfg in runs:
+        path = result_path(results_dir, cfg)
+        state, record = inspect_result(path, cfg.config_hash)
+        if state == "done":
+            report.done.append(record)
+        else:
+            detail = f": {record.get('error')}" if state == "failed" and record else ""
+            report.failed.append(f"{cfg.label}: {state}{detail} ({path})")
+    return report
+
+
 def run_sweep(runs: list[RunConfig], settings: RunSettings) -> SweepReport:
     runner, report, log = Runner(settings), SweepReport(), settings.log
     root = settings.results_dir
