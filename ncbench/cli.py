@@ -235,6 +235,18 @@ def build_parser() -> argparse.ArgumentParser:
                       help="single network (default) or the NCR/BiCro co-teaching skeleton")
     nmth.add_argument("--dir", default="methods", help="folder to write into (default: ./methods, the repo's methods folder)")
 
+    da = sub.add_parser("data", help="check a dataset folder against its card")
+    dsub = da.add_subparsers(dest="data_command", metavar="ACTION", required=True)
+    dc = dsub.add_parser(
+        "check", help="validate a folder against a dataset card (files, shapes, row and caption counts)",
+        description="Check that DIR holds the dataset as its card in datasets/ describes it: the vocabulary, and "
+                    "for every split the image features (memory-mapped: only the header is read, so shapes of "
+                    "multi-GB files are checked at once; truncated files are found) and the number of captions. "
+                    "Prints one line per file; exit code 1 when anything is missing or misshapen.")
+    dc.add_argument("--dataset", required=True, help="a dataset with a file layout: f30k, coco or cc152k")
+    dc.add_argument("--root", "--data-root", dest="root", required=True, metavar="DIR",
+                    help="the folder given to `ncbench run --data-root`")
+
     nz = sub.add_parser("noise", help="make or inspect noise-index files")
     nsub = nz.add_subparsers(dest="noise_command", metavar="ACTION", required=True)
     ni = nsub.add_parser("info", help="length, value range, sha256 and realised noise ratio of index files")
@@ -530,6 +542,19 @@ def cmd_leaderboard(args) -> int:
     return 0
 
 
+def cmd_data(args) -> int:
+    from .data.check import check_dataset
+    from .registry import DATASETS
+
+    findings = check_dataset(DATASETS.get(args.dataset), Path(args.root))
+    for f in findings:
+        print(f"{'ok  ' if f.ok else 'FAIL'}  {f.path}: {f.message}")
+    bad = [f for f in findings if not f.ok]
+    print(f"\n{args.dataset}: " + (f"{len(bad)} problem(s) in {len(findings)} file(s)" if bad
+                                   else f"all {len(findings)} file(s) as the card describes"))
+    return 1 if bad else 0
+
+
 def cmd_noise(args) -> int:
     import numpy as np
 
@@ -630,6 +655,7 @@ def cmd_new_method(args) -> int:
 
 
 COMMANDS = {"run": cmd_run, "detect": cmd_detect, "status": cmd_status, "plan": cmd_status, "bench": cmd_bench, "list": cmd_list, "leaderboard": cmd_leaderboard, "noise": cmd_noise,
+            "data": cmd_data,
             "submit": cmd_submit, "new-method": cmd_new_method}
 
 

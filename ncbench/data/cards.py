@@ -27,6 +27,20 @@ class TestProtocol:
     full: bool = True  # report the whole split as one ranking (COCO 5K)
 
 
+@dataclass(frozen=True)
+class PrecompLayout:
+    """The files a precomp dataset must have, for ``ncbench data check``: images per split, the
+    shape of one image's features, the vocabulary size (None: not fixed)."""
+
+    splits: tuple[tuple[str, int], ...]
+    feature_shape: tuple[int, ...] = (36, 2048)
+    vocab_words: int | None = None
+
+    @property
+    def images(self) -> dict[str, int]:
+        return dict(self.splits)
+
+
 @dataclass
 class Dataset:
     """The splits of one dataset, loaded (features memory-mapped)."""
@@ -52,6 +66,7 @@ class DatasetCard:
     folder: str | None = None  # sub-folder of --data-root holding the split files
     vocab_file: str | None = None  # relative to --data-root; None: vocab.json in the folder
     schedule: str | None = None  # take the methods' per-dataset defaults of this dataset instead (small data)
+    layout: PrecompLayout | None = None  # expected files (``ncbench data check``)
 
     @property
     def has_judgments(self) -> bool:
@@ -137,6 +152,7 @@ DATASETS.register("f30k")(
         "Flickr30K precomp features (29K train / 1,014 dev / 1K test images); needs --data-root",
         folder="f30k_precomp",
         vocab_file="vocab/f30k_precomp_vocab.json",
+        layout=PrecompLayout((("train", 29000), ("dev", 1014), ("test", 1000)), vocab_words=8480),
     )
 )
 DATASETS.register("coco")(
@@ -146,6 +162,7 @@ DATASETS.register("coco")(
         folder="coco_precomp",
         vocab_file="vocab/coco_precomp_vocab.json",
         test=TestProtocol(split="testall", folds=5, full=True),
+        layout=PrecompLayout((("train", 113287), ("dev", 1000), ("testall", 5000)), vocab_words=11352),
     )
 )
 DATASETS.register("cc152k")(
@@ -156,6 +173,7 @@ DATASETS.register("cc152k")(
         allows_injected_noise=False,
         folder="cc152k_precomp",
         vocab_file="vocab/cc152k_precomp_vocab.json",
+        layout=PrecompLayout((("train", 150000), ("dev", 1000), ("test", 1000))),
     )
 )
 DATASETS.register("flickr8k-clip")(

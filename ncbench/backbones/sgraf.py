@@ -1,0 +1,256 @@
+"""``sgr`` and ``saf``: the SGRAF family's cross-attention similarity networks (spec §2.1–2.2),
+vectorised over every image × caption pair of a chunk instead of the official per-caption loop.
+
+Encoders (shared by both):
+  image   per region ``Linear(D → 1024)`` (Xavier-uniform, zero bias), L2-normalised → ``(n, R, 1024)``;
+  caption ``Embedding(V, 300)`` (U(±0.1)) → dropout 0.4 → Bi-GRU(1024), the two directions averaged,
+          each word L2-normalised → ``(n, L, 1024)``; padded words are zero vectors, which is how
+          ``score`` recovers each caption's length (a real word vector has norm 1).
+
+Similarity of image ``i`` and caption ``c`` (a number in (0, 1)):
+  1. globals by self-attention: VisualSA (BatchNorm over the region axis) and TextSA (valid words only);
+  2. SCAN word→region attention: ``LeakyReLU_0.1(V Wᵀ)``, L2-normalised over the caption's words,
+     softmax over regions of ``λ·A`` (λ = 9), attended context per word, L2-normalised;
+  3. similarity vectors ``l2norm(W (x − y)²)`` for the global pair and every word → ``L + 1`` nodes;
+  4. ``sgr``: 3 steps of graph reasoning (softmax over valid nodes), node 0 read out;
+     ``saf``: attention filtration, ``l1norm(sigmoid(BN(Linear(N))))`` over valid nodes;
+  5. ``sigmoid(Linear_256→1(s))``.
+
+Padded words are masked everywhere (word-axis normalisation, TextSA, node softmax, filtration), so
+every score equals the per-caption computation of the official code. SAF's BatchNorm in training
+mode normalises with the statistics of each caption's scores against all images of the batch and
+updates its running statistics once per caption in caption order, exactly as the loop does.
+
+Memory: the ``(captions × images × words × 1024)`` intermediates are bounded by processing captions
+in chunks of at most ``pair_chunk`` elements each.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
+
+from ..errors import DataError
+from ..registry import BACKBONES
+from .base import Backbone, BackboneConfig
+
+EPS = 1e-8
+
+
+def l2norm(x: torch.Tensor, dim: int = -1) -> torch.Tensor:
+    """``x / (‖x‖ + 1e-8)`` as the official code writes it (zero vectors stay zero)."""
+    return x / (x.pow(2).sum(dim, keepdim=True).sqrt() + EPS)
+
+
+def _xavier(module: nn.Module) -> None:
+    """The official initialisation: every Linear U(±√6/√(in+out)) with zero bias; BatchNorm 1/0."""
+    for m in module.modules():
+        if isinstance(m, nn.Linear):
+            r = (6.0 / (m.in_features + m.out_features)) ** 0.5
+            nn.init.uniform_(m.weight, -r, r)
+            nn.init.zeros_(m.bias)
+        elif isinstance(m, nn.BatchNorm1d):
+            nn.init.ones_(m.weight)
+            nn.init.zeros_(m.bias)
+
+
+@dataclass
+class SGRAFConfig(BackboneConfig):
+    embed_dim: int = 1024
+    word_dim: int = 300
+    sim_dim: int = 256
+    sgr_steps: int = 3
+    lambda_softmax: float = 9.0
+    dropout: float = 0.4
+    num_regions: int = 36  # VisualSA's BatchNorm runs over the region axis, so the count is fixed
+    pair_chunk: int = 2**26  # largest captions × images × words × embed_dim intermediate (elements)
+
+
+class VisualSA(nn.Module):
+    """Image global vector: regions weighted by their agreement with the mean region."""
+
+    def __init__(self, dim: int, num_regions: int, dropout: float):
+        super().__init__()
+        self.local = nn.Sequential(nn.Linear(dim, dim), nn.BatchNorm1d(num_regions), nn.Tanh(), nn.Dropout(dropout))
+        self.glob = nn.Sequential(nn.Linear(dim, dim), nn.BatchNorm1d(dim), nn.Tanh(), nn.Dropout(dropout))
+        self.common = nn.Linear(dim, 1)
+
+    def forward(self, regions: torch.Tensor) -> torch.Tensor:  # (n, R, E) → (n, E)
+        weights = self.common(self.local(regions) * self.glob(regions.mean(1))[:, None]).squeeze(-1)
+        return l2norm((torch.softmax(weights, dim=1)[..., None] * regions).sum(1))
+
+
+class TextSA(nn.Module):
+    """Caption global vector: valid words weighted by their agreement with the mean word."""
+
+    def __init__(self, dim: int, dropout: float):
+        super().__init__()
+        self.local = nn.Sequential(nn.Linear(dim, dim), nn.Tanh(), nn.Dropout(dropout))
+        self.glob = nn.Sequential(nn.Linear(dim, dim), nn.Tanh(), nn.Dropout(dropout))
+        self.common = nn.Linear(dim, 1)
+
+    def forward(self, words: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:  # (n, L, E), (n, L) → (n, E)
+        mean = (words * mask[..., None]).sum(1) / mask.sum(1, keepdim=True).to(words.dtype)
+        weights = self.common(self.local(words) * self.glob(mean)[:, None]).squeeze(-1)
+        weights = torch.softmax(weights.masked_fill(~mask, float("-inf")), dim=1)
+        return l2norm((weights[..., None] * words).sum(1))
+
+
+class SGRAF(Backbone):
+    """Shared encoders and the similarity pipeline up to the nodes; ``reason`` is SGR or SAF."""
+
+    Config = SGRAFConfig
+
+    def __init__(self, config: SGRAFConfig, vocab_size: int, feature_dim: int):
+        super().__init__(config, vocab_size, feature_dim)
+        e, s = config.embed_dim, config.sim_dim
+        self.img_fc = nn.Linear(feature_dim, e)
+        self.embed = nn.Embedding(vocab_size, config.word_dim)
+        self.word_drop = nn.Dropout(config.dropout)
+        self.gru = nn.GRU(config.word_dim, e, batch_first=True, bidirectional=True)
+        self.v_att = VisualSA(e, config.num_regions, config.dropout)
+        self.t_att = TextSA(e, config.dropout)
+        self.sim_loc = nn.Linear(e, s)
+        self.sim_glo = nn.Linear(e, s)
+        self.sim_eval = nn.Linear(s, 1)
+        _xavier(self)
+        nn.init.uniform_(self.embed.weight, -0.1, 0.1)
+
+    # -- encoders ------------------------------------------------------------------------------
+    def encode_images(self, images: torch.Tensor) -> torch.Tensor:
+        if images.ndim != 3 or images.shape[1] != self.config.num_regions:
+            raise DataError(f"{type(self).__name__.lower()} needs region features (n, {self.config.num_regions}, D); "
+                            f"got shape {tuple(images.shape)} (global features: use vse_light or vse_inf)")
+        return l2norm(self.img_fc(images))
+
+    def encode_captions(self, tokens: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        x = self.word_drop(self.embed(tokens))
+        packed = pack_padded_sequence(x, lengths.cpu(), batch_first=True, enforce_sorted=False)
+        out, _ = self.gru(packed)
+        out, _ = pad_packed_sequence(out, batch_first=True, total_length=tokens.shape[1])
+        e = self.config.embed_dim
+        return l2norm((out[..., :e] + out[..., e:]) / 2)  # padded positions are 0 and stay 0
+
+    # -- similarity ----------------------------------------------------------------------------
+    @staticmethod
+    def word_mask(cap_emb: torch.Tensor) -> torch.Tensor:
+        """``(n, L)`` True for real words (nonzero vectors)."""
+        return cap_emb.ne(0).any(-1)
+
+    def score(self, img_emb: torch.Tensor, cap_emb: torch.Tensor) -> torch.Tensor:
+        """``(n_img, n_cap)`` similarities, every pair of a caption chunk at once."""
+        mask = self.word_mask(cap_emb)
+        longest = max(int(mask.sum(1).max()), 1) if mask.numel() else 1
+        cap_emb, mask = cap_emb[:, :longest], mask[:, :longest]
+        img_glo, cap_glo = self.v_att(img_emb), self.t_att(cap_emb, mask)
+        n_img = img_emb.shape[0]
+        chunk = max(1, self.config.pair_chunk // max(1, n_img * longest * self.config.embed_dim))
+        cols = []
+        for c0 in range(0, cap_emb.shape[0], chunk):
+            cap, m, glo = cap_emb[c0:c0 + chunk], mask[c0:c0 + chunk], cap_glo[c0:c0 + chunk]
+            c = cap.shape[0]
+            # word→region attention logits for all pairs in one product: (c, n_img, R, L)
+            attn = (img_emb.reshape(-1, img_emb.shape[-1]) @ cap.reshape(-1, cap.shape[-1]).T)
+            attn = attn.view(n_img, img_emb.shape[1], c, longest).permute(2, 0, 1, 3)
+            weights = self._attend(attn, m[:, None, None, :])
+            context = l2norm(torch.einsum("cirl,ird->cild", weights, img_emb))
+            s = self._head(context, cap[:, None], img_glo[None], glo[:, None], m[:, None])  # (c, n_img)
+            cols.append(s.T)
+        return torch.cat(cols, dim=1)
+
+    def pair_scores(self, img_emb: torch.Tensor, cap_emb: torch.Tensor, block: int = 256) -> torch.Tensor:
+        """``(n,)`` similarities of image ``k`` with caption ``k`` only (no cross pairs)."""
+        mask = self.word_mask(cap_emb)
+        img_glo, cap_glo = self.v_att(img_emb), self.t_att(cap_emb, mask)
+        attn = torch.einsum("nrd,nld->nrl", img_emb, cap_emb)
+        context = l2norm(torch.einsum("nrl,nrd->nld", self._attend(attn, mask[:, None, :]), img_emb))
+        return self._head(context[:, None], cap_emb[:, None], img_glo[:, None], cap_glo[:, None], mask[:, None])[:, 0]
+
+    def global_features(self, img_emb: torch.Tensor, cap_emb: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The self-attention global vectors (VisualSA, TextSA) of images and captions."""
+        return self.v_att(img_emb), self.t_att(cap_emb, self.word_mask(cap_emb))
+
+    def _attend(self, attn: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """SCAN t2i weights from logits ``(..., R, L)``: normalised over valid words, softmax over regions."""
+        attn = l2norm(F.leaky_relu(attn, 0.1) * mask, dim=-1)
+        return torch.softmax(attn * self.config.lambda_softmax, dim=-2)
+
+    def _head(self, context, cap, img_glo, cap_glo, mask) -> torch.Tensor:
+        """Nodes → reasoning → score. Shapes broadcast to ``(c, i, L, E)`` (context, cap),
+        ``(c, i, E)`` (globals) and ``(c, i, L)`` (mask); returns ``(c, i)``."""
+        local = l2norm(self.sim_loc((context - cap).pow(2)))
+        glob = l2norm(self.sim_glo((img_glo - cap_glo).pow(2)))
+        nodes = torch.cat([glob[..., None, :].expand(*local.shape[:-2], 1, -1), local], dim=-2)
+        node_mask = torch.cat([torch.ones_like(mask[..., :1]), mask], dim=-1).expand(nodes.shape[:-1])
+        return torch.sigmoid(self.sim_eval(self.reason(nodes, node_mask))).squeeze(-1)
+
+    def reason(self, nodes: torch.Tensor, node_mask: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+
+@BACKBONES.register("sgr")
+class SGR(SGRAF):
+    """Similarity Graph Reasoning: ``sgr_steps`` rounds of attention over the nodes, node 0 read out."""
+
+    def __init__(self, config: SGRAFConfig, vocab_size: int, feature_dim: int):
+        super().__init__(config, vocab_size, feature_dim)
+        s = config.sim_dim
+        self.steps = nn.ModuleList(
+            nn.ModuleDict({"query": nn.Linear(s, s), "key": nn.Linear(s, s), "node": nn.Linear(s, s)})
+            for _ in range(config.sgr_steps))
+        _xavier(self.steps)
+
+    def reason(self, nodes: torch.Tensor, node_mask: torch.Tensor) -> torch.Tensor:
+        keys_out = ~node_mask[..., None, :]
+        for step in self.steps:
+            edges = step["query"](nodes) @ step["key"](nodes).transpose(-1, -2)
+            edges = torch.softmax(edges.masked_fill(keys_out, float("-inf")), dim=-1)
+            nodes = F.relu(step["node"](edges @ nodes))
+        return nodes[..., 0, :]
+
+
+@BACKBONES.register("saf")
+class SAF(SGRAF):
+    """Similarity Attention Filtration: nodes weighted by ``l1norm(sigmoid(BN(Linear(node))))``."""
+
+    def __init__(self, config: SGRAFConfig, vocab_size: int, feature_dim: int):
+        super().__init__(config, vocab_size, feature_dim)
+        self.filter = nn.Linear(config.sim_dim, 1)
+        self.filter_bn = nn.BatchNorm1d(1)
+        _xavier(self.filter)
+        _xavier(self.filter_bn)
+
+    def reason(self, nodes: torch.Tensor, node_mask: torch.Tensor) -> torch.Tensor:
+        logits = self._per_caption_batchnorm(self.filter(nodes).squeeze(-1), node_mask)
+        weights = torch.sigmoid(logits) * node_mask
+        weights = weights / (weights.abs().sum(-1, keepdim=True) + EPS)
+        return l2norm((weights[..., None] * nodes).sum(-2))
+
+    def _per_caption_batchnorm(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """``BatchNorm1d(1)`` as the official loop applies it to one caption's ``(images, nodes)``
+        block at a time: ``x`` is ``(c, i, N)``; statistics over each caption's valid entries."""
+        bn = self.filter_bn
+        if not (self.training and bn.track_running_stats) and bn.running_mean is not None:
+            mean, var = bn.running_mean, bn.running_var
+        else:
+            m = mask.to(x.dtype)
+            count = m.sum(dim=tuple(range(1, x.ndim)), keepdim=True)
+            mean = (x * m).sum(dim=tuple(range(1, x.ndim)), keepdim=True) / count
+            var = ((x - mean).pow(2) * m).sum(dim=tuple(range(1, x.ndim)), keepdim=True) / count
+            if self.training and bn.track_running_stats:
+                self._update_running_stats(mean.flatten().detach(), (var * count / (count - 1).clamp(min=1)).flatten().detach())
+        return (x - mean) / torch.sqrt(var + bn.eps) * bn.weight + bn.bias
+
+    def _update_running_stats(self, means: torch.Tensor, unbiased_vars: torch.Tensor) -> None:
+        """The running-average updates of ``len(means)`` successive BatchNorm calls, in one step."""
+        bn, c = self.filter_bn, means.shape[0]
+        mom = bn.momentum if bn.momentum is not None else 0.1
+        decay = (1 - mom) ** torch.arange(c - 1, -1, -1, dtype=means.dtype, device=means.device)
+        keep = (1 - mom) ** c
+        bn.running_mean.mul_(keep).add_((mom * decay * means).sum())
+        bn.running_var.mul_(keep).add_((mom * decay * unbiased_vars).sum())
+        bn.num_batches_tracked.add_(c)
