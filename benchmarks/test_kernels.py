@@ -193,3 +193,37 @@ def test_recall(timed, role, n_img, device):
         return
     s = torch.from_numpy(sims).to(device)
     timed(group, role, lambda: ranks(s, 5), rounds=5, cuda=device == "cuda")
+
+
+def _sgraf_inputs(name: str, batch: int = 32, words: int = 14, seed: int = 0):
+    """A training batch of region features and captions (lengths 8–``words``) for a narrower SGRAF
+    (embed 256, sim 64: the CPU-sized version of the paper's 1024/256), embeddings requiring grad."""
+    from ncbench.registry import BACKBONES
+
+    torch.manual_seed(seed)
+    cls = BACKBONES.get(name)
+    net = cls(cls.Config(embed_dim=256, word_dim=64, sim_dim=64, dropout=0.0), 500, 128)
+    g = torch.Generator().manual_seed(seed)
+    lengths = torch.randint(8, words + 1, (batch,), generator=g)
+    tokens = torch.randint(1, 500, (batch, words), generator=g) * (torch.arange(words)[None] < lengths[:, None])
+    with torch.no_grad():
+        img = net.encode_images(torch.randn(batch, 36, 128, generator=g))
+        cap = net.encode_captions(tokens, lengths)
+    return net, img.requires_grad_(), cap.requires_grad_(), lengths.tolist()
+
+
+@pytest.mark.parametrize("name", ["sgr", "saf"])
+@pytest.mark.parametrize("role", ["ncbench", "baseline"])
+def test_sgraf_similarity(timed, role, name):
+    """Forward + backward of a 32×32 batch score matrix: all pairs at once vs the official structure,
+    one caption (its real words only) against all images per iteration."""
+    net, img, cap, lengths = _sgraf_inputs(name)
+    group = f"{name}-similarity-32"
+
+    def vectorised():
+        net.score(img, cap).sum().backward()
+
+    def per_caption():
+        torch.cat([net.score(img, cap[c:c + 1, :n]) for c, n in enumerate(lengths)], dim=1).sum().backward()
+
+    timed(group, role, per_caption if role == "baseline" else vectorised, rounds=3 if role == "baseline" else 5)

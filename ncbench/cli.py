@@ -108,6 +108,9 @@ def _sweep_options(p: argparse.ArgumentParser, methods: list[str], datasets: lis
                    help="where generated data is kept (default: $NCBENCH_CACHE or ~/.cache/ncbench)")
     p.add_argument("--device", help="cpu, cuda or cuda:N (default: cuda if available, else cpu)")
     p.add_argument("--threads", type=int, help="CPU threads for torch (default: torch's choice)")
+    p.add_argument("--amp", choices=["off", "bf16"], default="off",
+                   help="mixed precision for training and evaluation: bf16 autocast (for CUDA; recorded in "
+                        "each result as meta.amp); default off (float32)")
     p.add_argument("--dry-run", action="store_true", help="print the runs and whether each is done, then stop")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.add_argument("-v", "--verbose", action="store_true", help="print one line per epoch (loss, validation rSum, time)")
@@ -322,7 +325,7 @@ def _sweep(args):
     settings = RunSettings(
         results_dir=results, data_root=Path(args.data_root) if args.data_root else None, cache_dir=Path(args.cache_dir),
         device=check_device(args.device or default_device()), progress=not args.no_progress and sys.stderr.isatty(),
-        verbose=args.verbose,
+        verbose=args.verbose, amp=args.amp,
         log=lambda msg: print(prefix + msg, flush=True),
     )
     signal.signal(signal.SIGTERM, _on_sigterm)
@@ -402,7 +405,7 @@ def _slurm(args, runs):
     if todo:
         settings = JobSettings(results_dir=str(results), data_root=str(Path(args.data_root).resolve()) if args.data_root
                                else None, cache_dir=str(Path(args.cache_dir).resolve()), device=args.device,
-                               threads=args.threads)
+                               threads=args.threads, amp=args.amp)
         jobs = submit(todo, settings, options)
         array = jobs[0].job_id.split("_")[0]
         print(f"submitted {len(jobs)} run(s) as SLURM job array {array} "

@@ -22,6 +22,7 @@ from .data.batching import gather_rows, pad_tokens
 from .data.precomp import Split
 from .errors import TrainingError
 from .kernels.recall import mean_rank, median_rank, ranks, recall_at
+from .precision import autocast
 
 
 @dataclass
@@ -97,15 +98,19 @@ def _pad_cat(pieces: list[torch.Tensor]) -> torch.Tensor:
 
 
 @torch.no_grad()
-def similarity_matrix(nets: list[Backbone], split: Split, device: torch.device, block: int = 1000) -> np.ndarray:
-    """``(n_images, n_captions)`` float32 similarities averaged over ``nets``."""
+def similarity_matrix(nets: list[Backbone], split: Split, device: torch.device, block: int = 1000,
+                      amp: str = "off") -> np.ndarray:
+    """``(n_images, n_captions)`` float32 similarities averaged over ``nets``: each network encodes
+    the split once, then scores it in ``block`` images × ``block`` · cpi captions tiles (a
+    cross-attention backbone bounds its memory further inside ``score``); ``amp`` as ``--amp``."""
     total = np.zeros((split.n_images, split.n_captions), dtype=np.float32)
     for net in nets:
-        img, cap = encode_split(net, split, device)
-        for i0 in range(0, img.shape[0], block):
-            for c0 in range(0, cap.shape[0], block * split.captions_per_image):
-                s = net.score(img[i0 : i0 + block], cap[c0 : c0 + block * split.captions_per_image])
-                total[i0 : i0 + s.shape[0], c0 : c0 + s.shape[1]] += s.float().cpu().numpy()
+        with autocast(device, amp):
+            img, cap = encode_split(net, split, device)
+            for i0 in range(0, img.shape[0], block):
+                for c0 in range(0, cap.shape[0], block * split.captions_per_image):
+                    s = net.score(img[i0 : i0 + block], cap[c0 : c0 + block * split.captions_per_image])
+                    total[i0 : i0 + s.shape[0], c0 : c0 + s.shape[1]] += s.float().cpu().numpy()
     total /= len(nets)
     return total
 
@@ -131,8 +136,9 @@ class SplitEvaluation:
         return out
 
 
-def evaluate_split(nets: list[Backbone], split: Split, device: torch.device, folds: int = 1) -> SplitEvaluation:
-    sims = similarity_matrix(nets, split, device)
+def evaluate_split(nets: list[Backbone], split: Split, device: torch.device, folds: int = 1,
+                   amp: str = "off") -> SplitEvaluation:
+    sims = similarity_matrix(nets, split, device, amp=amp)
     cpi = split.captions_per_image
     full, ri, rt = retrieval_metrics(sims, cpi, device=device)
     result = SplitEvaluation(full, ri.tolist(), rt.tolist())

@@ -68,6 +68,7 @@ class RunSettings:
     device: str = "cpu"
     progress: bool = False  # progress bars (on a terminal)
     verbose: bool = False  # one log line per epoch (for logs that are not a terminal)
+    amp: str = "off"  # mixed precision of training and evaluation (``ncbench.precision``)
     log: Callable[[str], None] = print
 
 
@@ -185,9 +186,9 @@ class Runner:
             on_epoch = (lambda row: self.s.log(_epoch_line(row))) if self.s.verbose else None
             sel = train_with_selection(method, ds.dev, device, method.total_epochs, true_clean=noise.clean,
                                        desc=cfg.label, progress=self.s.progress, on_epoch=on_epoch,
-                                       checkpoint=checkpoint)
+                                       checkpoint=checkpoint, amp=self.s.amp)
             t_test = time.perf_counter()
-            test = evaluate_split(method.networks(), ds.test, device, folds=ds.card.test.folds)
+            test = evaluate_split(method.networks(), ds.test, device, folds=ds.card.test.folds, amp=self.s.amp)
             t_judged = time.perf_counter()
             judged = human_agreement(method, ds.judged, device) if ds.judged is not None else None
         except TrainingError as exc:
@@ -204,7 +205,7 @@ class Runner:
             history=sel.history,
             detection=sel.detection,
             meta={"ensemble_size": mcls.ensemble_size, "selection": "best_val_rsum", "epochs": method.total_epochs,
-                  "resumed_after_epoch": sel.resumed_after},
+                  "resumed_after_epoch": sel.resumed_after, "amp": self.s.amp},
             timings={
                 "train_s": round(sel.train_seconds, 3), "val_s": round(sel.val_seconds, 3),
                 "test_s": round(t_judged - t_test, 3), "judged_s": round(t_end - t_judged, 3), "total_s": round(total, 3),
@@ -233,12 +234,23 @@ class Runner:
         }
 
 
+TIMING_KEYS = ("train_s", "val_s", "pairs_per_s", "eta_s")  # history entries that measure speed, not learning
+
+
 def _epoch_line(row: dict[str, Any]) -> str:
-    logs = " ".join(f"{k} {v:.4g}" for k, v in row.items() if isinstance(v, float) and k not in ("val_rsum", "train_s", "val_s"))
+    logs = " ".join(f"{k} {v:.4g}" for k, v in row.items()
+                    if isinstance(v, float) and k != "val_rsum" and k not in TIMING_KEYS)
     det = row.get("detection")
     det_text = f"  detection AUC {det['auc']:.3f}" if det and det.get("auc") is not None else ""
+    speed = f", {row['pairs_per_s']:.0f} pairs/s" if "pairs_per_s" in row else ""
+    eta = f", ETA {_duration(row['eta_s'])}" if "eta_s" in row else ""
     return (f"    epoch {row['epoch']}: {logs}  val rSum {row['val_rsum']:.1f}{det_text}  "
-            f"({row['train_s']:.1f}s train, {row['val_s']:.1f}s val)")
+            f"({row['train_s']:.1f}s train{speed}, {row['val_s']:.1f}s val{eta})")
+
+
+def _duration(seconds: float) -> str:
+    h, rest = divmod(round(seconds), 3600)
+    return f"{h}h{rest // 60:02d}m" if h else f"{rest // 60}m{rest % 60:02d}s"
 
 
 def detection_summary(det: dict[str, Any] | None) -> str:

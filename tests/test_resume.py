@@ -36,7 +36,8 @@ def _result(results: Path) -> dict:
 
 
 def _comparable(r: dict) -> dict:
-    history = [{k: v for k, v in row.items() if k not in ("train_s", "val_s")} for row in r["history"]]
+    history = [{k: v for k, v in row.items() if k not in ("train_s", "val_s", "pairs_per_s", "eta_s")}
+               for row in r["history"]]
     return {"test": r["test"], "ranks": r["ranks"], "best_val": r["best_val"], "history": history,
             "detection": r["detection"]}
 

@@ -22,6 +22,7 @@ from tqdm.auto import tqdm
 from ..checkpoint import Checkpointer, restore_rng, rng_state
 from ..data.precomp import Split
 from ..evaluate import SplitEvaluation, detection_metrics, evaluate_split, split_histogram
+from ..precision import autocast
 from .method import Method
 
 
@@ -46,6 +47,7 @@ def train_with_selection(
     progress: bool = False,
     on_epoch: Callable[[dict[str, Any]], None] | None = None,
     checkpoint: Checkpointer | None = None,
+    amp: str = "off",
 ) -> Selection:
     best: Selection | None = None
     best_state: dict[str, Any] | None = None
@@ -61,15 +63,22 @@ def train_with_selection(
         start = resumed = int(saved["epoch"]) + 1
     bar = tqdm(range(start, epochs), desc=desc, unit="epoch", leave=False, disable=not progress, dynamic_ncols=True,
                initial=start, total=epochs)
+    t_session = time.perf_counter()
     for epoch in bar:
         t0 = time.perf_counter()
-        logs = method.train_epoch(epoch)
+        with autocast(device, amp):
+            logs = method.train_epoch(epoch)
         t1 = time.perf_counter()
-        val = evaluate_split(method.networks(), dev, device)
+        val = evaluate_split(method.networks(), dev, device, amp=amp)
         t2 = time.perf_counter()
         t_train, t_val = t_train + t1 - t0, t_val + t2 - t1
+        done = epoch + 1 - start
         row = {"epoch": epoch, **{k: float(v) for k, v in logs.items()}, "val_rsum": val.full.rsum,
-               "train_s": round(t1 - t0, 3), "val_s": round(t2 - t1, 3)}
+               "train_s": round(t1 - t0, 3), "val_s": round(t2 - t1, 3),
+               # training pairs per second of this epoch's training time, and the time still to go
+               # at this session's mean epoch time (training + validation)
+               "pairs_per_s": round(len(method.ctx.train) / max(t1 - t0, 1e-9), 1),
+               "eta_s": round((epochs - epoch - 1) * (time.perf_counter() - t_session) / done, 1)}
         det = None
         prob = method.clean_probability()
         if prob is not None and true_clean is not None:
