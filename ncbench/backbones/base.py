@@ -13,6 +13,17 @@ from dataclasses import dataclass
 
 import torch
 from torch import nn
+from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
+
+
+def bigru_mean(gru: nn.GRU, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+    """A bidirectional GRU over the first ``lengths`` steps of each sequence in ``x`` ``(n, L, d)``
+    (packed, so padding never enters), the two directions averaged; padded steps are zero."""
+    packed = pack_padded_sequence(x, lengths.cpu(), batch_first=True, enforce_sorted=False)
+    out, _ = gru(packed)
+    out, _ = pad_packed_sequence(out, batch_first=True, total_length=x.shape[1])
+    h = out.shape[-1] // 2
+    return (out[..., :h] + out[..., h:]) / 2
 
 
 @dataclass

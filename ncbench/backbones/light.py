@@ -13,10 +13,9 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from ..registry import BACKBONES
-from .base import Backbone, BackboneConfig
+from .base import Backbone, BackboneConfig, bigru_mean
 
 
 @dataclass
@@ -49,12 +48,7 @@ class LightVSE(Backbone):
         return F.normalize(self.fc(images) + self.mlp(images), dim=-1)
 
     def encode_captions(self, tokens: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
-        x = self.embed(tokens)
-        packed = pack_padded_sequence(x, lengths.cpu(), batch_first=True, enforce_sorted=False)
-        out, _ = self.gru(packed)
-        out, _ = pad_packed_sequence(out, batch_first=True, total_length=tokens.shape[1])
-        e = self.config.embed_dim
-        out = (out[..., :e] + out[..., e:]) / 2
+        out = bigru_mean(self.gru, self.embed(tokens), lengths)
         mask = (torch.arange(tokens.shape[1], device=tokens.device)[None, :] < lengths.to(tokens.device)[:, None])
         pooled = (out * mask[..., None]).sum(1) / lengths.to(out.dtype).to(out.device)[:, None]
         return F.normalize(pooled, dim=-1)

@@ -32,11 +32,10 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from ..errors import DataError
 from ..registry import BACKBONES
-from .base import Backbone, BackboneConfig
+from .base import Backbone, BackboneConfig, bigru_mean
 
 EPS = 1e-8
 
@@ -128,12 +127,8 @@ class SGRAF(Backbone):
         return l2norm(self.img_fc(images))
 
     def encode_captions(self, tokens: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
-        x = self.word_drop(self.embed(tokens))
-        packed = pack_padded_sequence(x, lengths.cpu(), batch_first=True, enforce_sorted=False)
-        out, _ = self.gru(packed)
-        out, _ = pad_packed_sequence(out, batch_first=True, total_length=tokens.shape[1])
-        e = self.config.embed_dim
-        return l2norm((out[..., :e] + out[..., e:]) / 2)  # padded positions are 0 and stay 0
+        words = bigru_mean(self.gru, self.word_drop(self.embed(tokens)), lengths)
+        return l2norm(words)  # padded positions are 0 and stay 0
 
     # -- similarity ----------------------------------------------------------------------------
     @staticmethod

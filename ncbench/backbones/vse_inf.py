@@ -22,10 +22,9 @@ from dataclasses import dataclass
 
 import torch
 from torch import nn
-from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from ..registry import BACKBONES
-from .base import Backbone, BackboneConfig
+from .base import Backbone, BackboneConfig, bigru_mean
 from .sgraf import l2norm
 
 MASKED = -10000.0
@@ -39,15 +38,6 @@ def positional_encoding(length: int, dim: int) -> torch.Tensor:
     pe[:, 0::2] = torch.sin(position * freq)
     pe[:, 1::2] = torch.cos(position * freq)
     return pe
-
-
-def _bigru_mean(gru: nn.GRU, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
-    """A packed bidirectional GRU over the first ``lengths`` steps, the two directions averaged."""
-    packed = pack_padded_sequence(x, lengths.cpu(), batch_first=True, enforce_sorted=False)
-    out, _ = gru(packed)
-    out, _ = pad_packed_sequence(out, batch_first=True, total_length=x.shape[1])
-    h = out.shape[-1] // 2
-    return (out[..., :h] + out[..., h:]) / 2
 
 
 class GPO(nn.Module):
@@ -64,7 +54,7 @@ class GPO(nn.Module):
         valid = torch.arange(size, device=lengths.device)[None, :] < lengths[:, None]
         pe = positional_encoding(size, self.pe_dim).to(lengths.device)[None].expand(lengths.shape[0], -1, -1)
         pe = pe * valid[..., None]
-        scores = self.linear(_bigru_mean(self.gru, pe, lengths)).squeeze(-1).masked_fill(~valid, MASKED)
+        scores = self.linear(bigru_mean(self.gru, pe, lengths)).squeeze(-1).masked_fill(~valid, MASKED)
         return torch.softmax(scores / self.temperature, dim=1)
 
     def forward(self, features: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -120,7 +110,7 @@ class VSEInf(Backbone):
 
     def encode_captions(self, tokens: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         lengths = lengths.to(tokens.device)
-        words = _bigru_mean(self.gru, self.embed(tokens), lengths)
+        words = bigru_mean(self.gru, self.embed(tokens), lengths)
         mask = torch.arange(tokens.shape[1], device=tokens.device)[None, :] < lengths[:, None]
         return l2norm(self.txt_pool(words, mask))
 
