@@ -92,7 +92,9 @@ def _sweep_options(p: argparse.ArgumentParser, methods: list[str], datasets: lis
     """The options shared by ``run`` and ``detect``."""
     fmt = ",".join
     p.add_argument("--methods", type=_names, default=methods, help=f"comma-separated method names (default: {fmt(methods)})")
-    p.add_argument("--backbones", type=_names, default=["vse_light"], help="comma-separated backbones (default: vse_light)")
+    p.add_argument("--backbones", type=_names, default=["vse_light"],
+                   help="comma-separated backbones (default: vse_light); sgraf = an sgr and a saf run, evaluated "
+                        "together as an ensemble")
     p.add_argument("--dataset", "--datasets", dest="datasets", type=_names, default=datasets, help=dataset_help)
     p.add_argument("--noise", type=_floats, default=noise,
                    help=f"noise ratios in [0,1) (default: {fmt(f'{x:g}' for x in noise)})")
@@ -305,6 +307,7 @@ def _sweep(args):
 
     import torch
 
+    from .ensemble import expand
     from .results import existing_status, result_path
     from .runner import RunSettings, check_device, default_device, run_sweep
 
@@ -321,17 +324,18 @@ def _sweep(args):
     if args.threads:
         torch.set_num_threads(args.threads)
     torch.use_deterministic_algorithms(True, warn_only=True)
+    ensembles = expand(args.backbones)[1]
     prefix = "" if args.worker_index is None else f"[worker {args.worker_index}] "
     settings = RunSettings(
         results_dir=results, data_root=Path(args.data_root) if args.data_root else None, cache_dir=Path(args.cache_dir),
         device=check_device(args.device or default_device()), progress=not args.no_progress and sys.stderr.isatty(),
-        verbose=args.verbose, amp=args.amp,
+        verbose=args.verbose, amp=args.amp, keep_networks=bool(ensembles),
         log=lambda msg: print(prefix + msg, flush=True),
     )
     signal.signal(signal.SIGTERM, _on_sigterm)
     print(f"{prefix}ncbench: {len(runs)} run(s) on {settings.device}; results in {results}/", flush=True)
     t0 = time.perf_counter()
-    report = run_sweep(runs, settings)
+    report = run_sweep(runs, settings, ensembles)
     busy = f", {len(report.busy)} being trained by other workers" if report.busy else ""
     print(f"\n{prefix}{report.ran} run(s) trained, {report.skipped} already done, {len(report.failed)} failed{busy} "
           f"in {time.perf_counter() - t0:.0f}s\n", flush=True)
@@ -379,6 +383,7 @@ def _local_workers(args, runs):
 
 def _slurm(args, runs):
     """The SLURM executor: submit the runs that are neither done nor being trained, as one job array."""
+    from .ensemble import expand
     from .locks import is_locked
     from .results import inspect_result, result_path
     from .runner import collect, lock_path
@@ -405,7 +410,7 @@ def _slurm(args, runs):
     if todo:
         settings = JobSettings(results_dir=str(results), data_root=str(Path(args.data_root).resolve()) if args.data_root
                                else None, cache_dir=str(Path(args.cache_dir).resolve()), device=args.device,
-                               threads=args.threads, amp=args.amp)
+                               threads=args.threads, amp=args.amp, keep_networks=bool(expand(args.backbones)[1]))
         jobs = submit(todo, settings, options)
         array = jobs[0].job_id.split("_")[0]
         print(f"submitted {len(jobs)} run(s) as SLURM job array {array} "
@@ -561,7 +566,13 @@ def cmd_data(args) -> int:
 def cmd_noise(args) -> int:
     import numpy as np
 
-    from .data.noise import make_noise_index, read_index_file, save_noise_index, validate_index, array_sha256
+    from .data.noise import (
+        array_sha256,
+        make_noise_index,
+        read_index_file,
+        save_noise_index,
+        validate_index,
+    )
 
     if args.noise_command == "make":
         true = np.arange(args.captions, dtype=np.int64) // args.captions_per_image

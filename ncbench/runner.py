@@ -25,20 +25,28 @@ import torch
 from tqdm.auto import tqdm
 
 from . import PROTOCOL_VERSION
+from .agreement import human_agreement
 from .checkpoint import Checkpointer
 from .config import RunConfig
-from .agreement import human_agreement
 from .data.batching import TrainingSet
 from .data.cards import Dataset, DatasetCard, SyntheticCard
-from .data.noise import NoiseIndex, check_ratio, obtain_noise_index, load_noise_index
+from .data.noise import NoiseIndex, check_ratio, load_noise_index, obtain_noise_index
 from .engine.method import TrainContext, build_config
 from .engine.trainer import train_with_selection
-from .evaluate import evaluate_split
+from .ensemble import build as build_ensemble
+from .ensemble import expand, group_members, nets_path, save_networks
 from .errors import ConfigError, DataError, TrainingError
-from .registry import BACKBONES, DATASETS, METHODS
+from .evaluate import evaluate_split
 from .locks import RunLock
+from .registry import BACKBONES, DATASETS, METHODS
 from .results import (
-    SUPERSEDED, SCHEMA_VERSION, environment, inspect_result, result_path, set_aside, write_json_atomic,
+    SCHEMA_VERSION,
+    SUPERSEDED,
+    environment,
+    inspect_result,
+    result_path,
+    set_aside,
+    write_json_atomic,
 )
 
 
@@ -69,6 +77,7 @@ class RunSettings:
     progress: bool = False  # progress bars (on a terminal)
     verbose: bool = False  # one log line per epoch (for logs that are not a terminal)
     amp: str = "off"  # mixed precision of training and evaluation (``ncbench.precision``)
+    keep_networks: bool = False  # keep each run's selected networks (``ensemble.nets_path``)
     log: Callable[[str], None] = print
 
 
@@ -98,7 +107,7 @@ def plan(spec: SweepSpec) -> list[RunConfig]:
     if spec.noise_file and len(ratios) != 1:
         raise ConfigError("--noise-file gives the index of one noise ratio; pass exactly one --noise value")
     methods = {m: METHODS.get(m) for m in spec.methods}
-    backbones = {b: BACKBONES.get(b) for b in spec.backbones}
+    backbones = {b: BACKBONES.get(b) for b in expand(spec.backbones)[0]}  # an ensemble trains its members
     cards = {d: DATASETS.get(d) for d in spec.datasets}
     runs = []
     for d, card in cards.items():
@@ -170,9 +179,9 @@ class Runner:
         path = self.s.results_dir / "noise_index" / f"{cfg.dataset}{version}_{cfg.noise_ratio:g}_seed{cfg.noise_seed}.npy"
         return obtain_noise_index(true_rows, ds.train.n_rows, cfg.noise_ratio, cfg.noise_seed, path)
 
-    def run(self, cfg: RunConfig, checkpoint: Checkpointer | None = None) -> dict[str, Any]:
+    def run(self, cfg: RunConfig, checkpoint: Checkpointer | None = None, keep: Path | None = None) -> dict[str, Any]:
         """Train (continuing from ``checkpoint`` if it holds one), select on validation, test, and
-        return the result record (status ok or failed)."""
+        return the result record (status ok or failed); ``keep``: save the selected networks there."""
         t_start = time.perf_counter()
         ds = self.dataset(cfg.dataset)
         noise = self.noise_index(cfg, ds)
@@ -191,6 +200,8 @@ class Runner:
             test = evaluate_split(method.networks(), ds.test, device, folds=ds.card.test.folds, amp=self.s.amp)
             t_judged = time.perf_counter()
             judged = human_agreement(method, ds.judged, device) if ds.judged is not None else None
+            if keep is not None:
+                save_networks(keep, method.networks())
         except TrainingError as exc:
             record.update(status="failed", error=str(exc))
             record["timings"] = {"total_s": round(time.perf_counter() - t_start, 3)}
@@ -304,7 +315,9 @@ def collect(runs: list[RunConfig], results_dir: Path) -> SweepReport:
     return report
 
 
-def run_sweep(runs: list[RunConfig], settings: RunSettings) -> SweepReport:
+def run_sweep(runs: list[RunConfig], settings: RunSettings, ensembles: list[str] = ()) -> SweepReport:
+    """Train the missing runs of ``runs``, then build the ``ensembles`` (e.g. ``sgraf``) their
+    finished members make up (``ncbench.ensemble``; needs ``settings.keep_networks``)."""
     runner, report, log = Runner(settings), SweepReport(), settings.log
     root = settings.results_dir
     bar = tqdm(runs, desc="sweep", unit="run", disable=not settings.progress or len(runs) < 2, dynamic_ncols=True)
@@ -329,7 +342,7 @@ def run_sweep(runs: list[RunConfig], settings: RunSettings) -> SweepReport:
                 moved = set_aside(root, path, state)
                 log(f"{where}: existing result is {state}, moved to {moved}")
             ckpt = Checkpointer(checkpoint_path(path), cfg.config_hash, aside=root / SUPERSEDED / "checkpoints", log=log)
-            record = runner.run(cfg, ckpt)
+            record = runner.run(cfg, ckpt, keep=nets_path(path) if settings.keep_networks else None)
             write_json_atomic(path, record)
             ckpt.remove()
         report.ran += 1
@@ -343,6 +356,13 @@ def run_sweep(runs: list[RunConfig], settings: RunSettings) -> SweepReport:
         else:
             report.failed.append(f"{cfg.label}: {record['error']}")
             log(f"{where}: FAILED: {record['error']} -> {path}")
+    for name in ensembles:
+        for members in group_members(runs, name):
+            record = build_ensemble(name, members, runner, log)
+            if record is None:
+                report.failed.append(f"{name} ensemble of {members[0].label}: a member is missing")
+            else:
+                report.done.append(record)
     return report
 
 

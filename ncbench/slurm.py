@@ -119,6 +119,7 @@ class JobSettings:
     device: str | None  # None: the task's own default (cuda when it has a GPU)
     threads: int | None = None  # torch CPU threads (None: torch's choice)
     amp: str = "off"  # mixed precision (``ncbench.precision``)
+    keep_networks: bool = False  # keep the selected networks (members of an ensemble such as sgraf)
 
 
 class SweepTask:
@@ -141,7 +142,7 @@ class SweepTask:
         torch.use_deterministic_algorithms(True, warn_only=True)
         settings = RunSettings(results_dir=Path(s.results_dir), data_root=Path(s.data_root) if s.data_root else None,
                                cache_dir=Path(s.cache_dir), device=check_device(s.device or default_device()),
-                               verbose=True, amp=s.amp, log=lambda msg: print(msg, flush=True))
+                               verbose=True, amp=s.amp, keep_networks=s.keep_networks, log=lambda msg: print(msg, flush=True))
         report = run_sweep([self.cfg], settings)
         return {"run": self.cfg.label, "ran": report.ran, "skipped": report.skipped, "failed": report.failed,
                 "busy": report.busy}

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -220,3 +221,50 @@ def test_every_method_trains_with_every_backbone_and_its_loss_falls(tmp_path, me
     assert np.isfinite(losses).all(), losses
     assert losses[-1] < losses[0], losses
 
+
+
+# -- the sgraf ensemble ----------------------------------------------------------------------------
+def test_sgraf_trains_both_members_and_ranks_their_averaged_similarities(tmp_path, cache_dir, make_precomp):
+    """``--backbones sgraf`` on a tiny region dataset in the f30k layout: an sgr and a saf result, their
+    networks kept, and an sgraf result whose test metrics equal ranking the mean of the two members'
+    similarity matrices, computed here from the kept networks."""
+    import json
+
+    from ncbench.cli import main
+    from ncbench.ensemble import nets_path
+    from ncbench.evaluate import retrieval_metrics, similarity_matrix
+    from ncbench.registry import DATASETS
+    from ncbench.results import load_results
+
+    root = tmp_path / "data"
+    for split, n in (("train", 12), ("dev", 4), ("test", 6)):
+        make_precomp(root / "f30k_precomp", split, n, regions=36, dim=8, seed=len(split))
+    (root / "vocab").mkdir()
+    words = ["<pad>", "<start>", "<end>", "<unk>", "a", "photo", "number", "with", "caption", "."]
+    words += [str(i) for i in range(12)]
+    (root / "vocab/f30k_precomp_vocab.json").write_text(json.dumps({"word2idx": {w: i for i, w in enumerate(words)}}))
+    out = tmp_path / "r"
+    argv = ["run", "--dataset", "f30k", "--data-root", str(root), "--backbones", "sgraf", "--noise", "0.2",
+            "--method-opt", "epochs=2", "--backbone-opt", "embed_dim=16", "--backbone-opt", "word_dim=8",
+            "--backbone-opt", "sim_dim=8", "--results", str(out), "--cache-dir", str(cache_dir), "--no-progress"]
+    assert main(argv) == 0
+    results = {r["identity"]["backbone"]: r for r in load_results(out).results}
+    assert set(results) == {"sgr", "saf", "sgraf"}
+    ens = results["sgraf"]
+    assert ens["meta"]["ensemble_size"] == 2 and [m["backbone"] for m in ens["meta"]["members"]] == ["sgr", "saf"]
+    assert {m["config_hash"] for m in ens["meta"]["members"]} == {results["sgr"]["config_hash"],
+                                                                  results["saf"]["config_hash"]}
+
+    import torch
+
+    ds = DATASETS.get("f30k").load(root, cache_dir)
+    sims = []
+    for b in ("sgr", "saf"):
+        cls = BACKBONES.get(b)
+        net = cls(cls.Config(embed_dim=16, word_dim=8, sim_dim=8), len(ds.vocab), 8)
+        (state,) = torch.load(nets_path(Path(results[b]["_path"])), weights_only=True)
+        net.load_state_dict(state)
+        sims.append(similarity_matrix([net.eval()], ds.test, torch.device("cpu")))
+    want, _, _ = retrieval_metrics((sims[0] + sims[1]) / 2, 5)
+    assert ens["test"]["full"]["rsum"] == pytest.approx(want.rsum)
+    assert main(argv) == 0  # nothing left to do: members and ensemble are reused
