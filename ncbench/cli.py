@@ -30,8 +30,13 @@ examples:
   ncbench run --methods vanilla --noise 0,0.2,0.6 --seeds 0,1,2
   ncbench run --dataset f30k --data-root data/ --noise 0.2 --noise-dir noise_index/
   ncbench run --methods vanilla --method-opt epochs=20 --method-opt lr=1e-3
+  ncbench run --methods ncr --backbones sgraf --dataset f30k --data-root data/ --amp bf16
+  ncbench run --methods ncr,bicro --seeds 0,1,2 --workers auto            one worker per visible GPU
+  ncbench run --methods ncr,bicro --dataset f30k --data-root data/ --executor slurm \\
+      --slurm-partition gpu --slurm-time 1440 --slurm-opt account=mylab    one SLURM array task per run
 
-Re-running the same command skips finished runs (same config hash) and finishes the rest.
+Re-running the same command skips finished runs (same config hash) and finishes the rest; a run
+that was interrupted continues from its last per-epoch checkpoint.
 """
 
 
