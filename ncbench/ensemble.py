@@ -23,12 +23,14 @@ from .atomic import write_atomic
 from .config import RunConfig
 from .engine.method import build_config
 from .evaluate import evaluate_split
+from .locks import RunLock
 from .registry import METHODS
 from .results import (
     SCHEMA_VERSION,
     environment,
     inspect_result,
     result_path,
+    set_aside,
     write_json_atomic,
 )
 
@@ -77,6 +79,21 @@ def build(name: str, members: list[RunConfig], runner, log) -> dict[str, Any] | 
     state, record = inspect_result(path, cfg.config_hash)
     if state == "done":
         return record
+    lock = RunLock(path.with_suffix(".lock"))
+    if not lock.acquire():  # another worker is building it
+        log(f"{cfg.label}: being built by another worker; passed over")
+        return None
+    with lock:
+        state, record = inspect_result(path, cfg.config_hash)
+        if state == "done":
+            return record
+        if state in ("stale", "corrupt"):  # e.g. a member was retrained with another config
+            log(f"{cfg.label}: existing result is {state}, moved to {set_aside(root, path, state)}")
+        return _build(name, members, cfg, path, runner, log)
+
+
+def _build(name: str, members: list[RunConfig], cfg: RunConfig, path: Path, runner, log) -> dict[str, Any] | None:
+    root = runner.s.results_dir
     nets, member_records = [], []
     for m in members:
         mpath = result_path(root, m)
