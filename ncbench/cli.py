@@ -310,11 +310,15 @@ def _sweep(args):
     """Plan and execute the sweep of ``run``/``detect`` options; None after a dry run."""
     import signal
 
-    import torch
-
     from .ensemble import expand
     from .results import existing_status, result_path
-    from .runner import RunSettings, check_device, default_device, run_sweep
+    from .runner import (
+        RunSettings,
+        check_device,
+        configure_torch,
+        default_device,
+        run_sweep,
+    )
 
     runs = _plan(args)
     results = Path(args.results)
@@ -326,9 +330,7 @@ def _sweep(args):
         return _slurm(args, runs)
     if args.workers > 1 and args.worker_index is None:
         return _local_workers(args, runs)  # the workers set their own threads
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    torch.use_deterministic_algorithms(True, warn_only=True)
+    configure_torch(args.threads)
     ensembles = expand(args.backbones)[1]
     prefix = "" if args.worker_index is None else f"[worker {args.worker_index}] "
     settings = RunSettings(
@@ -353,6 +355,7 @@ def _local_workers(args, runs):
 
     import torch
 
+    from .ensemble import expand
     from .runner import collect
 
     argv, skip = [], False
@@ -380,7 +383,7 @@ def _local_workers(args, runs):
         for p in procs:
             p.terminate()
         raise
-    report = collect(runs, Path(args.results))
+    report = collect(runs, Path(args.results), expand(args.backbones)[1])
     print(f"\n{args.workers} workers finished in {time.perf_counter() - t0:.0f}s (exit codes {codes}): "
           f"{len(report.done)} of {len(runs)} run(s) done\n")
     return report
@@ -390,8 +393,8 @@ def _slurm(args, runs):
     """The SLURM executor: submit the runs that are neither done nor being trained, as one job array."""
     from .ensemble import expand
     from .locks import is_locked
-    from .results import inspect_result, result_path
-    from .runner import collect, lock_path
+    from .results import inspect_result, lock_path, result_path
+    from .runner import collect
     from .slurm import JobSettings, SlurmOptions, submit, wait
 
     options = SlurmOptions.from_sources(args.slurm_config, {
@@ -400,7 +403,7 @@ def _slurm(args, runs):
         "max_requeues": args.slurm_requeues, "logs": args.slurm_logs, "setup": args.slurm_setup,
         "extra": _options(args.slurm_opt),
     })
-    results = Path(args.results).resolve()
+    results, ensembles = Path(args.results).resolve(), expand(args.backbones)[1]
     todo, running = [], 0
     for cfg in runs:
         path = result_path(results, cfg)
@@ -415,7 +418,7 @@ def _slurm(args, runs):
     if todo:
         settings = JobSettings(results_dir=str(results), data_root=str(Path(args.data_root).resolve()) if args.data_root
                                else None, cache_dir=str(Path(args.cache_dir).resolve()), device=args.device,
-                               threads=args.threads, amp=args.amp, keep_networks=bool(expand(args.backbones)[1]))
+                               threads=args.threads, amp=args.amp, keep_networks=bool(ensembles))
         jobs = submit(todo, settings, options)
         array = jobs[0].job_id.split("_")[0]
         print(f"submitted {len(jobs)} run(s) as SLURM job array {array} "
@@ -427,7 +430,7 @@ def _slurm(args, runs):
         print(f"Follow the sweep with `ncbench status` and the same options; results land in {results}/")
         return None
     problems = wait(jobs) if todo else []
-    report = collect(runs, results)
+    report = collect(runs, results, ensembles)
     report.failed += problems
     return report
 
@@ -481,8 +484,8 @@ def cmd_status(args) -> int:
 
     from .checkpoint import Checkpointer
     from .locks import is_locked
-    from .results import inspect_result, result_path
-    from .runner import checkpoint_path, lock_path
+    from .results import inspect_result, lock_path, result_path
+    from .runner import checkpoint_path
 
     runs, results = _plan(args), Path(args.results)
     rows, counts, seconds, gpu = [], Counter(), {}, False

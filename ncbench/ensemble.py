@@ -23,14 +23,13 @@ from .atomic import write_atomic
 from .config import RunConfig
 from .engine.method import build_config
 from .evaluate import evaluate_split
-from .locks import RunLock
 from .registry import METHODS
 from .results import (
     SCHEMA_VERSION,
+    claim_result,
     environment,
     inspect_result,
     result_path,
-    set_aside,
     write_json_atomic,
 )
 
@@ -70,29 +69,20 @@ def ensemble_config(name: str, members: list[RunConfig]) -> RunConfig:
                      dataset_version=first.dataset_version, protocol_version=first.protocol_version)
 
 
-def build(name: str, members: list[RunConfig], runner, log) -> dict[str, Any] | None:
-    """Evaluate the ensemble of ``members`` (finished runs) and write its result; None (with a log
-    line) when a member is not done or its networks were not kept."""
-    root = runner.s.results_dir
+def build(name: str, members: list[RunConfig], runner, log) -> tuple[str, dict[str, Any] | None]:
+    """Evaluate the ensemble of ``members`` (finished runs) and write its result, under its lock.
+    Returns ``("done", record)``, ``("busy", None)`` when another worker is building it, or
+    ``(why, None)`` when a member is not done or its networks were not kept."""
     cfg = ensemble_config(name, members)
-    path = result_path(root, cfg)
-    state, record = inspect_result(path, cfg.config_hash)
-    if state == "done":
-        return record
-    lock = RunLock(path.with_suffix(".lock"))
-    if not lock.acquire():  # another worker is building it
-        log(f"{cfg.label}: being built by another worker; passed over")
-        return None
-    with lock:
-        state, record = inspect_result(path, cfg.config_hash)
-        if state == "done":
-            return record
-        if state in ("stale", "corrupt"):  # e.g. a member was retrained with another config
-            log(f"{cfg.label}: existing result is {state}, moved to {set_aside(root, path, state)}")
+    path = result_path(runner.s.results_dir, cfg)
+    with claim_result(runner.s.results_dir, path, cfg.config_hash, log, cfg.label) as (state, record):
+        if state != "free":
+            return state, record
         return _build(name, members, cfg, path, runner, log)
 
 
-def _build(name: str, members: list[RunConfig], cfg: RunConfig, path: Path, runner, log) -> dict[str, Any] | None:
+def _build(name: str, members: list[RunConfig], cfg: RunConfig, path: Path, runner,
+           log) -> tuple[str, dict[str, Any] | None]:
     root = runner.s.results_dir
     nets, member_records = [], []
     for m in members:
@@ -101,7 +91,7 @@ def _build(name: str, members: list[RunConfig], cfg: RunConfig, path: Path, runn
         if mstate != "done" or not nets_path(mpath).is_file():
             why = "not done" if mstate != "done" else f"its networks were not kept ({nets_path(mpath).name})"
             log(f"{cfg.label}: member {m.backbone} {why}; ensemble not built")
-            return None
+            return f"not built: member {m.backbone} {why}", None
         nets += _networks(m, runner, nets_path(mpath))
         member_records.append(mrecord)
     t0 = time.perf_counter()
@@ -127,7 +117,7 @@ def _build(name: str, members: list[RunConfig], cfg: RunConfig, path: Path, runn
     write_json_atomic(path, record)
     log(f"{cfg.label}: test rSum {test.primary.rsum:.1f} ({len(nets)} networks of "
         f"{' + '.join(m.backbone for m in members)} averaged) -> {path}")
-    return record
+    return "done", record
 
 
 def _networks(cfg: RunConfig, runner, path: Path) -> list[torch.nn.Module]:

@@ -16,14 +16,16 @@ import platform
 import shutil
 import subprocess
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 from . import __version__
 from .atomic import write_text_atomic
 from .config import RunConfig
 from .errors import ResultError
+from .locks import RunLock
 
 SCHEMA_VERSION = 1
 REQUIRED = ("schema_version", "status", "identity", "config", "config_hash")
@@ -122,6 +124,36 @@ def set_aside(root: Path, path: Path, reason: str) -> Path:
     dest.parent.mkdir(parents=True, exist_ok=True)
     shutil.move(str(path), dest)
     return dest
+
+
+def lock_path(path: Path) -> Path:
+    """The lock file of a result file (``ncbench.locks``)."""
+    return path.with_suffix(".lock")
+
+
+@contextmanager
+def claim_result(root: Path, path: Path, config_hash: str, log: Callable[[str], None], where: str):
+    """Claim the result file ``path`` before producing it (a run, an ensemble), with the check
+    repeated under its lock: yields ``("done", record)`` when it is already finished, ``("busy",
+    None)`` when another worker holds its lock, otherwise ``("free", None)`` while holding the lock,
+    a stale or corrupt file having been moved under ``superseded/`` first."""
+    state, record = inspect_result(path, config_hash)
+    if state == "done":
+        yield state, record
+        return
+    lock = RunLock(lock_path(path))
+    if not lock.acquire():
+        log(f"{where}: being produced by another worker ({lock.path}); passed over")
+        yield "busy", None
+        return
+    with lock:
+        state, record = inspect_result(path, config_hash)  # another worker may have finished it meanwhile
+        if state == "done":
+            yield state, record
+            return
+        if state in ("stale", "corrupt"):
+            log(f"{where}: existing result is {state}, moved to {set_aside(root, path, state)}")
+        yield "free", None
 
 
 # -- provenance --------------------------------------------------------------------------------

@@ -34,18 +34,17 @@ from .data.noise import NoiseIndex, check_ratio, load_noise_index, obtain_noise_
 from .engine.method import TrainContext, build_config
 from .engine.trainer import train_with_selection
 from .ensemble import build as build_ensemble
-from .ensemble import expand, group_members, nets_path, save_networks
+from .ensemble import ensemble_config, expand, group_members, nets_path, save_networks
 from .errors import ConfigError, DataError, TrainingError
 from .evaluate import evaluate_split
-from .locks import RunLock
 from .registry import BACKBONES, DATASETS, METHODS
 from .results import (
     SCHEMA_VERSION,
     SUPERSEDED,
+    claim_result,
     environment,
     inspect_result,
     result_path,
-    set_aside,
     write_json_atomic,
 )
 
@@ -79,6 +78,14 @@ class RunSettings:
     amp: str = "off"  # mixed precision of training and evaluation (``ncbench.precision``)
     keep_networks: bool = False  # keep each run's selected networks (``ensemble.nets_path``)
     log: Callable[[str], None] = print
+
+
+def configure_torch(threads: int | None) -> None:
+    """What every training process sets before its first run: the CPU thread count (None: torch's
+    choice) and deterministic algorithms where torch has them (recorded in each result's env)."""
+    if threads:
+        torch.set_num_threads(threads)
+    torch.use_deterministic_algorithms(True, warn_only=True)
 
 
 def default_device() -> str:
@@ -289,10 +296,6 @@ def checkpoint_path(path: Path) -> Path:
     return path.with_suffix(".ckpt")
 
 
-def lock_path(path: Path) -> Path:
-    return path.with_suffix(".lock")
-
-
 def shard(runs: list[RunConfig], index: int, count: int) -> list[RunConfig]:
     """Every ``count``-th run starting at ``index`` (0-based): one worker's share of a sweep."""
     if count < 1 or not 0 <= index < count:
@@ -300,11 +303,13 @@ def shard(runs: list[RunConfig], index: int, count: int) -> list[RunConfig]:
     return runs[index::count]
 
 
-def collect(runs: list[RunConfig], results_dir: Path) -> SweepReport:
-    """The state of a sweep trained elsewhere (local workers, SLURM jobs): a run counts as done
-    when its result file holds an ok result of the same config, and as failed otherwise."""
+def collect(runs: list[RunConfig], results_dir: Path, ensembles: list[str] = ()) -> SweepReport:
+    """The state of a sweep trained elsewhere (local workers, SLURM jobs): a run (or an ensemble of
+    ``ensembles`` its runs make up) counts as done when its result file holds an ok result of the
+    same config, and as failed otherwise."""
     report = SweepReport(ran=len(runs))
-    for cfg in runs:
+    built = [ensemble_config(name, members) for name in ensembles for members in group_members(runs, name)]
+    for cfg in [*runs, *built]:
         path = result_path(results_dir, cfg)
         state, record = inspect_result(path, cfg.config_hash)
         if state == "done":
@@ -324,23 +329,13 @@ def run_sweep(runs: list[RunConfig], settings: RunSettings, ensembles: list[str]
     for i, cfg in enumerate(bar, 1):
         where = f"[{i}/{len(runs)}] {cfg.label}"
         path = result_path(root, cfg)
-        state, data = inspect_result(path, cfg.config_hash)
-        if state == "done":
-            _skip(report, path, data, log, where)
-            continue
-        lock = RunLock(lock_path(path))
-        if not lock.acquire():
-            report.busy.append(cfg.label)
-            log(f"{where}: being trained by another worker ({lock.path}); passed over")
-            continue
-        with lock:
-            state, data = inspect_result(path, cfg.config_hash)  # another worker may have finished it meanwhile
+        with claim_result(root, path, cfg.config_hash, log, where) as (state, data):
             if state == "done":
                 _skip(report, path, data, log, where)
                 continue
-            if state in ("stale", "corrupt"):
-                moved = set_aside(root, path, state)
-                log(f"{where}: existing result is {state}, moved to {moved}")
+            if state == "busy":
+                report.busy.append(cfg.label)
+                continue
             ckpt = Checkpointer(checkpoint_path(path), cfg.config_hash, aside=root / SUPERSEDED / "checkpoints", log=log)
             record = runner.run(cfg, ckpt, keep=nets_path(path) if settings.keep_networks else None)
             write_json_atomic(path, record)
@@ -358,11 +353,14 @@ def run_sweep(runs: list[RunConfig], settings: RunSettings, ensembles: list[str]
             log(f"{where}: FAILED: {record['error']} -> {path}")
     for name in ensembles:
         for members in group_members(runs, name):
-            record = build_ensemble(name, members, runner, log)
-            if record is None:
-                report.failed.append(f"{name} ensemble of {members[0].label}: a member is missing")
-            else:
+            state, record = build_ensemble(name, members, runner, log)
+            label = ensemble_config(name, members).label
+            if state == "done":
                 report.done.append(record)
+            elif state == "busy":
+                report.busy.append(label)
+            else:
+                report.failed.append(f"{label}: {state}")
     return report
 
 

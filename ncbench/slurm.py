@@ -132,14 +132,16 @@ class SweepTask:
         self.settings = settings
 
     def __call__(self) -> dict[str, Any]:
-        import torch
-
-        from .runner import RunSettings, check_device, default_device, run_sweep
+        from .runner import (
+            RunSettings,
+            check_device,
+            configure_torch,
+            default_device,
+            run_sweep,
+        )
 
         s = self.settings
-        if s.threads:
-            torch.set_num_threads(s.threads)
-        torch.use_deterministic_algorithms(True, warn_only=True)
+        configure_torch(s.threads)
         settings = RunSettings(results_dir=Path(s.results_dir), data_root=Path(s.data_root) if s.data_root else None,
                                cache_dir=Path(s.cache_dir), device=check_device(s.device or default_device()),
                                verbose=True, amp=s.amp, keep_networks=s.keep_networks, log=lambda msg: print(msg, flush=True))

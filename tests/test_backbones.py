@@ -268,3 +268,12 @@ def test_sgraf_trains_both_members_and_ranks_their_averaged_similarities(tmp_pat
     want, _, _ = retrieval_metrics((sims[0] + sims[1]) / 2, 5)
     assert ens["test"]["full"]["rsum"] == pytest.approx(want.rsum)
     assert main(argv) == 0  # nothing left to do: members and ensemble are reused
+
+    from ncbench.runner import SweepSpec, collect, plan
+
+    runs = plan(SweepSpec(methods=["vanilla"], backbones=["sgraf"], datasets=["f30k"], noise=[0.2],
+                          method_options={"epochs": "2"},
+                          backbone_options={"embed_dim": "16", "word_dim": "8", "sim_dim": "8"}))
+    assert [r.backbone for r in runs] == ["sgr", "saf"]
+    report = collect(runs, out, ["sgraf"])  # what local workers and SLURM report: the ensemble included
+    assert not report.failed and sorted(r["identity"]["backbone"] for r in report.done) == ["saf", "sgr", "sgraf"]
