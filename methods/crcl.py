@@ -45,7 +45,7 @@ import numpy as np
 import torch
 
 from ncbench.data.augment import mask_regions, perturb_captions
-from ncbench.engine.method import Method, MethodConfig, TrainContext
+from ncbench.engine.method import EpochPlan, Method, MethodConfig, TrainContext
 from ncbench.engine.optim import optimizer_step, set_lr, step_decay
 from ncbench.errors import ConfigError
 from ncbench.kernels.complementary import (
@@ -134,36 +134,35 @@ class CRCL(Method):
     def soft_labels(self) -> np.ndarray:
         return self.labels.numpy().copy()
 
-    def train_epoch(self, epoch: int) -> dict[str, float]:
+    def plan_epoch(self, epoch: int) -> EpochPlan:
         cfg, ctx = self.config, self.ctx
         stage, e = self.stage_of(epoch)
         if e == 0 and stage > 0:
             self._new_network()
         set_lr(self.optimizer, step_decay(cfg.lr, e, cfg.lr_update))
-        warm = e < cfg.warm_epochs
-        reset = stage == 0 and e == cfg.warm_epochs - 1
+        batches = [ids for ids in ctx.train.id_batches(batch_size=cfg.batch_size, generator=ctx.generator) if len(ids) >= 2]
+        return EpochPlan(batches, {"stage": stage, "e": e, "warm": e < cfg.warm_epochs,
+                                   "reset": stage == 0 and e == cfg.warm_epochs - 1})
+
+    def train_step(self, epoch: int, plan: EpochPlan, i: int) -> dict[str, float]:
+        cfg, ctx, dev = self.config, self.ctx, self.ctx.device
         self.net.train()
-        total, steps = 0.0, 0
-        for batch in ctx.train.loader(batch_size=cfg.batch_size, generator=ctx.generator):
-            if len(batch) < 2:
-                continue
-            tokens, lengths = batch.tokens, batch.lengths
-            images = batch.images
-            if cfg.augment > 0:
-                tokens, lengths = perturb_captions(tokens, lengths, self.mask_id, ctx.vocab_size, ctx.generator, cfg.augment)
-                images = mask_regions(images, ctx.generator, cfg.augment)
-            dev = ctx.device
-            scores = self.net(images.to(dev), tokens.to(dev), lengths.to(dev))
-            with torch.no_grad():
-                p = match_probability(*batch_probabilities(scores.detach(), cfg.tau)).double().cpu()
-            y_last = self.labels[batch.ids]
-            y = correct_labels(y_last, p, warm, cfg.alpha, cfg.momentum, cfg.confident)
-            self.labels[batch.ids] = p if reset else y
-            loss = active_complementary_loss(scores, y.to(dev, scores.dtype), cfg.tau, cfg.lam, None if cfg.q < 0 else cfg.q)
-            total += optimizer_step(self.optimizer, loss, self.net.parameters(), cfg.grad_clip,
-                                    f"stage {stage}, epoch {e}, step {steps}")
-            steps += 1
-        return {"loss": total / max(steps, 1), "stage": float(stage), "mean_label": float(self.labels.mean())}
+        batch = ctx.train.batch(plan.steps[i])
+        tokens, lengths, images = batch.tokens, batch.lengths, batch.images
+        if cfg.augment > 0:
+            tokens, lengths = perturb_captions(tokens, lengths, self.mask_id, ctx.vocab_size, ctx.generator, cfg.augment)
+            images = mask_regions(images, ctx.generator, cfg.augment)
+        scores = self.net(images.to(dev), tokens.to(dev), lengths.to(dev))
+        with torch.no_grad():
+            p = match_probability(*batch_probabilities(scores.detach(), cfg.tau)).double().cpu()
+        y = correct_labels(self.labels[batch.ids], p, plan.data["warm"], cfg.alpha, cfg.momentum, cfg.confident)
+        self.labels[batch.ids] = p if plan.data["reset"] else y
+        loss = active_complementary_loss(scores, y.to(dev, scores.dtype), cfg.tau, cfg.lam, None if cfg.q < 0 else cfg.q)
+        where = f"stage {plan.data['stage']}, epoch {plan.data['e']}, step {i}"
+        return {"loss": optimizer_step(self.optimizer, loss, self.net.parameters(), cfg.grad_clip, where)}
+
+    def finish_epoch(self, epoch: int, plan: EpochPlan, logs: dict[str, float]) -> dict[str, float]:
+        return {"loss": logs.get("loss", 0.0), "stage": float(plan.data["stage"]), "mean_label": float(self.labels.mean())}
 
     def state_dict(self):
         return {"net": self.net.state_dict(), "optimizer": self.optimizer.state_dict(), "labels": self.labels.clone()}

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import torch
 
-from ncbench.engine.method import Method, MethodConfig, TrainContext
+from ncbench.engine.method import EpochPlan, Method, MethodConfig, TrainContext
 from ncbench.engine.optim import optimizer_step, set_lr, step_decay
 from ncbench.kernels.losses import triplet_loss
 from ncbench.registry import METHODS
@@ -45,16 +45,18 @@ class Vanilla(Method):
     def optimizers(self):
         return [self.optimizer]
 
-    def train_epoch(self, epoch: int) -> dict[str, float]:
+    def plan_epoch(self, epoch: int) -> EpochPlan:
         cfg, ctx = self.config, self.ctx
         set_lr(self.optimizer, step_decay(cfg.lr, epoch, cfg.lr_update))
+        batches = ctx.train.id_batches(self.train_ids, cfg.batch_size, generator=ctx.generator)
+        return EpochPlan([ids for ids in batches if len(ids) >= 2])  # a ranking loss needs two pairs
+
+    def train_step(self, epoch: int, plan: EpochPlan, i: int) -> dict[str, float]:
+        cfg, ctx = self.config, self.ctx
         self.net.train()
-        total, steps = 0.0, 0
-        for batch in ctx.train.loader(self.train_ids, batch_size=cfg.batch_size, generator=ctx.generator):
-            if len(batch) < 2:
-                continue
-            b = batch.to(ctx.device)
-            loss = triplet_loss(self.net(b.images, b.tokens, b.lengths), cfg.margin, cfg.hard_negative)
-            total += optimizer_step(self.optimizer, loss, self.net.parameters(), cfg.grad_clip, f"epoch {epoch}, step {steps}")
-            steps += 1
-        return {"loss": total / max(steps, 1)}
+        b = ctx.train.batch(plan.steps[i]).to(ctx.device)
+        loss = triplet_loss(self.net(b.images, b.tokens, b.lengths), cfg.margin, cfg.hard_negative)
+        return {"loss": optimizer_step(self.optimizer, loss, self.net.parameters(), cfg.grad_clip, f"epoch {epoch}, step {i}")}
+
+    def finish_epoch(self, epoch: int, plan: EpochPlan, logs: dict[str, float]) -> dict[str, float]:
+        return {"loss": logs.get("loss", 0.0)}

@@ -6,6 +6,9 @@ stores), the model-selection state (best epoch, its validation metrics and netwo
 history), and every random-number state that drives training (the run's shuffle generator and the
 global torch, NumPy and Python states). A restarted run loads it and continues with the next epoch;
 on CPU with the same number of threads it reaches the same final metrics as an uninterrupted run.
+A run stopped by a signal mid-epoch writes the same file with ``partial`` set (the epoch's plan, the
+next step, the steps' logs so far; method and random states as they are at that step) and resumes
+at that step (``ncbench.engine.trainer``).
 
 A checkpoint written for another config (hash) or one that cannot be read is moved aside under the
 results folder's ``superseded/`` and training starts from epoch 0; nothing is deleted silently. The
@@ -47,6 +50,14 @@ def restore_rng(state: dict[str, Any], generator: torch.Generator) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
+def describe(state: dict[str, Any]) -> str:
+    """"after epoch 3", or for a mid-epoch checkpoint "in epoch 4 at step 120/400"."""
+    partial = state.get("partial")
+    if partial:
+        return f"in epoch {int(state['epoch']) + 1} at step {partial['step']}/{len(partial['plan'].steps)}"
+    return f"after epoch {state['epoch']}"
+
+
 @dataclass
 class Checkpointer:
     """The checkpoint file of one run."""
@@ -57,7 +68,7 @@ class Checkpointer:
     log: Callable[[str], None] = lambda msg: None
 
     def save(self, epoch: int, state: dict[str, Any]) -> None:
-        payload = {"format": FORMAT, "config_hash": self.config_hash, "epoch": epoch, **state}
+        payload = {**state, "format": FORMAT, "config_hash": self.config_hash, "epoch": epoch}
         write_atomic(self.path, lambda f: torch.save(payload, f))
 
     def load(self) -> dict[str, Any] | None:
@@ -68,13 +79,13 @@ class Checkpointer:
         if problem is not None:
             self._set_aside(*problem)
             return None
-        self.log(f"    resuming after epoch {state['epoch']} from {self.path}")
+        self.log(f"    resuming {describe(state)} from {self.path}")
         return state
 
-    def epoch(self) -> int | None:
-        """The last completed epoch recorded in a usable checkpoint (None without one); moves nothing."""
+    def where(self) -> str | None:
+        """Where a usable checkpoint stands (see :func:`describe`; None without one); moves nothing."""
         state = self._read()[0] if self.path.exists() else None
-        return None if state is None else int(state["epoch"])
+        return None if state is None else describe(state)
 
     def _read(self) -> tuple[dict[str, Any] | None, tuple[str, str] | None]:
         """``(state, None)`` for a usable checkpoint, else ``(None, (reason, why))``."""

@@ -36,7 +36,8 @@ examples:
       --slurm-partition gpu --slurm-time 1440 --slurm-opt account=mylab    one SLURM array task per run
 
 Re-running the same command skips finished runs (same config hash) and finishes the rest; a run
-that was interrupted continues from its last per-epoch checkpoint.
+that was interrupted continues from its checkpoint. SIGTERM or Ctrl-C during training finishes the
+current step and saves a mid-epoch checkpoint first (exit 143 / 130); a second signal stops at once.
 """
 
 
@@ -300,25 +301,12 @@ def _plan(args):
     return shard(runs, *part) if part else runs
 
 
-def _on_sigterm(signum, frame):
-    from .errors import Preempted
-
-    raise Preempted()
-
-
 def _sweep(args):
     """Plan and execute the sweep of ``run``/``detect`` options; None after a dry run."""
     import signal
 
-    from .ensemble import expand
+    from . import preemption
     from .results import existing_status, result_path
-    from .runner import (
-        RunSettings,
-        check_device,
-        configure_torch,
-        default_device,
-        run_sweep,
-    )
 
     runs = _plan(args)
     results = Path(args.results)
@@ -328,8 +316,24 @@ def _sweep(args):
         return None
     if args.executor == "slurm":
         return _slurm(args, runs)
-    if args.workers > 1 and args.worker_index is None:
-        return _local_workers(args, runs)  # the workers set their own threads
+    # SIGTERM (preemption) and Ctrl-C stop training at the next step with a checkpoint
+    with preemption.handling(signal.SIGTERM, signal.SIGINT):
+        if args.workers > 1 and args.worker_index is None:
+            return _local_workers(args, runs)  # the workers set their own threads
+        return _train_here(args, runs, results)
+
+
+def _train_here(args, runs, results):
+    """Train the sweep's runs in this process (one local worker)."""
+    from .ensemble import expand
+    from .runner import (
+        RunSettings,
+        check_device,
+        configure_torch,
+        default_device,
+        run_sweep,
+    )
+
     configure_torch(args.threads)
     ensembles = expand(args.backbones)[1]
     prefix = "" if args.worker_index is None else f"[worker {args.worker_index}] "
@@ -339,7 +343,6 @@ def _sweep(args):
         verbose=args.verbose, amp=args.amp, keep_networks=bool(ensembles),
         log=lambda msg: print(prefix + msg, flush=True),
     )
-    signal.signal(signal.SIGTERM, _on_sigterm)
     print(f"{prefix}ncbench: {len(runs)} run(s) on {settings.device}; results in {results}/", flush=True)
     t0 = time.perf_counter()
     report = run_sweep(runs, settings, ensembles)
@@ -351,6 +354,7 @@ def _sweep(args):
 
 def _local_workers(args, runs):
     """The local executor: N copies of this command share the sweep through the per-run locks."""
+    import signal
     import subprocess
 
     import torch
@@ -375,13 +379,22 @@ def _local_workers(args, runs):
         env = dict(os.environ)
         if gpus:
             env["CUDA_VISIBLE_DEVICES"] = str(i % gpus)
+        # own session: a Ctrl-C at the terminal reaches the workers once, forwarded below
         procs.append(subprocess.Popen([sys.executable, "-m", "ncbench", *argv, "--worker-index", str(i), "--no-progress"],
-                                      env=env))
+                                      env=env, start_new_session=True))
     try:
         codes = [p.wait() for p in procs]
-    except BaseException:
+    except BaseException as exc:  # stopped: each worker saves a checkpoint at its next step, then exits
         for p in procs:
-            p.terminate()
+            if p.poll() is None:
+                p.send_signal(getattr(exc, "signum", signal.SIGTERM))
+        try:
+            for p in procs:
+                p.wait(timeout=300)
+        except BaseException:  # a second stop, or a worker that does not stop: at once
+            for p in procs:
+                p.kill()
+            raise exc from None
         raise
     report = collect(runs, Path(args.results), expand(args.backbones)[1])
     print(f"\n{args.workers} workers finished in {time.perf_counter() - t0:.0f}s (exit codes {codes}): "
@@ -502,9 +515,9 @@ def cmd_status(args) -> int:
             detail = str(r.get("error"))[:80]
         if state != "done":
             holder = is_locked(lock_path(path))
-            epoch = Checkpointer(checkpoint_path(path), cfg.config_hash).epoch()
-            if epoch is not None:
-                state, detail = ("partial" if state == "missing" else state), f"checkpoint after epoch {epoch}"
+            where = Checkpointer(checkpoint_path(path), cfg.config_hash).where()
+            if where is not None:
+                state, detail = ("partial" if state == "missing" else state), f"checkpoint {where}"
             if holder:
                 state, detail = "running", f"{holder}" + (f"; {detail}" if detail else "")
         counts[state] += 1
@@ -694,13 +707,16 @@ def main(argv: list[str] | None = None) -> int:
         print(f"ncbench: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print("\nncbench: interrupted; finished results and the last epoch checkpoint of the current run are kept, "
+        print("\nncbench: interrupted; finished results and the last checkpoint of the current run are kept, "
               "re-run the same command to resume", file=sys.stderr)
         return 130
-    except Preempted:
-        print("\nncbench: terminated (SIGTERM); finished results and the last epoch checkpoint of the current run are "
-              "kept, re-run the same command to resume", file=sys.stderr)
-        return 143
+    except Preempted as stop:
+        import signal
+
+        kept = f"the {stop.saved}" if stop.saved else "any checkpoint of the current run"
+        print(f"\nncbench: stopped by {signal.Signals(stop.signum).name}; finished results and {kept} are kept, "
+              "re-run the same command to resume", file=sys.stderr)
+        return 128 + stop.signum
     except Exception as exc:  # a bug: say so in one line, traceback only on request
         if os.environ.get("NCBENCH_DEBUG"):
             traceback.print_exc()

@@ -38,5 +38,11 @@ class TrainingError(NcbenchError):
 
 
 class Preempted(BaseException):
-    """The process got SIGTERM (e.g. SLURM preemption). Not an ``Exception``, so that nothing on
-    the way up swallows it; the command line exits 143 and keeps the last epoch checkpoint."""
+    """The process was asked to stop (SIGTERM, Ctrl-C, SLURM's pre-timeout signal; see
+    ``ncbench.preemption``). Not an ``Exception``, so that nothing on the way up swallows it; the
+    command line exits 128 + the signal number and keeps what the checkpoint holds."""
+
+    def __init__(self, signum: int = 15, saved: str | None = None):
+        super().__init__(signum, saved)
+        self.signum = signum
+        self.saved = saved  # what was saved on the way out (e.g. "checkpoint at step 5/12 of epoch 3")

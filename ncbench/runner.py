@@ -3,7 +3,8 @@ missing ones, and write one result file per run.
 
 A run whose result file exists with the same config hash and status ``ok`` is skipped, so an
 interrupted sweep re-run with the same arguments finishes only what is missing; a run that was
-killed mid-training continues from its last per-epoch checkpoint (``ncbench.checkpoint``). Each run
+killed mid-training continues from its checkpoint (``ncbench.checkpoint``: after every epoch, and
+at the next step when stopped by a signal, ``ncbench.preemption``). Each run
 is trained under a lock (``ncbench.locks``), so several workers can share one sweep and one
 results folder: a run locked by another worker is passed over, never trained twice. A failed run
 (e.g. NaN loss) writes a result with status ``failed`` and the error, and is retried next time.
@@ -223,7 +224,7 @@ class Runner:
             history=sel.history,
             detection=sel.detection,
             meta={"ensemble_size": mcls.ensemble_size, "selection": "best_val_rsum", "epochs": method.total_epochs,
-                  "resumed_after_epoch": sel.resumed_after, "amp": self.s.amp},
+                  "resumed_after_epoch": sel.resumed_after, "resumed_at_step": sel.resumed_at_step, "amp": self.s.amp},
             timings={
                 "train_s": round(sel.train_seconds, 3), "val_s": round(sel.val_seconds, 3),
                 "test_s": round(t_judged - t_test, 3), "judged_s": round(t_end - t_judged, 3), "total_s": round(total, 3),

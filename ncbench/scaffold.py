@@ -35,7 +35,7 @@ import torch
 '''
 
 SINGLE = _HEADER + '''
-from ncbench.engine.method import Method, MethodConfig, TrainContext
+from ncbench.engine.method import EpochPlan, Method, MethodConfig, TrainContext
 from ncbench.engine.optim import optimizer_step, set_lr, step_decay
 from ncbench.kernels.losses import triplet_loss
 from ncbench.registry import METHODS
@@ -71,21 +71,24 @@ class {cls}(Method):
         Everything is trusted here, which makes the skeleton the vanilla baseline."""
         return torch.ones(sims.shape[0], device=sims.device)
 
-    def train_epoch(self, epoch: int) -> dict[str, float]:
+    # An epoch is a plan of steps: if the run is stopped (SIGTERM, Ctrl-C) it saves the plan and
+    # resumes at the next step. Everything a step changes must be in state_dict() (the default
+    # saves networks() and optimizers(); override it for label stores).
+    def plan_epoch(self, epoch: int) -> EpochPlan:
         cfg, ctx = self.config, self.ctx
         set_lr(self.optimizer, step_decay(cfg.lr, epoch, cfg.lr_update))
+        batches = ctx.train.id_batches(batch_size=cfg.batch_size, generator=ctx.generator)
+        return EpochPlan([ids for ids in batches if len(ids) >= 2])  # one step per batch of caption ids
+
+    def train_step(self, epoch: int, plan: EpochPlan, i: int) -> dict[str, float]:
+        cfg, ctx = self.config, self.ctx
         self.net.train()
-        total, steps = 0.0, 0
-        for batch in ctx.train.loader(batch_size=cfg.batch_size, generator=ctx.generator):
-            if len(batch) < 2:
-                continue
-            b = batch.to(ctx.device)
-            sims = self.net(b.images, b.tokens, b.lengths)  # (B, B), diagonal = the given pairs
-            margin = cfg.margin * self.pair_weights(sims.detach())  # per-pair margin
-            loss = triplet_loss(sims, margin, hard_negative=True)
-            total += optimizer_step(self.optimizer, loss, self.net.parameters(), cfg.grad_clip, f"epoch {{epoch}}")
-            steps += 1
-        return {{"loss": total / max(steps, 1)}}
+        b = ctx.train.batch(plan.steps[i]).to(ctx.device)
+        sims = self.net(b.images, b.tokens, b.lengths)  # (B, B), diagonal = the given pairs
+        margin = cfg.margin * self.pair_weights(sims.detach())  # per-pair margin
+        loss = triplet_loss(sims, margin, hard_negative=True)
+        return {{"loss": optimizer_step(self.optimizer, loss, self.net.parameters(), cfg.grad_clip,
+                                       f"epoch {{epoch}}, step {{i}}")}}  # logs, averaged over the epoch's steps
 '''
 
 COTEACHING = _HEADER + '''

@@ -3,9 +3,11 @@
 Each array task trains one run with the ordinary sweep code (``runner.run_sweep`` on a list of
 one), so everything a local run does holds on the cluster too: the result lands in the shared
 results folder, the run is trained under its lock, and it writes a checkpoint after every epoch.
-Before the time limit (or on preemption) SLURM signals the task; submitit then requeues it, and
-the requeued task continues from the run's last per-epoch checkpoint (work since that epoch
-boundary is trained again).
+Before the time limit (or on preemption) SLURM sends submitit's signal (USR2): the task finishes
+its current training step, writes a mid-epoch checkpoint (``ncbench.preemption``), and only then
+hands over to submitit, which requeues it; the requeued task continues at that step. SIGTERM
+(``scancel``, preemption on clusters that send it) saves the same checkpoint and ends the task
+without a requeue.
 
 Job resources come from :class:`SlurmOptions`: a TOML file (``--slurm-config``) overridden by
 command-line flags. Needs the optional dependency ``submitit`` (``pip install 'ncbench[slurm]'``)
@@ -15,7 +17,9 @@ and ``sbatch`` on the PATH.
 from __future__ import annotations
 
 import dataclasses
+import os
 import shutil
+import signal
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -123,15 +127,17 @@ class JobSettings:
 
 
 class SweepTask:
-    """One array task: train ``cfg`` into the shared results folder. submitit calls
-    :meth:`checkpoint` when the task is signalled before its time limit or preempted; returning
-    this task again makes submitit requeue it, and the run resumes from its per-epoch checkpoint."""
+    """One array task: train ``cfg`` into the shared results folder. Signalled before its time
+    limit or preempted, the task saves a checkpoint at its next step, then submitit calls
+    :meth:`checkpoint`; returning this task again makes submitit requeue it, and the run resumes there."""
 
     def __init__(self, cfg: RunConfig, settings: JobSettings):
         self.cfg = cfg
         self.settings = settings
 
     def __call__(self) -> dict[str, Any]:
+        from . import preemption
+        from .errors import Preempted
         from .runner import (
             RunSettings,
             check_device,
@@ -145,7 +151,19 @@ class SweepTask:
         settings = RunSettings(results_dir=Path(s.results_dir), data_root=Path(s.data_root) if s.data_root else None,
                                cache_dir=Path(s.cache_dir), device=check_device(s.device or default_device()),
                                verbose=True, amp=s.amp, keep_networks=s.keep_networks, log=lambda msg: print(msg, flush=True))
-        report = run_sweep([self.cfg], settings)
+        requeue_signal = signal.Signals["SIG" + os.environ.get("SUBMITIT_PREEMPT_SIGNAL", "USR2")]
+        submitit_handlers = {s: signal.getsignal(s) for s in (requeue_signal, signal.SIGTERM)}
+        try:
+            with preemption.handling(requeue_signal, signal.SIGTERM):
+                report = run_sweep([self.cfg], settings)
+        except Preempted as stop:
+            print(f"ncbench: stopped by {signal.Signals(stop.signum).name}; kept {stop.saved or 'no checkpoint (none written yet)'}",
+                  flush=True)
+            if stop.signum != requeue_signal or not callable(submitit_handlers[requeue_signal]):
+                sys.exit(128 + stop.signum)  # cancelled: the checkpoint waits for the next submission
+            signal.signal(signal.SIGTERM, submitit_handlers[signal.SIGTERM])  # the requeue's own SIGTERM is ignored
+            submitit_handlers[requeue_signal](requeue_signal, None)  # checkpoint(), requeue, exit
+            raise
         return {"run": self.cfg.label, "ran": report.ran, "skipped": report.skipped, "failed": report.failed,
                 "busy": report.busy}
 

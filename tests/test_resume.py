@@ -1,4 +1,5 @@
-"""Crash-proof sweeps: per-epoch checkpoints (kill -9 / SIGTERM, then resume to identical metrics),
+"""Crash-proof sweeps: checkpoints (kill -9 / SIGTERM, then resume to identical metrics; the
+deterministic mid-epoch cases are in ``test_preemption.py``),
 per-run locks, two local workers sharing one sweep, shards and ``ncbench status``.
 
 The interrupted runs are real ``ncbench`` processes, killed from outside while they train."""
@@ -77,18 +78,18 @@ def test_an_interrupted_run_resumes_from_its_checkpoint_to_identical_metrics(tmp
     cut = _interrupt(_cmd(results, cache_dir, method), ckpt, after_epoch=2, sig=sig)
     if sig == signal.SIGKILL:
         assert cut.returncode == -signal.SIGKILL
-    else:  # preemption: a clean exit that says the checkpoint is kept
+    else:  # preemption: a clean exit that says the checkpoint is kept (mid-epoch if it came during the steps)
         assert cut.returncode == 143, cut.stderr
-        assert "terminated (SIGTERM)" in cut.stderr and "checkpoint" in cut.stderr
+        assert "stopped by SIGTERM" in cut.stderr and "checkpoint" in cut.stderr
     assert ckpt.exists() and not list(results.rglob("seed-0.json"))
 
     status = _run([sys.executable, "-m", "ncbench", "status", "--dataset", "synthetic-small", "--methods", method, "--noise", "0.4", "--results",
                    str(results), *SHORT[method]])
-    assert status.returncode == 0 and "partial" in status.stdout and "checkpoint after epoch" in status.stdout
+    assert status.returncode == 0 and "partial" in status.stdout and "checkpoint " in status.stdout
 
     resumed = _run(_cmd(results, cache_dir, method))
     assert resumed.returncode == 0, resumed.stderr
-    assert "resuming after epoch" in resumed.stdout
+    assert "resuming " in resumed.stdout
     got = _result(results)
     assert got["meta"]["resumed_after_epoch"] >= 2
     assert _comparable(got) == _comparable(expected)

@@ -210,7 +210,10 @@ def test_a_preempted_task_is_requeued_and_resumes_from_its_checkpoint(slurm, tmp
     record = json.loads(result.read_text())
     assert record["status"] == "ok" and record["meta"]["resumed_after_epoch"] is not None
     log = "".join(f.read_text() for f in (results / "slurm").rglob("*_log.*"))
-    assert "Requeued job" in log and "resuming after epoch" in log
+    # the task saved its place before handing over to submitit's requeue, and continued there
+    assert "stopped by SIGUSR2; kept checkpoint" in log and "Requeued job" in log
+    kept = log.split("stopped by SIGUSR2; kept checkpoint ", 1)[1].split(" (", 1)[0]
+    assert f"resuming {kept}" in log
 
 
 def test_a_refused_submission_is_one_readable_error(slurm, tmp_path, cache_dir):

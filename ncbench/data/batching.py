@@ -64,6 +64,20 @@ class TrainingSet:
         tokens, lengths = pad_tokens([self.split.tokens[i] for i in ids])
         return Batch(gather_rows(self.split.images, self.t2i[ids]), tokens, lengths, torch.from_numpy(ids))
 
+    def id_batches(
+        self,
+        ids: np.ndarray | None = None,
+        batch_size: int = 128,
+        shuffle: bool = True,
+        generator: torch.Generator | None = None,
+    ) -> list[np.ndarray]:
+        """The caption ids of each batch over ``ids`` (default: all captions), in one shuffled
+        order drawn now from ``generator``. The last batch may be smaller."""
+        ids = np.arange(len(self), dtype=np.int64) if ids is None else np.asarray(ids, dtype=np.int64)
+        if shuffle:
+            ids = ids[torch.randperm(len(ids), generator=generator).numpy()]
+        return [ids[b0 : b0 + batch_size] for b0 in range(0, len(ids), batch_size)]
+
     def loader(
         self,
         ids: np.ndarray | None = None,
@@ -71,12 +85,9 @@ class TrainingSet:
         shuffle: bool = True,
         generator: torch.Generator | None = None,
     ) -> Iterator[Batch]:
-        """Batches over ``ids`` (default: all captions). The last batch may be smaller."""
-        ids = np.arange(len(self), dtype=np.int64) if ids is None else np.asarray(ids, dtype=np.int64)
-        if shuffle:
-            ids = ids[torch.randperm(len(ids), generator=generator).numpy()]
-        for b0 in range(0, len(ids), batch_size):
-            yield self.batch(ids[b0 : b0 + batch_size])
+        """Batches over ``ids`` (default: all captions); the order is drawn at the first batch."""
+        for batch_ids in self.id_batches(ids, batch_size, shuffle, generator):
+            yield self.batch(batch_ids)
 
     def n_batches(self, n_ids: int, batch_size: int) -> int:
         return -(-n_ids // batch_size)

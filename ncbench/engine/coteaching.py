@@ -28,7 +28,7 @@ from ..backbones.base import Backbone
 from ..data.batching import Batch
 from ..kernels.losses import per_sample_triplet
 from ..kernels.mixture import SplitFit, split_clean
-from .method import Method, MethodConfig, TrainContext
+from .method import EpochPlan, Method, MethodConfig, TrainContext
 from .optim import optimizer_step, set_lr, step_decay
 
 
@@ -102,44 +102,68 @@ class CoTeaching(Method):
         raise NotImplementedError
 
     # -- the skeleton ------------------------------------------------------------------------------
-    def train_epoch(self, epoch: int) -> dict[str, float]:
-        cfg = self.config
-        if epoch < cfg.warmup_epochs:
-            return self._warmup_epoch(epoch)
-        e = epoch - cfg.warmup_epochs
-        for opt in self.opts:
-            set_lr(opt, step_decay(cfg.lr, e, cfg.lr_update))
-        losses = self.per_sample_losses()
-        fits = [self.fit_split(loss) for loss in losses]
-        probs = [f.prob for f in fits]
-        self._fit = fits[0]
-        self._labels[:] = np.nan
-        logs: dict[str, float] = {}
-        for k in range(2):
-            w = probs[1 - k]
-            clean = split_clean(w, cfg.p_threshold)
-            for key, v in self._train_on_split(k, w, clean, e).items():
-                logs[f"{key}_{'AB'[k]}"] = v
-        mean_prob = ((probs[0] + probs[1]) / 2).cpu().numpy()
-        self._prob, self._split = mean_prob, split_clean(torch.from_numpy(mean_prob), cfg.p_threshold).numpy()
-        logs["clean_fraction"] = float(self._split.mean())
-        return logs
-
-    def _warmup_epoch(self, epoch: int) -> dict[str, float]:
+    def plan_epoch(self, epoch: int) -> EpochPlan:
+        """Warm-up: A's batches then B's. Co-training: the co-divide (both networks' splits), then
+        A's steps on B's split and B's steps on A's; a step is ``(k, clean ids, noisy ids or None)``."""
         cfg, ctx = self.config, self.ctx
-        logs = {}
-        for k, (net, opt) in enumerate(zip(self.nets, self.opts)):
-            set_lr(opt, cfg.lr)
+        if epoch < cfg.warmup_epochs:
+            for opt in self.opts:
+                set_lr(opt, cfg.lr)
+            steps = [(k, ids) for k in range(2)
+                     for ids in ctx.train.id_batches(batch_size=cfg.batch_size, generator=ctx.generator) if len(ids) >= 2]
+            return EpochPlan(steps, {"warmup": True})
+        for opt in self.opts:
+            set_lr(opt, step_decay(cfg.lr, epoch - cfg.warmup_epochs, cfg.lr_update))
+        fits = [self.fit_split(loss) for loss in self.per_sample_losses()]
+        probs = [f.prob.cpu() for f in fits]
+        self._labels[:] = np.nan
+        steps = [step for k in range(2) for step in self._split_steps(k, split_clean(probs[1 - k], cfg.p_threshold))]
+        return EpochPlan(steps, {"warmup": False, "probs": probs, "fit": fits[0]})
+
+    def _split_steps(self, k: int, clean: torch.Tensor) -> list[tuple]:
+        """Network ``k``'s steps on its peer's split: each labeled batch with the next batch of the
+        cycled unlabeled loader; stops at the first batch of fewer than two pairs (official code)."""
+        ctx, bs = self.ctx, self.config.batch_size
+        clean_np = clean.numpy()
+        clean_ids, noisy_ids = np.flatnonzero(clean_np), np.flatnonzero(~clean_np)
+        unlabeled = self._cycle(noisy_ids) if len(noisy_ids) else None
+        steps = []
+        for xc in ctx.train.id_batches(clean_ids, bs, generator=ctx.generator):
+            xu = next(unlabeled) if unlabeled is not None else None
+            if len(xc) < 2 or (xu is not None and len(xu) < 2):
+                break
+            steps.append((k, xc, xu))
+        return steps
+
+    def _cycle(self, ids: np.ndarray) -> Iterator[np.ndarray]:
+        while True:
+            yield from self.ctx.train.id_batches(ids, self.config.batch_size, generator=self.ctx.generator)
+
+    def train_step(self, epoch: int, plan: EpochPlan, i: int) -> dict[str, float]:
+        cfg, ctx = self.config, self.ctx
+        k, net = plan.steps[i][0], self.nets[plan.steps[i][0]]
+        if plan.data["warmup"]:
             net.train()
-            total, steps = 0.0, 0
-            for batch in ctx.train.loader(batch_size=cfg.batch_size, generator=ctx.generator):
-                if len(batch) < 2:
-                    continue
-                loss = self.warmup_loss(net, batch.to(ctx.device))
-                total += optimizer_step(opt, loss, net.parameters(), cfg.grad_clip, f"warm-up epoch {epoch}, net {'AB'[k]}")
-                steps += 1
-            logs[f"loss_{'AB'[k]}"] = total / max(steps, 1)
-        return logs
+            loss = self.warmup_loss(net, ctx.train.batch(plan.steps[i][1]).to(ctx.device))
+            return {f"loss_{'AB'[k]}": optimizer_step(self.opts[k], loss, net.parameters(), cfg.grad_clip,
+                                                      f"warm-up epoch {epoch}, net {'AB'[k]}")}
+        _, clean_ids, noisy_ids = plan.steps[i]
+        self.nets[1 - k].eval()
+        net.train()
+        xc = ctx.train.batch(clean_ids).to(ctx.device)
+        xu = ctx.train.batch(noisy_ids).to(ctx.device) if noisy_ids is not None else None
+        w = plan.data["probs"][1 - k][torch.from_numpy(clean_ids)].to(ctx.device)
+        logs = self.co_step(k, xc, w, xu, epoch - cfg.warmup_epochs)
+        return {f"{key}_{'AB'[k]}": v for key, v in logs.items()}
+
+    def finish_epoch(self, epoch: int, plan: EpochPlan, logs: dict[str, float]) -> dict[str, float]:
+        if plan.data["warmup"]:
+            return {"loss_A": logs.get("loss_A", 0.0), "loss_B": logs.get("loss_B", 0.0)}
+        probs = plan.data["probs"]
+        self._fit = plan.data["fit"]
+        mean_prob = ((probs[0] + probs[1]) / 2).numpy()
+        self._prob, self._split = mean_prob, split_clean(torch.from_numpy(mean_prob), self.config.p_threshold).numpy()
+        return {**logs, "clean_fraction": float(self._split.mean())}
 
     @torch.no_grad()
     def per_sample_losses(self) -> list[torch.Tensor]:
@@ -154,39 +178,17 @@ class CoTeaching(Method):
                 store[b.ids] = per_sample_triplet(net(b.images, b.tokens, b.lengths), self.config.margin).float()
         return out
 
-    def _cycle(self, ids: np.ndarray) -> Iterator[Batch]:
-        while True:
-            yield from self.ctx.train.loader(ids, self.config.batch_size, generator=self.ctx.generator)
-
-    def _train_on_split(self, k: int, w: torch.Tensor, clean: torch.Tensor, e: int) -> dict[str, float]:
-        ctx = self.ctx
-        clean_np = clean.cpu().numpy()
-        clean_ids, noisy_ids = np.flatnonzero(clean_np), np.flatnonzero(~clean_np)
-        self.nets[1 - k].eval()
-        self.nets[k].train()
-        unlabeled = self._cycle(noisy_ids) if len(noisy_ids) else None
-        sums: dict[str, float] = {}
-        steps = 0
-        for xc in ctx.train.loader(clean_ids, self.config.batch_size, generator=ctx.generator):
-            xu = next(unlabeled) if unlabeled is not None else None
-            if len(xc) < 2 or (xu is not None and len(xu) < 2):
-                break
-            xc = xc.to(ctx.device)
-            xu = xu.to(ctx.device) if xu is not None else None
-            for key, v in self.co_step(k, xc, w[xc.ids], xu, e).items():
-                sums[key] = sums.get(key, 0.0) + v
-            steps += 1
-        return {key: v / max(steps, 1) for key, v in sums.items()}
-
     def record_labels(self, ids: torch.Tensor, labels: torch.Tensor) -> None:
         """Remember the soft labels given to pairs this epoch (for the detection diagnostics)."""
         self._labels[ids.cpu().numpy()] = labels.detach().float().cpu().numpy()
 
     def state_dict(self):
-        return {"nets": [n.state_dict() for n in self.nets], "opts": [o.state_dict() for o in self.opts]}
+        return {"nets": [n.state_dict() for n in self.nets], "opts": [o.state_dict() for o in self.opts],
+                "labels": self._labels.copy()}
 
     def load_state_dict(self, state):
         for n, s in zip(self.nets, state["nets"]):
             n.load_state_dict(s)
         for o, s in zip(self.opts, state["opts"]):
             o.load_state_dict(s)
+        self._labels[:] = state["labels"]

@@ -2,11 +2,19 @@
 
 A method is a training strategy around one or more backbones (vanilla: one network, NCR/BiCro: two
 co-teaching networks). It declares its hyperparameters as a dataclass with the paper's defaults,
-per-dataset overrides in ``dataset_defaults``, and implements ``train_epoch``. The harness does the
-rest: it evaluates ``networks()`` (averaging their similarity matrices), selects the epoch with the
-best validation rSum, and scores ``clean_probability()`` against the known noise when a method
-exposes one. ``correspondence()`` is the method's belief about pairs it never trained on (scored
-against human judgments by ``ncbench detect``). Methods never know which backbone they train.
+per-dataset overrides in ``dataset_defaults``, and trains an epoch as a plan of steps:
+``plan_epoch`` decides at the epoch's start what its steps are (their batches' caption ids, and
+whatever they share, e.g. a co-divide split), ``train_step`` does one optimisation step and
+``finish_epoch`` turns the steps' averaged logs into the epoch's logs. Because the plan is data, a
+run stopped between two steps (SIGTERM, preemption) saves it with the networks and resumes at the
+next step, with the same batches. A method that cannot be cut into steps overrides ``train_epoch``
+instead; it is then resumed at epoch boundaries only.
+
+The harness does the rest: it evaluates ``networks()`` (averaging their similarity matrices),
+selects the epoch with the best validation rSum, and scores ``clean_probability()`` against the
+known noise when a method exposes one. ``correspondence()`` is the method's belief about pairs it
+never trained on (scored against human judgments by ``ncbench detect``). Methods never know which
+backbone they train.
 """
 
 from __future__ import annotations
@@ -51,6 +59,33 @@ class TrainContext:
     log: Callable[[str], None] = field(default=lambda msg: None)
 
 
+@dataclass
+class EpochPlan:
+    """One epoch, decided at its start: ``steps`` (one entry per optimisation step, e.g. the caption
+    ids of its batch) and what the steps share (``data``, e.g. the peer's clean probabilities).
+    Saved in a mid-epoch checkpoint, so it must be plain data (arrays, tensors, numbers)."""
+
+    steps: list[Any]
+    data: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class StepLogs:
+    """The running sums of the scalar logs of an epoch's steps; ``means()`` averages each key over
+    the steps that reported it (summed in step order, so a resumed epoch gets the same floats)."""
+
+    sums: dict[str, float] = field(default_factory=dict)
+    counts: dict[str, int] = field(default_factory=dict)
+
+    def add(self, logs: dict[str, float]) -> None:
+        for key, value in logs.items():
+            self.sums[key] = self.sums.get(key, 0.0) + value
+            self.counts[key] = self.counts.get(key, 0) + 1
+
+    def means(self) -> dict[str, float]:
+        return {key: total / self.counts[key] for key, total in self.sums.items()}
+
+
 class Method:
     """Base class of method plugins."""
 
@@ -85,9 +120,35 @@ class Method:
         """The first epoch after any warm-up: where throughput benchmarks start timing."""
         return 0
 
-    def train_epoch(self, epoch: int) -> dict[str, float]:
-        """Train one epoch; return scalar logs (e.g. ``{"loss": ...}``)."""
+    def plan_epoch(self, epoch: int) -> EpochPlan:
+        """Everything the epoch does before its first step (learning rate, fresh networks, a loss
+        split) and the list of its steps. Draws its batches from ``ctx.generator`` up front."""
         raise NotImplementedError
+
+    def train_step(self, epoch: int, plan: EpochPlan, i: int) -> dict[str, float]:
+        """Step ``i`` of ``plan`` (one optimiser update); return its scalar logs (e.g. ``{"loss": ...}``).
+        Everything it changes must be in ``state_dict()``: a resumed epoch continues from there."""
+        raise NotImplementedError
+
+    def finish_epoch(self, epoch: int, plan: EpochPlan, logs: dict[str, float]) -> dict[str, float]:
+        """The epoch's logs from its steps' mean ``logs``; may set diagnostics, must not change
+        ``state_dict()`` (a stop during it resumes after the last step, then finishes again)."""
+        return logs
+
+    def train_epoch(self, epoch: int) -> dict[str, float]:
+        """Train one epoch; return scalar logs. By default: the plan, each step, the finish. A method
+        that overrides this instead of the three hooks is checkpointed at epoch boundaries only."""
+        plan = self.plan_epoch(epoch)
+        logs = StepLogs()
+        for i in range(len(plan.steps)):
+            logs.add(self.train_step(epoch, plan, i))
+        return self.finish_epoch(epoch, plan, logs.means())
+
+    @property
+    def resumable_steps(self) -> bool:
+        """Whether epochs run as plan + steps (so a stop mid-epoch saves the place), i.e. the method
+        implements the three hooks and leaves ``train_epoch`` alone."""
+        return type(self).train_epoch is Method.train_epoch
 
     def networks(self) -> list[Backbone]:
         """The networks whose averaged similarity is evaluated."""

@@ -6,7 +6,12 @@ not eligible. For methods that estimate which training pairs are clean, each epo
 that estimate against the known injected noise (``detection_metrics``).
 
 With a ``Checkpointer`` every epoch ends with a checkpoint (method state, selection state, random
-states; ``ncbench.checkpoint``), and a run that finds one continues after its epoch.
+states; ``ncbench.checkpoint``), and a run that finds one continues after its epoch. A stop signal
+(``ncbench.preemption``) during an epoch's steps lets the current step finish and saves a mid-epoch
+checkpoint: the same, plus the epoch's plan, the next step and the steps' logs so far; the resumed
+run continues at that step with the same batches and random state, so it reaches the metrics of an
+uninterrupted run. A stop during the epoch's end (finish, validation) saves the place after its last
+step. Methods that override ``train_epoch`` are checkpointed at epoch boundaries only.
 """
 
 from __future__ import annotations
@@ -19,11 +24,18 @@ from typing import Any, Callable
 import torch
 from tqdm.auto import tqdm
 
-from ..checkpoint import Checkpointer, restore_rng, rng_state
+from .. import preemption
+from ..checkpoint import Checkpointer, describe, restore_rng, rng_state
 from ..data.precomp import Split
-from ..evaluate import SplitEvaluation, detection_metrics, evaluate_split, split_histogram
+from ..errors import Preempted
+from ..evaluate import (
+    SplitEvaluation,
+    detection_metrics,
+    evaluate_split,
+    split_histogram,
+)
 from ..precision import autocast
-from .method import Method
+from .method import EpochPlan, Method, StepLogs
 
 
 @dataclass
@@ -35,6 +47,43 @@ class Selection:
     train_seconds: float = 0.0
     val_seconds: float = 0.0
     resumed_after: int | None = None  # the checkpointed epoch training continued from, if any
+    resumed_at_step: int | None = None  # the step of the next epoch it continued at (mid-epoch checkpoint)
+
+
+class _Progress:
+    """What a run has achieved so far (selection state, history, time) and its checkpoint file."""
+
+    def __init__(self, method: Method, checkpoint: Checkpointer | None):
+        self.method, self.checkpoint = method, checkpoint
+        self.best: Selection | None = None
+        self.best_state: dict[str, Any] | None = None
+        self.history: list[dict[str, Any]] = []
+        self.t_train = self.t_val = 0.0
+        self.start, self.partial = 0, None
+        self.kept: str | None = None  # what the checkpoint on disk holds, for the message of a stop
+
+    def resume(self) -> None:
+        """Continue from the checkpoint, if there is a usable one."""
+        saved = self.checkpoint.load() if self.checkpoint else None
+        if saved is None:
+            return
+        self.method.load_state_dict(saved["method"])
+        self.best, self.best_state, self.history = saved["best"], saved["best_state"], saved["history"]
+        self.t_train, self.t_val = saved["train_seconds"], saved["val_seconds"]
+        restore_rng(saved["rng"], self.method.ctx.generator)
+        self.start, self.partial = int(saved["epoch"]) + 1, saved.get("partial")
+        self.kept = f"checkpoint {describe(saved)} ({self.checkpoint.path})"
+
+    def save(self, epoch: int, rng: dict[str, Any], at: dict[str, Any] | None = None) -> str | None:
+        """The checkpoint after ``epoch``, or, with ``at``, at a step of the next epoch; returns what
+        the checkpoint now holds."""
+        if self.checkpoint:
+            state = {"epoch": epoch, "method": self.method.state_dict(), "best": self.best,
+                     "best_state": self.best_state, "history": self.history, "train_seconds": self.t_train,
+                     "val_seconds": self.t_val, "rng": rng, "partial": at}
+            self.checkpoint.save(epoch, state)
+            self.kept = f"checkpoint {describe(state)} ({self.checkpoint.path})"
+        return self.kept
 
 
 def train_with_selection(
@@ -49,60 +98,111 @@ def train_with_selection(
     checkpoint: Checkpointer | None = None,
     amp: str = "off",
 ) -> Selection:
-    best: Selection | None = None
-    best_state: dict[str, Any] | None = None
-    history: list[dict[str, Any]] = []
-    t_train = t_val = 0.0
-    start, resumed = 0, None
-    saved = checkpoint.load() if checkpoint else None
-    if saved is not None:
-        method.load_state_dict(saved["method"])
-        best, best_state, history = saved["best"], saved["best_state"], saved["history"]
-        t_train, t_val = saved["train_seconds"], saved["val_seconds"]
-        restore_rng(saved["rng"], method.ctx.generator)
-        start = resumed = int(saved["epoch"]) + 1
+    run = _Progress(method, checkpoint)
+    run.resume()
+    start = run.start
     bar = tqdm(range(start, epochs), desc=desc, unit="epoch", leave=False, disable=not progress, dynamic_ncols=True,
                initial=start, total=epochs)
     t_session = time.perf_counter()
-    for epoch in bar:
-        t0 = time.perf_counter()
-        with autocast(device, amp):
-            logs = method.train_epoch(epoch)
-        t1 = time.perf_counter()
-        val = evaluate_split(method.networks(), dev, device, amp=amp)
-        t2 = time.perf_counter()
-        t_train, t_val = t_train + t1 - t0, t_val + t2 - t1
-        done = epoch + 1 - start
-        row = {"epoch": epoch, **{k: float(v) for k, v in logs.items()}, "val_rsum": val.full.rsum,
-               "train_s": round(t1 - t0, 3), "val_s": round(t2 - t1, 3),
-               # training pairs per second of this epoch's training time, and the time still to go
-               # at this session's mean epoch time (training + validation)
-               "pairs_per_s": round(len(method.ctx.train) / max(t1 - t0, 1e-9), 1),
-               "eta_s": round((epochs - epoch - 1) * (time.perf_counter() - t_session) / done, 1)}
-        det = None
-        prob = method.clean_probability()
-        if prob is not None and true_clean is not None:
-            det = detection_metrics(prob, method.clean_split(), method.soft_labels(), true_clean)
-            row["detection"] = det
-        history.append(row)
-        eligible = method.selectable(epoch) or epoch == epochs - 1 and best is None
-        if eligible and (best is None or val.full.rsum > best.best_val.full.rsum):
-            fit = method.split_fit()
-            if det is not None and fit is not None:
-                det = {**det, "split_histogram": split_histogram(fit, true_clean)}
-            best = Selection(epoch, val, det)
-            best_state = copy.deepcopy(method.state_dict())
-        bar.set_postfix(val_rsum=f"{val.full.rsum:.1f}",
-                        best=f"{best.best_val.full.rsum:.1f}@{best.best_epoch}" if best else "warm-up")
-        if checkpoint:
-            checkpoint.save(epoch, {"method": method.state_dict(), "best": best, "best_state": best_state,
-                                    "history": history, "train_seconds": t_train, "val_seconds": t_val,
-                                    "rng": rng_state(method.ctx.generator)})
-        if on_epoch:
-            on_epoch(row)
+    try:
+        for epoch in bar:
+            t0 = time.perf_counter()
+            with autocast(device, amp):
+                trained = _train_epoch(method, epoch, run.partial if epoch == start else None, progress,
+                                       lambda at, e=epoch: run.save(e - 1, rng_state(method.ctx.generator), at))
+            t1 = time.perf_counter()
+            t_epoch = t1 - t0 + trained.earlier_s
+            try:
+                with autocast(device, amp):
+                    logs = method.finish_epoch(epoch, trained.plan, trained.logs) if trained.plan else trained.logs
+                val = evaluate_split(method.networks(), dev, device, amp=amp)
+            except Preempted as stop:
+                if trained.plan is None or checkpoint is None:
+                    raise
+                # the steps are done and the state is theirs: resume after the last step
+                at = trained.place(len(trained.plan.steps), t_epoch)
+                raise Preempted(stop.signum, run.save(epoch - 1, trained.rng, at)) from None
+            t2 = time.perf_counter()
+            run.t_train, run.t_val = run.t_train + t_epoch, run.t_val + t2 - t1
+            row = {"epoch": epoch, **{k: float(v) for k, v in logs.items()}, "val_rsum": val.full.rsum,
+                   "train_s": round(t_epoch, 3), "val_s": round(t2 - t1, 3),
+                   # training pairs per second of this epoch's training time, and the time still to go
+                   # at this session's mean epoch time (training + validation)
+                   "pairs_per_s": round(len(method.ctx.train) / max(t_epoch, 1e-9), 1),
+                   "eta_s": round((epochs - epoch - 1) * (time.perf_counter() - t_session) / (epoch + 1 - start), 1)}
+            det = None
+            prob = method.clean_probability()
+            if prob is not None and true_clean is not None:
+                det = detection_metrics(prob, method.clean_split(), method.soft_labels(), true_clean)
+                row["detection"] = det
+            run.history.append(row)
+            best = run.best
+            eligible = method.selectable(epoch) or epoch == epochs - 1 and best is None
+            if eligible and (best is None or val.full.rsum > best.best_val.full.rsum):
+                fit = method.split_fit()
+                if det is not None and fit is not None:
+                    det = {**det, "split_histogram": split_histogram(fit, true_clean)}
+                run.best, run.best_state = Selection(epoch, val, det), copy.deepcopy(method.state_dict())
+            bar.set_postfix(val_rsum=f"{val.full.rsum:.1f}",
+                            best=f"{run.best.best_val.full.rsum:.1f}@{run.best.best_epoch}" if run.best else "warm-up")
+            with preemption.deferred():  # a stop while the epoch's checkpoint is written waits for it
+                run.save(epoch, rng_state(method.ctx.generator))
+            if on_epoch:
+                on_epoch(row)
+            if preemption.pending():
+                raise preemption.stop(run.kept)
+    except Preempted as stop:  # outside the steps: say which checkpoint holds the work
+        if stop.saved is None and run.kept:
+            raise Preempted(stop.signum, run.kept) from None
+        raise
     bar.close()
-    assert best is not None and best_state is not None, "a run needs at least one epoch"
-    method.load_state_dict(best_state)
-    best.history, best.train_seconds, best.val_seconds = history, t_train, t_val
-    best.resumed_after = None if resumed is None else resumed - 1
+    best = run.best
+    assert best is not None and run.best_state is not None, "a run needs at least one epoch"
+    method.load_state_dict(run.best_state)
+    best.history, best.train_seconds, best.val_seconds = run.history, run.t_train, run.t_val
+    best.resumed_after = start - 1 if start > 0 else None
+    best.resumed_at_step = run.partial["step"] if run.partial else None
     return best
+
+
+@dataclass
+class _Trained:
+    """An epoch's steps, done: their plan (None for an epoch-granular method), mean logs, the random
+    state right after the last step, and training seconds spent on this epoch before a resume."""
+
+    plan: EpochPlan | None
+    logs: dict[str, float]
+    rng: dict[str, Any] | None = None
+    earlier_s: float = 0.0
+    step_logs: StepLogs | None = None
+
+    def place(self, step: int, seconds: float) -> dict[str, Any]:
+        return {"plan": self.plan, "step": step, "logs": self.step_logs, "train_s": seconds}
+
+
+def _train_epoch(method: Method, epoch: int, partial: dict[str, Any] | None, progress: bool,
+                 save_at: Callable[[dict[str, Any]], str | None]) -> _Trained:
+    """Run the steps of ``epoch`` (from a saved place in it, if given). A stop signal during the
+    steps lets the current step finish, then ``save_at`` saves the place and Preempted is raised."""
+    if not method.resumable_steps:
+        return _Trained(None, method.train_epoch(epoch))
+    if partial is not None:
+        plan, first, logs, earlier = partial["plan"], partial["step"], partial["logs"], partial["train_s"]
+    else:
+        plan, first, logs, earlier = method.plan_epoch(epoch), 0, StepLogs(), 0.0
+    n = len(plan.steps)
+    t0 = time.perf_counter()
+    trained = _Trained(plan, {}, step_logs=logs, earlier_s=earlier)
+    bar = tqdm(total=n, initial=first, desc=f"epoch {epoch}", unit="step", leave=False, dynamic_ncols=True,
+               disable=not progress or n < 2)
+    with preemption.deferred():
+        for i in range(first, n + 1):
+            if preemption.pending():
+                raise preemption.stop(save_at(trained.place(i, earlier + time.perf_counter() - t0)))
+            if i == n:
+                break
+            logs.add(method.train_step(epoch, plan, i))
+            bar.update()
+    bar.close()
+    trained.logs, trained.rng = logs.means(), rng_state(method.ctx.generator)
+    return trained
