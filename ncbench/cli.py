@@ -119,6 +119,9 @@ def _sweep_options(p: argparse.ArgumentParser, methods: list[str], datasets: lis
     p.add_argument("--amp", choices=["off", "bf16"], default="off",
                    help="mixed precision for training and evaluation: bf16 autocast (for CUDA; recorded in "
                         "each result as meta.amp); default off (float32)")
+    p.add_argument("--compile", action="store_true",
+                   help="torch.compile the backbone's pair-scoring kernel (sgr, saf; the first steps wait for the "
+                        "compiler; recorded as meta.compiled)")
     p.add_argument("--dry-run", action="store_true", help="print the runs and whether each is done, then stop")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.add_argument("-v", "--verbose", action="store_true", help="print one line per epoch (loss, validation rSum, time)")
@@ -340,7 +343,7 @@ def _train_here(args, runs, results):
     settings = RunSettings(
         results_dir=results, data_root=Path(args.data_root) if args.data_root else None, cache_dir=Path(args.cache_dir),
         device=check_device(args.device or default_device()), progress=not args.no_progress and sys.stderr.isatty(),
-        verbose=args.verbose, amp=args.amp, keep_networks=bool(ensembles),
+        verbose=args.verbose, amp=args.amp, compile=args.compile, keep_networks=bool(ensembles),
         log=lambda msg: print(prefix + msg, flush=True),
     )
     print(f"{prefix}ncbench: {len(runs)} run(s) on {settings.device}; results in {results}/", flush=True)
@@ -431,7 +434,7 @@ def _slurm(args, runs):
     if todo:
         settings = JobSettings(results_dir=str(results), data_root=str(Path(args.data_root).resolve()) if args.data_root
                                else None, cache_dir=str(Path(args.cache_dir).resolve()), device=args.device,
-                               threads=args.threads, amp=args.amp, keep_networks=bool(ensembles))
+                               threads=args.threads, amp=args.amp, compile=args.compile, keep_networks=bool(ensembles))
         jobs = submit(todo, settings, options)
         array = jobs[0].job_id.split("_")[0]
         print(f"submitted {len(jobs)} run(s) as SLURM job array {array} "

@@ -68,7 +68,8 @@ def encode_images(net: Backbone, images: np.ndarray, rows: np.ndarray, device: t
                   batch_size: int = 256) -> torch.Tensor:
     """Embeddings of the given feature rows."""
     net.eval()
-    return torch.cat([net.encode_images(gather_rows(images, rows[i : i + batch_size]).to(device))
+    cuda = device.type == "cuda"  # page-locked chunks, copied without blocking
+    return torch.cat([net.encode_images(gather_rows(images, rows[i : i + batch_size], pin=cuda).to(device, non_blocking=cuda))
                       for i in range(0, len(rows), batch_size)])
 
 

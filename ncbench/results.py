@@ -200,6 +200,7 @@ def environment(device: str) -> dict[str, Any]:
             "deterministic_algorithms": torch.are_deterministic_algorithms_enabled(),
             "cudnn_deterministic": torch.backends.cudnn.deterministic,
             "cudnn_benchmark": torch.backends.cudnn.benchmark,
+            "cublas_workspace_config": os.environ.get("CUBLAS_WORKSPACE_CONFIG"),
         },
     }
     if device.startswith("cuda") and torch.cuda.is_available():

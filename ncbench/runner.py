@@ -15,6 +15,7 @@ replaced, never deleted.
 from __future__ import annotations
 
 import dataclasses
+import os
 import random
 import time
 from dataclasses import dataclass, field
@@ -77,15 +78,18 @@ class RunSettings:
     progress: bool = False  # progress bars (on a terminal)
     verbose: bool = False  # one log line per epoch (for logs that are not a terminal)
     amp: str = "off"  # mixed precision of training and evaluation (``ncbench.precision``)
+    compile: bool = False  # torch.compile the backbones' kernels (``Backbone.compile_kernels``)
     keep_networks: bool = False  # keep each run's selected networks (``ensemble.nets_path``)
     log: Callable[[str], None] = print
 
 
 def configure_torch(threads: int | None) -> None:
     """What every training process sets before its first run: the CPU thread count (None: torch's
-    choice) and deterministic algorithms where torch has them (recorded in each result's env)."""
+    choice) and deterministic algorithms where torch has them (recorded in each result's env),
+    including cuBLAS's, which needs a fixed workspace set before CUDA starts (a user's own value wins)."""
     if threads:
         torch.set_num_threads(threads)
+    os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
     torch.use_deterministic_algorithms(True, warn_only=True)
 
 
@@ -148,15 +152,23 @@ def _noise_file(spec: SweepSpec, dataset: str, ratio: float) -> str | None:
 
 
 def make_context(ds: Dataset, noise: NoiseIndex, backbone: str, backbone_config: dict[str, Any],
-                 device: torch.device, generator: torch.Generator, progress: bool = False) -> TrainContext:
-    """What a method is given: the noisy training set and a way to build fresh backbones."""
+                 device: torch.device, generator: torch.Generator, progress: bool = False,
+                 compile: bool = False) -> TrainContext:
+    """What a method is given: the noisy training set and a way to build fresh backbones (with
+    ``compile``, their kernels compiled, ``Backbone.compile_kernels``)."""
     bcls = BACKBONES.get(backbone)
     bconf = build_config(bcls.Config, backbone_config)
     feature_dim = int(ds.train.images.shape[-1])
+
+    def build_backbone(extra_tokens: int = 0):
+        net = bcls(bconf, len(ds.vocab) + extra_tokens, feature_dim)
+        if compile:
+            net.compile_kernels()
+        return net
+
     return TrainContext(
-        train=TrainingSet(ds.train, noise),
-        build_backbone=lambda extra_tokens=0: bcls(bconf, len(ds.vocab) + extra_tokens, feature_dim),
-        vocab_size=len(ds.vocab), device=device, generator=generator, progress=progress,
+        train=TrainingSet(ds.train, noise, pin_memory=device.type == "cuda"),
+        build_backbone=build_backbone, vocab_size=len(ds.vocab), device=device, generator=generator, progress=progress,
     )
 
 
@@ -196,7 +208,8 @@ class Runner:
         device = torch.device(self.s.device)
         generator = seed_everything(cfg.seed)
         mcls = METHODS.get(cfg.method)
-        ctx = make_context(ds, noise, cfg.backbone, cfg.backbone_config, device, generator, self.s.progress)
+        ctx = make_context(ds, noise, cfg.backbone, cfg.backbone_config, device, generator, self.s.progress,
+                           self.s.compile)
         record = self._record(cfg, noise)
         try:
             method = mcls(build_config(mcls.Config, cfg.method_config), ctx)
@@ -224,7 +237,8 @@ class Runner:
             history=sel.history,
             detection=sel.detection,
             meta={"ensemble_size": mcls.ensemble_size, "selection": "best_val_rsum", "epochs": method.total_epochs,
-                  "resumed_after_epoch": sel.resumed_after, "resumed_at_step": sel.resumed_at_step, "amp": self.s.amp},
+                  "resumed_after_epoch": sel.resumed_after, "resumed_at_step": sel.resumed_at_step, "amp": self.s.amp,
+                  "compiled": self.s.compile and BACKBONES.get(cfg.backbone).has_compiled_kernels()},
             timings={
                 "train_s": round(sel.train_seconds, 3), "val_s": round(sel.val_seconds, 3),
                 "test_s": round(t_judged - t_test, 3), "judged_s": round(t_end - t_judged, 3), "total_s": round(total, 3),

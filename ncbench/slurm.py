@@ -123,6 +123,7 @@ class JobSettings:
     device: str | None  # None: the task's own default (cuda when it has a GPU)
     threads: int | None = None  # torch CPU threads (None: torch's choice)
     amp: str = "off"  # mixed precision (``ncbench.precision``)
+    compile: bool = False  # torch.compile the backbones' kernels
     keep_networks: bool = False  # keep the selected networks (members of an ensemble such as sgraf)
 
 
@@ -150,7 +151,7 @@ class SweepTask:
         configure_torch(s.threads)
         settings = RunSettings(results_dir=Path(s.results_dir), data_root=Path(s.data_root) if s.data_root else None,
                                cache_dir=Path(s.cache_dir), device=check_device(s.device or default_device()),
-                               verbose=True, amp=s.amp, keep_networks=s.keep_networks, log=lambda msg: print(msg, flush=True))
+                               verbose=True, amp=s.amp, compile=s.compile, keep_networks=s.keep_networks, log=lambda msg: print(msg, flush=True))
         requeue_signal = signal.Signals["SIG" + os.environ.get("SUBMITIT_PREEMPT_SIGNAL", "USR2")]
         submitit_handlers = {s: signal.getsignal(s) for s in (requeue_signal, signal.SIGTERM)}
         try:

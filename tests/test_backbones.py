@@ -103,6 +103,35 @@ def test_vectorised_sgraf_equals_the_per_caption_loop(name, mode):
         torch.testing.assert_close(g1, g2, atol=1e-5, rtol=1e-4)
 
 
+@pytest.mark.parametrize("name, mode", [("saf", "train")])  # SGR's kernel is the same code up to `reason`;
+def test_compiled_sgraf_kernel_equals_eager(name, mode):    # each case costs ~40 s of C++ compilation on CI
+    """``--compile``: the torch.compile'd pair kernel gives the eager scores, gradients and (SAF,
+    training) running statistics, over two caption chunks of different lengths (dynamic shapes)."""
+    from ncbench.backbones.base import Backbone
+
+    net = _net(name, dropout=0.0)
+    twin = _net(name, dropout=0.0)
+    twin.load_state_dict(net.state_dict())
+    twin.compile_kernels()
+    assert type(twin).has_compiled_kernels() and not BACKBONES.get("vse_light").has_compiled_kernels()
+    assert Backbone.compile_kernels is BACKBONES.get("vse_inf").compile_kernels  # nothing to compile there
+    for m in (net, twin):
+        m.train(mode == "train")
+    for lengths in ([7, 2, 5, 1], [3, 6, 2, 2, 4, 1]):
+        imgs = torch.randn(5, 6, 10)
+        tokens, lens = _captions(lengths)
+        eager = net.score(net.encode_images(imgs), net.encode_captions(tokens, lens))
+        compiled = twin.score(twin.encode_images(imgs), twin.encode_captions(tokens, lens))
+        torch.testing.assert_close(compiled, eager, atol=1e-5, rtol=1e-5)
+        if mode == "train":
+            g1 = torch.autograd.grad(eager.sum(), net.sim_loc.weight)[0]
+            g2 = torch.autograd.grad(compiled.sum(), twin.sim_loc.weight)[0]
+            torch.testing.assert_close(g2, g1, atol=1e-5, rtol=1e-4)
+    if name == "saf":
+        torch.testing.assert_close(twin.filter_bn.running_mean, net.filter_bn.running_mean, atol=1e-6, rtol=1e-5)
+        torch.testing.assert_close(twin.filter_bn.running_var, net.filter_bn.running_var, atol=1e-6, rtol=1e-5)
+
+
 @pytest.mark.parametrize("name", ["sgr", "saf"])
 def test_sgraf_padding_chunks_and_pairs_change_nothing(name):
     net = _net(name).eval()

@@ -136,3 +136,29 @@ def test_synthetic_is_deterministic_and_in_precomp_layout(tmp_path):
     assert (ds.train.im_div, ds.dev.im_div, ds.test.im_div) == (5, 1, 5)  # both stored layouts
     assert ds.train.n_captions == 150 and ds.dev.n_rows == 50
     assert json.loads((a / "meta.json").read_text())["spec"]["n_train"] == 30
+
+
+def test_batches_gather_the_noisy_rows_and_cuda_runs_pin_them(tmp_path, make_precomp):
+    """A training batch holds, for each caption id, the features of the image its noisy index points
+    at (checked against plain indexing of the array); CUDA runs ask for page-locked batches."""
+    import torch
+
+    from ncbench.data.batching import TrainingSet, gather_rows
+    from ncbench.data.noise import make_noise_index
+    from ncbench.runner import make_context
+
+    feats, _ = make_precomp(tmp_path, "train", 12, regions=3)
+    split = load_split(tmp_path, "train", VOCAB)
+    noise = make_noise_index(split.caption_to_row(), 0.5, seed=3)
+    ids = np.array([7, 0, 59, 7, 31])
+    batch = TrainingSet(split, noise).batch(ids)
+    assert np.array_equal(batch.images.numpy(), feats[noise.t2i[ids]])
+    assert np.array_equal(gather_rows(feats, np.array([4, 1, 4])).numpy(), feats[[4, 1, 4]])
+    assert [len(split.tokens[i]) for i in ids] == batch.lengths.tolist()
+
+    class Data:  # what make_context reads of a loaded dataset
+        train, vocab = split, ["<pad>"] * 10
+
+    for device, pinned in (("cpu", False), ("cuda", True)):  # nothing is allocated on the device here
+        ctx = make_context(Data, noise, "vse_light", {}, torch.device(device), torch.Generator())
+        assert ctx.train.pin_memory is pinned

@@ -24,7 +24,7 @@ from ncbench.errors import Preempted
 from ncbench.registry import METHODS
 
 SHORT = {"ncr": ["--method-opt", "warmup_epochs=2", "--method-opt", "epochs=3"],
-         "bicro": ["--method-opt", "warmup_epochs=2", "--method-opt", "epochs=3"],
+         "bicro": ["--method-opt", "warmup_epochs=2", "--method-opt", "epochs=1"],
          "crcl": ["--method-opt", "schedules=2,2", "--method-opt", "warm_epochs=1"],
          "vanilla": ["--method-opt", "epochs=3"]}
 

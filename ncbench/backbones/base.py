@@ -52,6 +52,14 @@ class Backbone(nn.Module):
         """``[n_img, n_cap]`` similarities of already-encoded images and captions."""
         raise NotImplementedError
 
+    def compile_kernels(self) -> None:
+        """Compile the hot path with ``torch.compile`` (``--compile``). Default: nothing worth it (a
+        global-embedding score is one matrix product); cross-attention backbones override this."""
+
+    @classmethod
+    def has_compiled_kernels(cls) -> bool:
+        return cls.compile_kernels is not Backbone.compile_kernels
+
     def pair_scores(self, img_emb: torch.Tensor, cap_emb: torch.Tensor, block: int = 256) -> torch.Tensor:
         """``[n]`` similarities of image ``i`` with caption ``i`` (the diagonal of ``score``, in blocks)."""
         return torch.cat([self.score(img_emb[i:i + block], cap_emb[i:i + block]).diagonal()

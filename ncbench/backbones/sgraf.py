@@ -118,6 +118,7 @@ class SGRAF(Backbone):
         self.sim_eval = nn.Linear(s, 1)
         _xavier(self)
         nn.init.uniform_(self.embed.weight, -0.1, 0.1)
+        self._compiled_pairs = None  # set by compile_kernels
 
     # -- encoders ------------------------------------------------------------------------------
     def encode_images(self, images: torch.Tensor) -> torch.Tensor:
@@ -144,18 +145,25 @@ class SGRAF(Backbone):
         img_glo, cap_glo = self.v_att(img_emb), self.t_att(cap_emb, mask)
         n_img = img_emb.shape[0]
         chunk = max(1, self.config.pair_chunk // max(1, n_img * longest * self.config.embed_dim))
-        cols = []
-        for c0 in range(0, cap_emb.shape[0], chunk):
-            cap, m, glo = cap_emb[c0:c0 + chunk], mask[c0:c0 + chunk], cap_glo[c0:c0 + chunk]
-            c = cap.shape[0]
-            # word→region attention logits for all pairs in one product: (c, n_img, R, L)
-            attn = (img_emb.reshape(-1, img_emb.shape[-1]) @ cap.reshape(-1, cap.shape[-1]).T)
-            attn = attn.view(n_img, img_emb.shape[1], c, longest).permute(2, 0, 1, 3)
-            weights = self._attend(attn, m[:, None, None, :])
-            context = l2norm(torch.einsum("cirl,ird->cild", weights, img_emb))
-            s = self._head(context, cap[:, None], img_glo[None], glo[:, None], m[:, None])  # (c, n_img)
-            cols.append(s.T)
+        pairs = self._compiled_pairs or self._pairs
+        cols = [pairs(img_emb, img_glo, cap_emb[c0:c0 + chunk], mask[c0:c0 + chunk], cap_glo[c0:c0 + chunk])
+                for c0 in range(0, cap_emb.shape[0], chunk)]
         return torch.cat(cols, dim=1)
+
+    def _pairs(self, img_emb, img_glo, cap, m, glo) -> torch.Tensor:
+        """``(n_img, c)`` scores of every image with each of ``c`` captions (words ``cap``, mask ``m``,
+        globals ``glo``): the hot path, a pure tensor function (what ``compile_kernels`` compiles)."""
+        n_img, c, longest = img_emb.shape[0], cap.shape[0], cap.shape[1]
+        # word→region attention logits for all pairs in one product: (c, n_img, R, L)
+        attn = (img_emb.reshape(-1, img_emb.shape[-1]) @ cap.reshape(-1, cap.shape[-1]).T)
+        attn = attn.view(n_img, img_emb.shape[1], c, longest).permute(2, 0, 1, 3)
+        weights = self._attend(attn, m[:, None, None, :])
+        context = l2norm(torch.einsum("cirl,ird->cild", weights, img_emb))
+        return self._head(context, cap[:, None], img_glo[None], glo[:, None], m[:, None]).T  # (n_img, c)
+
+    def compile_kernels(self) -> None:
+        """Compile the pair scoring with ``torch.compile`` (shapes dynamic: captions vary in length)."""
+        self._compiled_pairs = torch.compile(self._pairs, dynamic=True)
 
     def pair_scores(self, img_emb: torch.Tensor, cap_emb: torch.Tensor, block: int = 256) -> torch.Tensor:
         """``(n,)`` similarities of image ``k`` with caption ``k`` only (no cross pairs)."""

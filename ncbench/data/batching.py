@@ -40,21 +40,24 @@ def pad_tokens(seqs: list[np.ndarray]) -> tuple[torch.Tensor, torch.Tensor]:
     return torch.from_numpy(out), torch.from_numpy(lengths)
 
 
-def gather_rows(images: np.ndarray, rows: np.ndarray) -> torch.Tensor:
-    """Rows of a (memory-mapped) feature array as a float32 tensor, read in sorted order."""
+def gather_rows(images: np.ndarray, rows: np.ndarray, pin: bool = False) -> torch.Tensor:
+    """Rows of a (memory-mapped) feature array as a float32 tensor, read in sorted order; with
+    ``pin``, in page-locked memory, so that ``.to("cuda", non_blocking=True)`` copies asynchronously."""
     order = np.argsort(rows, kind="stable")
-    block = np.empty((len(rows), *images.shape[1:]), dtype=np.float32)
-    block[order] = images[rows[order]]
-    return torch.from_numpy(block)
+    block = torch.empty((len(rows), *images.shape[1:]), dtype=torch.float32, pin_memory=pin)
+    block.numpy()[order] = images[rows[order]]
+    return block
 
 
 class TrainingSet:
-    """The training split with its noise index applied."""
+    """The training split with its noise index applied. ``pin_memory`` (set for CUDA runs): batch
+    features are gathered into page-locked memory, so ``Batch.to`` copies them without blocking."""
 
-    def __init__(self, split: Split, noise: NoiseIndex):
+    def __init__(self, split: Split, noise: NoiseIndex, pin_memory: bool = False):
         self.split = split
         self.t2i = noise.t2i
         self.clean = noise.clean
+        self.pin_memory = pin_memory
 
     def __len__(self) -> int:
         return self.split.n_captions
@@ -62,7 +65,10 @@ class TrainingSet:
     def batch(self, ids: np.ndarray) -> Batch:
         ids = np.asarray(ids, dtype=np.int64)
         tokens, lengths = pad_tokens([self.split.tokens[i] for i in ids])
-        return Batch(gather_rows(self.split.images, self.t2i[ids]), tokens, lengths, torch.from_numpy(ids))
+        if self.pin_memory:
+            tokens, lengths = tokens.pin_memory(), lengths.pin_memory()
+        return Batch(gather_rows(self.split.images, self.t2i[ids], self.pin_memory), tokens, lengths,
+                     torch.from_numpy(ids))
 
     def id_batches(
         self,
