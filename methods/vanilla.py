@@ -48,8 +48,7 @@ class Vanilla(Method):
     def plan_epoch(self, epoch: int) -> EpochPlan:
         cfg, ctx = self.config, self.ctx
         set_lr(self.optimizer, step_decay(cfg.lr, epoch, cfg.lr_update))
-        batches = ctx.train.id_batches(self.train_ids, cfg.batch_size, generator=ctx.generator)
-        return EpochPlan([ids for ids in batches if len(ids) >= 2])  # a ranking loss needs two pairs
+        return EpochPlan(ctx.train.id_batches(self.train_ids, cfg.batch_size, generator=ctx.generator, min_size=2))
 
     def train_step(self, epoch: int, plan: EpochPlan, i: int) -> dict[str, float]:
         cfg, ctx = self.config, self.ctx

@@ -153,17 +153,17 @@ class SweepTask:
                                cache_dir=Path(s.cache_dir), device=check_device(s.device or default_device()),
                                verbose=True, amp=s.amp, compile=s.compile, keep_networks=s.keep_networks, log=lambda msg: print(msg, flush=True))
         requeue_signal = signal.Signals["SIG" + os.environ.get("SUBMITIT_PREEMPT_SIGNAL", "USR2")]
-        submitit_handlers = {s: signal.getsignal(s) for s in (requeue_signal, signal.SIGTERM)}
+        requeue = signal.getsignal(requeue_signal)  # submitit's: checkpoint(), scontrol requeue, exit
         try:
             with preemption.handling(requeue_signal, signal.SIGTERM):
                 report = run_sweep([self.cfg], settings)
         except Preempted as stop:
             print(f"ncbench: stopped by {signal.Signals(stop.signum).name}; kept {stop.saved or 'no checkpoint (none written yet)'}",
                   flush=True)
-            if stop.signum != requeue_signal or not callable(submitit_handlers[requeue_signal]):
+            if stop.signum != requeue_signal or not callable(requeue):
                 sys.exit(128 + stop.signum)  # cancelled: the checkpoint waits for the next submission
-            signal.signal(signal.SIGTERM, submitit_handlers[signal.SIGTERM])  # the requeue's own SIGTERM is ignored
-            submitit_handlers[requeue_signal](requeue_signal, None)  # checkpoint(), requeue, exit
+            # handling() has put submitit's handlers back (its SIGTERM one ignores the requeue's SIGTERM)
+            requeue(requeue_signal, None)
             raise
         return {"run": self.cfg.label, "ran": report.ran, "skipped": report.skipped, "failed": report.failed,
                 "busy": report.busy}

@@ -76,13 +76,16 @@ class TrainingSet:
         batch_size: int = 128,
         shuffle: bool = True,
         generator: torch.Generator | None = None,
+        min_size: int = 1,
     ) -> list[np.ndarray]:
         """The caption ids of each batch over ``ids`` (default: all captions), in one shuffled
-        order drawn now from ``generator``. The last batch may be smaller."""
+        order drawn now from ``generator``. The last batch may be smaller; one of fewer than
+        ``min_size`` ids is left out (training steps pass 2: a ranking loss needs two pairs)."""
         ids = np.arange(len(self), dtype=np.int64) if ids is None else np.asarray(ids, dtype=np.int64)
         if shuffle:
             ids = ids[torch.randperm(len(ids), generator=generator).numpy()]
-        return [ids[b0 : b0 + batch_size] for b0 in range(0, len(ids), batch_size)]
+        batches = [ids[b0 : b0 + batch_size] for b0 in range(0, len(ids), batch_size)]
+        return [b for b in batches if len(b) >= min_size]
 
     def loader(
         self,

@@ -110,7 +110,7 @@ class CoTeaching(Method):
             for opt in self.opts:
                 set_lr(opt, cfg.lr)
             steps = [(k, ids) for k in range(2)
-                     for ids in ctx.train.id_batches(batch_size=cfg.batch_size, generator=ctx.generator) if len(ids) >= 2]
+                     for ids in ctx.train.id_batches(batch_size=cfg.batch_size, generator=ctx.generator, min_size=2)]
             return EpochPlan(steps, {"warmup": True})
         for opt in self.opts:
             set_lr(opt, step_decay(cfg.lr, epoch - cfg.warmup_epochs, cfg.lr_update))

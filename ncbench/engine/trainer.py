@@ -72,7 +72,7 @@ class _Progress:
         self.t_train, self.t_val = saved["train_seconds"], saved["val_seconds"]
         restore_rng(saved["rng"], self.method.ctx.generator)
         self.start, self.partial = int(saved["epoch"]) + 1, saved.get("partial")
-        self.kept = f"checkpoint {describe(saved)} ({self.checkpoint.path})"
+        self._holds(saved)
 
     def save(self, epoch: int, rng: dict[str, Any], at: dict[str, Any] | None = None) -> str | None:
         """The checkpoint after ``epoch``, or, with ``at``, at a step of the next epoch; returns what
@@ -82,8 +82,11 @@ class _Progress:
                      "best_state": self.best_state, "history": self.history, "train_seconds": self.t_train,
                      "val_seconds": self.t_val, "rng": rng, "partial": at}
             self.checkpoint.save(epoch, state)
-            self.kept = f"checkpoint {describe(state)} ({self.checkpoint.path})"
+            self._holds(state)
         return self.kept
+
+    def _holds(self, state: dict[str, Any]) -> None:
+        self.kept = f"checkpoint {describe(state)} ({self.checkpoint.path})"
 
 
 def train_with_selection(
