@@ -44,9 +44,10 @@ def timed(benchmark, request):
 
         call = synchronised if cuda else fn
         # quick mode shortens only the (slow) baselines: kernels take milliseconds, and a cold
-        # single round would not be comparable with the stored baseline
+        # single round would not be comparable with the stored baseline. Both roles get one
+        # untimed warm-up call (a cold first call, e.g. scikit-learn's, is the slowest by far).
         n = max(1, rounds // 3) if quick and role == "baseline" else rounds
-        result = benchmark.pedantic(call, rounds=n, iterations=1, warmup_rounds=1 if role == "ncbench" else 0)
+        result = benchmark.pedantic(call, rounds=n, iterations=1, warmup_rounds=1)
         if benchmark.stats is not None:
             _TIMES[(group, role)] = benchmark.stats.stats.min
         return result
