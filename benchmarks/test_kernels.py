@@ -55,7 +55,8 @@ def test_mixture(timed, role, n, device):
         timed(group, role, lambda: sklearn_split(x), rounds=15)
         return
     t = torch.from_numpy(x).to(device)
-    prob = timed(group, role, lambda: clean_posterior(t), rounds=10, cuda=device == "cuda")
+    # ~10 ms a call: many rounds, so the minimum is not one unlucky scheduler slice
+    prob = timed(group, role, lambda: clean_posterior(t), rounds=30, cuda=device == "cuda")
     agree = np.mean((prob.cpu().numpy() > 0.5) == (sklearn_split(x) > 0.5))
     assert agree >= 0.999  # the same split as scikit-learn
 

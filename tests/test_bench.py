@@ -3,9 +3,20 @@
 import json
 
 import numpy as np
+import pytest
 import torch
 
-from ncbench.benchmarking import compare, load_baseline, measure_speedup, save_baseline
+from ncbench.benchmarking import (
+    Regression,
+    append_history,
+    compare,
+    confirm,
+    load_baseline,
+    load_history,
+    measure_speedup,
+    reference_speedups,
+    save_baseline,
+)
 from ncbench.cli import main
 from ncbench.kernels.recall import i2t_ranks
 
@@ -61,8 +72,38 @@ def test_a_deliberately_slowed_kernel_fails_the_regression_check(tmp_path):
         save_baseline(tmp_path / "baseline.json", {"recall-i2t": good})
         baseline = load_baseline(tmp_path / "baseline.json")
         slowed = measure_speedup(lambda: slow_i2t_ranks(sims, 5), argsort_loop, rounds=3)
+        flagged = compare({"recall-i2t": slowed}, baseline)
+        # the re-measure that the benchmark suite does before failing: a real slow-down stays
+        confirmed, noise = confirm(flagged, lambda g: measure_speedup(lambda: slow_i2t_ranks(sims, 5), argsort_loop, 3))
     finally:
         torch.set_num_threads(threads)
     assert good > 1.0, good  # the real kernel beats the loop it replaces
-    regressions = compare({"recall-i2t": slowed}, baseline)
-    assert regressions and regressions[0].group == "recall-i2t", (good, slowed)
+    assert flagged and flagged[0].group == "recall-i2t", (good, slowed)
+    assert [r.group for r in confirmed] == ["recall-i2t"] and not noise
+
+
+def test_a_flagged_group_is_failed_only_if_the_second_measurement_agrees():
+    flagged = [Regression("noisy", 10.0, 7.5), Regression("slow", 10.0, 5.0), Regression("untimable", 10.0, 7.0)]
+    again = {"noisy": 9.1, "slow": 5.2, "untimable": None}
+    confirmed, noise = confirm(flagged, again.get)
+    assert [(r.group, r.speedup) for r in confirmed] == [("slow", 5.2), ("untimable", 7.0)]
+    assert [(r.group, r.speedup) for r in noise] == [("noisy", 9.1)]  # 10/9.1 = 1.10, within 25%
+
+
+def test_the_stored_baseline_is_the_median_of_the_last_five_recorded_runs(tmp_path):
+    history = tmp_path / "history.jsonl"
+    # one lucky run (30) among steady ones: the median ignores it; "new" was recorded twice
+    for run in [{"a": 1.0}, {"a": 10.0}, {"a": 12.0}, {"a": 30.0}, {"a": 11.0, "new": 4.0}, {"a": 9.0, "new": 6.0}]:
+        append_history(history, run, {"threads": 1})
+    append_history(history, {"a": 50.0}, {"threads": 8})  # another thread count: not comparable
+    runs = load_history(history, threads=1)
+    assert runs[0] == {"a": 1.0} and len(runs) == 6 and len(load_history(history)) == 7
+    # last five values of a: 10, 12, 30, 11, 9 -> median 11 (the oldest run, 1.0, is out of the window)
+    assert reference_speedups(runs) == {"a": 11.0, "new": 5.0}
+
+
+def test_a_malformed_history_names_the_file_and_line(tmp_path):
+    history = tmp_path / "history.jsonl"
+    history.write_text('{"speedups": {"a": 2.0}}\n{"speedups": "fast"}\n')
+    with pytest.raises(ValueError, match=r"history.jsonl: line 2"):
+        load_history(history)
