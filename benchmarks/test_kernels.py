@@ -21,7 +21,13 @@ from ncbench.kernels.complementary import active_complementary_loss
 from ncbench.kernels.losses import per_sample_triplet, triplet_loss
 from ncbench.kernels.mixture import clean_posterior
 from ncbench.kernels.recall import ranks
-from ncbench.kernels.rectify import adaptive_prediction, clean_batch_labels, raw_prediction, soft_margin
+from ncbench.kernels.rectify import (
+    adaptive_prediction,
+    clean_batch_labels,
+    raw_prediction,
+    soft_margin,
+)
+from ncbench.throughput import score_all_pairs, score_per_caption
 
 DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
 
@@ -222,10 +228,5 @@ def test_sgraf_similarity(timed, role, name):
     net, img, cap, lengths = _sgraf_inputs(name)
     group = f"{name}-similarity-32"
 
-    def vectorised():
-        net.score(img, cap).sum().backward()
-
-    def per_caption():
-        torch.cat([net.score(img, cap[c:c + 1, :n]) for c, n in enumerate(lengths)], dim=1).sum().backward()
-
-    timed(group, role, per_caption if role == "baseline" else vectorised, rounds=3 if role == "baseline" else 5)
+    score = score_per_caption if role == "baseline" else score_all_pairs
+    timed(group, role, lambda: score(net, img, cap, lengths).sum().backward(), rounds=3 if role == "baseline" else 5)
