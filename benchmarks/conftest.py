@@ -51,14 +51,11 @@ def pytest_addoption(parser):
     parser.addoption("--bench-threads", type=int, default=1, help="CPU threads for kernels and baselines (default 1)")
 
 
-_LIMITS = []
-
-
 def pytest_configure(config):
     threads = config.getoption("--bench-threads", default=None)
     if threads:
         torch.set_num_threads(threads)
-        _LIMITS.append(threadpool_limits(threads))  # numpy's BLAS and scikit-learn's OpenMP
+        threadpool_limits(threads)  # numpy's BLAS and scikit-learn's OpenMP, for the whole session
 
 
 @pytest.fixture
@@ -136,8 +133,9 @@ def pytest_sessionfinish(session, exitstatus):
         write(f"baseline updated: {BASELINE} (per group, the median of its last {WINDOW} runs recorded with "
               f"{threads} thread(s))")
         return
-    if recorded_threads(BASELINE) != threads:
-        write(f"not compared: {BASELINE} was recorded with {recorded_threads(BASELINE)} thread(s), this run used "
+    stored_threads = recorded_threads(BASELINE)
+    if stored_threads != threads:
+        write(f"not compared: {BASELINE} was recorded with {stored_threads} thread(s), this run used "
               f"{threads} (--bench-threads)")
         return
     flagged = compare(found, baseline)

@@ -18,10 +18,12 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 from .backbones.base import Backbone
-from .data.batching import gather_rows, pad_tokens
+from .benchmarking import min_time
+from .data.batching import TrainingSet
 from .data.cards import Dataset, SyntheticCard
 from .data.noise import make_noise_index
 from .data.shaped import shaped_dataset
@@ -65,15 +67,16 @@ def _schedule(ds: Dataset) -> str:
     return ds.card.schedule or ds.card.name
 
 
-def _probe(backbone: str, ds: Dataset, backbone_config: dict[str, Any] | None = None) -> Backbone:
-    """A fresh backbone that has encoded two training images, so that features it cannot take (an
-    SGR on global features) are refused before anything is timed."""
+def _probe(backbone: str, ds: Dataset, backbone_config: dict[str, Any] | None = None) -> tuple[Backbone, TrainingSet]:
+    """A fresh backbone that has encoded a batch of two training pairs, so that features it cannot
+    take (an SGR on global features) are refused before anything is timed; and the clean training
+    set it was fed from."""
     ctx = make_context(ds, make_noise_index(ds.train.caption_to_row(), 0.0, 0), backbone, backbone_config or {},
                        torch.device("cpu"), torch.Generator())
     net = ctx.build_backbone()
     with torch.no_grad():
-        net.eval().encode_images(gather_rows(ds.train.images, ds.train.image_rows()[:2]))
-    return net
+        net.eval().encode_images(ctx.train.batch(np.arange(2)).images)
+    return net, ctx.train
 
 
 def check_backbone(backbone: str, ds: Dataset, backbone_config: dict[str, Any] | None = None) -> None:
@@ -166,28 +169,23 @@ def time_pair_kernel(backbone: str, ds: Dataset, device: str, batch: int = 128, 
     single vectors (its score is one matrix product: there is no per-caption loop to compare)."""
     dev = torch.device(device)
     torch.manual_seed(0)
-    net = _probe(backbone, ds, backbone_config).train().to(dev)
-    ids = torch.arange(min(batch, ds.train.n_captions))
-    rows = ds.train.caption_to_row()[ids.numpy()]
-    tokens, lengths = pad_tokens([ds.train.tokens[i] for i in ids.tolist()])
+    net, train = _probe(backbone, ds, backbone_config)
+    net.train().to(dev)
+    b = train.batch(np.arange(min(batch, len(train)))).to(dev)
     with torch.no_grad(), autocast(dev, amp):
-        img = net.encode_images(gather_rows(ds.train.images, rows).to(dev))
-        cap = net.encode_captions(tokens.to(dev), lengths.to(dev))
+        img, cap = net.encode_images(b.images), net.encode_captions(b.tokens, b.lengths)
     if cap.dim() != 3:
         return None
     img, cap = img.float().requires_grad_(), cap.float().requires_grad_()
-    sync = torch.cuda.synchronize if dev.type == "cuda" else (lambda: None)
+    lengths = b.lengths.tolist()
 
     def best_ms(score) -> float:
-        times = []
-        for _ in range(rounds + 1):
-            sync()
-            t0 = time.perf_counter()
+        def step():
             with autocast(dev, amp):
-                out = score(net, img, cap, lengths.tolist())
+                out = score(net, img, cap, lengths)
             out.float().sum().backward()
-            sync()
-            times.append(time.perf_counter() - t0)
-        return 1e3 * min(times[1:])
 
-    return PairKernel(backbone, device, len(ids), round(best_ms(score_all_pairs), 3), round(best_ms(score_per_caption), 3))
+        step()  # warm-up call, untimed
+        return 1e3 * min_time(step, rounds, torch.cuda.synchronize if dev.type == "cuda" else None)
+
+    return PairKernel(backbone, device, len(b), round(best_ms(score_all_pairs), 3), round(best_ms(score_per_caption), 3))

@@ -33,7 +33,8 @@ def shapes() -> list[str]:
 def _card(name: str) -> DatasetCard:
     card = DATASETS.get(name)
     if getattr(card, "layout", None) is None:
-        raise ConfigError(f"--shape {name!r}: that dataset has no fixed feature shape; choose one of {', '.join(shapes())}")
+        raise ConfigError(f"dataset {name!r} has no fixed feature shape; random data can take the shape of "
+                          f"{', '.join(shapes())}")
     return card
 
 
