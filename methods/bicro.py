@@ -80,6 +80,7 @@ class BiCro(CoTeaching):
     dataset_defaults = {
         "synthetic": {"warmup_epochs": 10, "epochs": 10, "lr_update": 8, "noisy_from": 5},
     }
+    search_space = {**CoTeaching.search_space, "warmup_rate": (0.3, 0.5), "label_threshold": (0.5, 0.9)}
 
     def warmup_loss(self, net, batch: Batch) -> torch.Tensor:
         per = per_sample_triplet(net(batch.images, batch.tokens, batch.lengths), self.config.margin)

@@ -20,6 +20,7 @@ class CleanOracle(Vanilla):
     """Upper reference: the vanilla recipe on the truly clean pairs only (uses the ground truth)."""
 
     uses_ground_truth = True
+    recipe_of = "vanilla"  # the same recipe as vanilla, so the gap between them is the noise alone
 
     def __init__(self, config, ctx):
         super().__init__(config, ctx)

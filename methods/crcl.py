@@ -85,6 +85,15 @@ class CRCL(Method):
         "f30k": {"schedules": (5, 5, 5, 30)},
         "synthetic": {"schedules": (4, 4, 8), "warm_epochs": 1, "lr": 2e-3, "lr_update": 6},
     }
+    search_space = {
+        "lr": (5e-4, 1e-3, 2e-3, 5e-3),
+        "batch_size": (32, 64, 128),
+        "stages": ({"schedules": (4, 4, 8), "lr_update": 6}, {"schedules": (6, 6, 12), "lr_update": 8},
+                   {"schedules": (5, 5, 5, 10), "lr_update": 8}),
+        "warm_epochs": (1, 2),
+        "lam": (1.0, 5.0),
+        "tau": (0.05, 0.1),
+    }
 
     def __init__(self, config: CRCLConfig, ctx: TrainContext):
         if config.epochs:

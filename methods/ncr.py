@@ -81,6 +81,8 @@ class NCR(CoTeaching):
         "synthetic": {"warmup_epochs": 5, "epochs": 10, "lr_update": 8, "noisy_from": 5},
     }
 
+    search_space = {**CoTeaching.search_space, "soft_margin": ("exponential", "linear")}
+
     correspondence_estimate = "adaptive prediction P̂ (Eq. 4) in a batch of true pairs, mean of networks A and B"
 
     def warmup_loss(self, net, batch: Batch) -> torch.Tensor:

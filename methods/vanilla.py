@@ -24,6 +24,7 @@ from ncbench.registry import METHODS
 class VanillaConfig(MethodConfig):
     margin: float = 0.2
     hard_negative: bool = True
+    warmup_epochs: int = 1  # mean-over-negatives loss for these first epochs, then hard negatives
 
 
 @METHODS.register("vanilla")
@@ -32,6 +33,13 @@ class Vanilla(Method):
 
     Config = VanillaConfig
     dataset_defaults = {"synthetic": {"epochs": 12, "lr": 2e-3, "lr_update": 8}}
+    search_space = {
+        "lr": (2e-4, 5e-4, 1e-3, 2e-3, 5e-3),
+        "batch_size": (32, 64, 128),
+        "schedule": ({"epochs": 12, "lr_update": 8}, {"epochs": 20, "lr_update": 12}, {"epochs": 30, "lr_update": 20}),
+        "warmup_epochs": (1, 2, 4),
+        "margin": (0.1, 0.2),
+    }
 
     def __init__(self, config: VanillaConfig, ctx: TrainContext):
         super().__init__(config, ctx)
@@ -54,7 +62,8 @@ class Vanilla(Method):
         cfg, ctx = self.config, self.ctx
         self.net.train()
         b = ctx.train.batch(plan.steps[i]).to(ctx.device)
-        loss = triplet_loss(self.net(b.images, b.tokens, b.lengths), cfg.margin, cfg.hard_negative)
+        hard = cfg.hard_negative and epoch >= cfg.warmup_epochs
+        loss = triplet_loss(self.net(b.images, b.tokens, b.lengths), cfg.margin, hard)
         return {"loss": optimizer_step(self.optimizer, loss, self.net.parameters(), cfg.grad_clip, f"epoch {epoch}, step {i}")}
 
     def finish_epoch(self, epoch: int, plan: EpochPlan, logs: dict[str, float]) -> dict[str, float]:

@@ -27,6 +27,7 @@ examples:
 EPILOG_RUN = """\
 examples:
   ncbench run                                       vanilla on the embedded dataset, noise 0/0.2/0.6
+  ncbench run --methods ncr,bicro --references      ... with the floor (probe) and ceiling (clean_oracle) rows
   ncbench run --methods vanilla --noise 0,0.2,0.6 --seeds 0,1,2
   ncbench run --dataset f30k --data-root data/ --noise 0.2 --noise-dir noise_index/
   ncbench run --methods vanilla --method-opt epochs=20 --method-opt lr=1e-3
@@ -48,6 +49,15 @@ examples:
 
 The judged pairs are among Flickr8k's 1000 official test images; --data-root is the folder holding
 flickr8k/ (features and text files). Finished runs are reused, as with `ncbench run`.
+"""
+
+EPILOG_TUNE = """\
+examples:
+  ncbench tune --dataset flickr8k-clip --data-root ../shared/data --budget 16 --workers 2
+  ncbench tune --dataset flickr8k-xception --data-root ../shared/data --methods vanilla,ncr --noise 0.5 --dry-run
+
+The recipes land in ./recipes/<dataset>.toml (--recipes DIR elsewhere): review the diff and commit it.
+clean_oracle uses vanilla's recipe; the training-free probe chooses its penalty on the dev split in each run.
 """
 
 
@@ -98,9 +108,13 @@ def _sweep_options(p: argparse.ArgumentParser, methods: list[str], datasets: lis
     """The options shared by ``run`` and ``detect``."""
     fmt = ",".join
     p.add_argument("--methods", type=_names, default=methods, help=f"comma-separated method names (default: {fmt(methods)})")
-    p.add_argument("--backbones", type=_names, default=["vse_light"],
-                   help="comma-separated backbones (default: vse_light); sgraf = an sgr and a saf run, evaluated "
-                        "together as an ensemble")
+    p.add_argument("--references", action="store_true",
+                   help="also run the boards' reference rows: the training-free floor (probe) and the clean-pairs "
+                        "ceiling (clean_oracle), on the same split and noise index (--method-opt reaches them only "
+                        "where they have the option)")
+    p.add_argument("--backbones", type=_names, default=None,
+                   help="comma-separated backbones (default: the dataset card's: vse_light, or vse_bow for the "
+                        "Flickr8k cards); sgraf = an sgr and a saf run, evaluated together as an ensemble")
     p.add_argument("--dataset", "--datasets", dest="datasets", type=_names, default=datasets, help=dataset_help)
     p.add_argument("--noise", type=_floats, default=noise,
                    help=f"noise ratios in [0,1) (default: {fmt(f'{x:g}' for x in noise)})")
@@ -110,6 +124,11 @@ def _sweep_options(p: argparse.ArgumentParser, methods: list[str], datasets: lis
     p.add_argument("--noise-dir", help="folder of official index files named <dataset>_precomp_<ratio>.npy")
     p.add_argument("--method-opt", action="append", default=[], metavar="KEY=VALUE", help="override a method hyperparameter")
     p.add_argument("--backbone-opt", action="append", default=[], metavar="KEY=VALUE", help="override a backbone hyperparameter")
+    p.add_argument("--recipes", metavar="DIR",
+                   help="folder of per-dataset recipe files <dataset>.toml (default: the recipes shipped with ncbench, "
+                        "the repository's recipes/); for `tune`, where the chosen recipes are written (default: ./recipes)")
+    p.add_argument("--no-recipes", action="store_true",
+                   help="ignore recipe files: the methods' own defaults (and their papers' per-dataset values)")
     p.add_argument("--results", default="results", help="results folder (default: ./results)")
     p.add_argument("--data-root", help="folder holding a real dataset's files")
     p.add_argument("--cache-dir", default=os.environ.get("NCBENCH_CACHE", str(Path.home() / ".cache" / "ncbench")),
@@ -182,6 +201,22 @@ def build_parser() -> argparse.ArgumentParser:
     _sweep_options(d, methods=["vanilla", "ncr", "bicro", "crcl"], datasets=["flickr8k-xception"],
                    noise=[0.2, 0.5, 0.8], dataset_help="comma-separated datasets with judgments "
                                                        "(default: flickr8k-xception)")
+
+    tu = sub.add_parser(
+        "tune", help="choose each method's recipe for a dataset on the dev split (same trial budget for every method)",
+        epilog=EPILOG_TUNE, formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="For each method (and backbone), train the same number of trials (--budget): trial 0 with the "
+                    "method's starting options, the others with options drawn from the method's declared search space "
+                    "(seeded). Each trial trains at every tuning noise ratio exactly as `ncbench run` does and is "
+                    "selected on the dev split; the test split is never loaded. The trial with the best mean "
+                    "validation rSum becomes the method's recipe in <recipes>/<dataset>.toml, with the budget, the "
+                    "objective and the cost, which `ncbench run` then uses by default. Trials are ordinary runs "
+                    "under <results>/tuning/: an interrupted tuning resumes, and --workers/--executor slurm share it.")
+    _sweep_options(tu, methods=["vanilla", "ncr", "bicro", "crcl"], datasets=["flickr8k-clip"], noise=[0.2, 0.5, 0.8],
+                   dataset_help="the dataset to tune for (one; default: flickr8k-clip)")
+    tu.add_argument("--budget", type=int, default=16, help="trials per method and backbone, trial 0 included (default 16)")
+    tu.add_argument("--tune-seed", type=int, default=0, help="seed of the trials' draws (default 0)")
+    tu.add_argument("--no-write", action="store_true", help="print the outcome; write no recipe file")
 
     st = sub.add_parser(
         "status", aliases=["plan"], help="show which runs of a sweep are done, running, failed or missing",
@@ -310,27 +345,35 @@ def _shard(text: str | None) -> tuple[int, int] | None:
     return i, n
 
 
-def _plan(args):
-    from .runner import SweepSpec, plan, shard
+def _spec(args):
+    from .runner import SweepSpec
 
-    spec = SweepSpec(
-        methods=args.methods, backbones=args.backbones, datasets=args.datasets, noise=args.noise, seeds=args.seeds,
+    return SweepSpec(
+        methods=args.methods, references=args.references, backbones=args.backbones, datasets=args.datasets, noise=args.noise, seeds=args.seeds,
         noise_seed=args.noise_seed, noise_file=args.noise_file, noise_dir=args.noise_dir,
         method_options=_options(args.method_opt), backbone_options=_options(args.backbone_opt),
+        recipes=Path(args.recipes) if args.recipes and args.command != "tune" else None, use_recipes=not args.no_recipes,
     )
-    runs = plan(spec)
+
+
+def _plan(args):
+    from .runner import plan, shard
+
+    runs = plan(_spec(args))
     part = _shard(args.shard)
     return shard(runs, *part) if part else runs
 
 
-def _sweep(args):
-    """Plan and execute the sweep of ``run``/``detect`` options; None after a dry run."""
+def _sweep(args, runs=None):
+    """Plan (unless given ``runs``) and execute the sweep of ``run``/``detect``/``tune`` options;
+    None after a dry run."""
     import signal
 
     from . import preemption
     from .results import existing_status, result_path
 
-    runs = _plan(args)
+    if runs is None:
+        runs = _plan(args)
     results = Path(args.results)
     if args.dry_run:
         for cfg in runs:
@@ -357,7 +400,7 @@ def _train_here(args, runs, results):
     )
 
     configure_torch(args.threads)
-    ensembles = expand(args.backbones)[1]
+    ensembles = expand(args.backbones or [])[1]
     prefix = "" if args.worker_index is None else f"[worker {args.worker_index}] "
     settings = RunSettings(
         results_dir=results, data_root=Path(args.data_root) if args.data_root else None, cache_dir=Path(args.cache_dir),
@@ -418,7 +461,7 @@ def _local_workers(args, runs):
                 p.kill()
             raise exc from None
         raise
-    report = collect(runs, Path(args.results), expand(args.backbones)[1])
+    report = collect(runs, Path(args.results), expand(args.backbones or [])[1])
     print(f"\n{args.workers} workers finished in {time.perf_counter() - t0:.0f}s (exit codes {codes}): "
           f"{len(report.done)} of {len(runs)} run(s) done\n")
     return report
@@ -438,7 +481,7 @@ def _slurm(args, runs):
         "max_requeues": args.slurm_requeues, "logs": args.slurm_logs, "setup": args.slurm_setup,
         "extra": _options(args.slurm_opt),
     })
-    results, ensembles = Path(args.results).resolve(), expand(args.backbones)[1]
+    results, ensembles = Path(args.results).resolve(), expand(args.backbones or [])[1]
     todo, running = [], 0
     for cfg in runs:
         path = result_path(results, cfg)
@@ -743,7 +786,42 @@ def cmd_new_method(args) -> int:
     return 0
 
 
-COMMANDS = {"run": cmd_run, "detect": cmd_detect, "status": cmd_status, "plan": cmd_status, "bench": cmd_bench, "list": cmd_list, "leaderboard": cmd_leaderboard, "noise": cmd_noise,
+def cmd_tune(args) -> int:
+    from tabulate import tabulate
+
+    from .recipes import write_recipe
+    from .runner import shard
+    from .tuning import TuneSpec, plan_trials, score
+
+    spec = TuneSpec(_spec(args), budget=args.budget, tune_seed=args.tune_seed)
+    runs = plan_trials(spec)
+    part = _shard(args.shard)
+    report = _sweep(args, shard(runs, *part) if part else runs)
+    if report is None or args.worker_index is not None or part:
+        return 0
+    status = _failures(report) if report.busy else 0
+    folder = Path(args.recipes or "recipes")
+    for out in score(spec, runs, Path(args.results)):
+        rows = [[t.trial, _brief(t.options) or "(starting options)",
+                 *("…" if v is None else f"{v:.1f}" for v in t.dev_rsum.values()), f"{t.objective:.1f}",
+                 "◀ chosen" if out.chosen is t else ""] for t in out.trials]
+        keys = list(out.trials[0].dev_rsum) if out.trials else []
+        print(f"\n## {out.method}/{out.backbone} on {out.dataset}: {len(out.trials)} trials, "
+              f"{out.cpu_minutes:.1f} CPU-minutes\n")
+        print(tabulate(rows, ["trial", "options", *(f"dev rSum @{k}" for k in keys), "mean", ""], tablefmt="github"))
+        if out.recipe is None:
+            print(f"not every trial has finished; re-run the same command to finish them")
+            status = 1
+        elif not args.no_write:
+            print(f"recipe: trial {out.chosen.trial} -> {write_recipe(out.dataset, out.method, out.backbone, out.recipe, folder)}")
+    return status
+
+
+def _brief(opts: dict) -> str:
+    return ", ".join(f"{k}={','.join(map(str, v)) if isinstance(v, tuple) else v}" for k, v in opts.items())
+
+
+COMMANDS = {"tune": cmd_tune, "run": cmd_run, "detect": cmd_detect, "status": cmd_status, "plan": cmd_status, "bench": cmd_bench, "list": cmd_list, "leaderboard": cmd_leaderboard, "noise": cmd_noise,
             "data": cmd_data,
             "submit": cmd_submit, "new-method": cmd_new_method}
 

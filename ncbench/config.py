@@ -4,7 +4,10 @@ A :class:`RunConfig` is everything that determines a run's numbers: method, back
 with their hyperparameters, the noise ratio and how its index is obtained, the training seed and
 the protocol version. Its hash (sha256 of the canonical JSON) identifies a result: a finished
 result with the same hash is not run again. Where a run executes (device, threads) is recorded in
-the result but is not part of the hash.
+the result but is not part of the hash, and neither is ``recipe``: where the hyperparameters came
+from (a tuned recipe file, the method's defaults, the user's overrides), which is provenance, not
+behaviour. A run with ``trial`` set is one trial of ``ncbench tune``: it is selected on the dev
+split and never tested.
 """
 
 from __future__ import annotations
@@ -31,15 +34,22 @@ class RunConfig:
     backbone_config: dict[str, Any] = field(default_factory=dict)
     dataset_version: str = ""  # e.g. the synthetic generator's folder name
     protocol_version: str = PROTOCOL_VERSION
+    trial: int | None = None  # a tuning trial (``ncbench.tuning``): dev split only, no test
+    recipe: dict[str, Any] = field(default_factory=dict, compare=False)  # provenance, not hashed
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
     @property
     def config_hash(self) -> str:
-        blob = json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":"), default=str)
+        data = self.to_dict()
+        data.pop("recipe")
+        if data["trial"] is None:  # ordinary runs hash as before trials existed
+            data.pop("trial")
+        blob = json.dumps(data, sort_keys=True, separators=(",", ":"), default=str)
         return hashlib.sha256(blob.encode()).hexdigest()
 
     @property
     def label(self) -> str:
-        return f"{self.method}/{self.backbone} on {self.dataset} @ noise {self.noise_ratio:g}, seed {self.seed}"
+        trial = "" if self.trial is None else f" (tuning trial {self.trial})"
+        return f"{self.method}/{self.backbone} on {self.dataset} @ noise {self.noise_ratio:g}, seed {self.seed}{trial}"

@@ -46,10 +46,10 @@ def save_networks(path: Path, networks: list[torch.nn.Module]) -> None:
     write_atomic(path, lambda f: torch.save(states, f))
 
 
-def expand(backbones: list[str]) -> tuple[list[str], list[str]]:
+def expand(backbones: list[str] | None) -> tuple[list[str], list[str]]:
     """``(backbones to train, ensembles to build)``: an ensemble name stands for its members."""
     train, ensembles = [], []
-    for b in backbones:
+    for b in backbones or []:
         for m in ENSEMBLES.get(b, (b,)):
             if m not in train:
                 train.append(m)

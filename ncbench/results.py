@@ -31,6 +31,7 @@ SCHEMA_VERSION = 1
 REQUIRED = ("schema_version", "status", "identity", "config", "config_hash")
 IDENTITY = ("method", "backbone", "dataset", "noise_ratio", "seed", "protocol_version")
 SUPERSEDED = "superseded"  # results replaced by a run with another config are moved here
+TUNING = "tuning"  # the trials of ``ncbench tune`` (dev-split only, never on a leaderboard)
 
 
 def run_folder(root: Path, protocol_version: str, dataset: str, noise_ratio: float, method: str, backbone: str) -> Path:
@@ -45,6 +46,11 @@ def identity_path(root: Path, ident: dict[str, Any]) -> Path:
 
 
 def result_path(root: Path, cfg: RunConfig) -> Path:
+    """A run's result file; a tuning trial's lives under ``<root>/tuning/``, one folder per trial."""
+    if cfg.trial is not None:
+        folder = (Path(root) / TUNING / f"protocol-{cfg.protocol_version}" / cfg.dataset / cfg.method / cfg.backbone
+                  / f"trial-{cfg.trial}")
+        return folder / f"noise-{float(cfg.noise_ratio):g}-seed-{cfg.seed}.json"
     return run_folder(root, cfg.protocol_version, cfg.dataset, cfg.noise_ratio, cfg.method, cfg.backbone) / f"seed-{cfg.seed}.json"
 
 
@@ -68,9 +74,13 @@ def read_result(path: Path) -> dict[str, Any]:
     ident = data["identity"]
     if not isinstance(ident, dict) or any(k not in ident for k in IDENTITY):
         raise ResultError(f"{path}: 'identity' must hold {', '.join(IDENTITY)}")
-    if data["status"] == "ok" and not isinstance(data.get("test"), dict):
+    if data["status"] == "ok" and not isinstance(data.get("test"), dict) and not _is_trial(data):
         raise ResultError(f"{path}: status ok but no 'test' metrics")
     return data
+
+
+def _is_trial(data: dict[str, Any]) -> bool:
+    return isinstance(data["config"], dict) and data["config"].get("trial") is not None
 
 
 @dataclass
@@ -81,7 +91,8 @@ class LoadedResults:
 
 def iter_result_files(root: Path) -> Iterator[Path]:
     for p in sorted(Path(root).rglob("*.json")):
-        if SUPERSEDED not in p.relative_to(root).parts and not p.name.startswith("."):
+        parts = p.relative_to(root).parts
+        if SUPERSEDED not in parts and parts[0] != TUNING and not p.name.startswith("."):
             yield p
 
 

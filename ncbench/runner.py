@@ -38,6 +38,7 @@ from .engine.trainer import train_with_selection
 from .ensemble import build as build_ensemble
 from .ensemble import ensemble_config, expand, group_members, nets_path, save_networks
 from .errors import ConfigError, DataError, TrainingError
+from .recipes import Recipe, RecipeError, load_recipes
 from .evaluate import evaluate_split
 from .registry import BACKBONES, DATASETS, METHODS
 from .results import (
@@ -56,7 +57,7 @@ class SweepSpec:
     """What the user asked for (the command line's ``run`` options)."""
 
     methods: list[str]
-    backbones: list[str] = field(default_factory=lambda: ["vse_light"])
+    backbones: list[str] | None = None  # None: each dataset card's default_backbone
     datasets: list[str] = field(default_factory=lambda: ["synthetic"])
     noise: list[float] = field(default_factory=lambda: [0.0, 0.2, 0.6])
     seeds: list[int] = field(default_factory=lambda: [0])
@@ -65,6 +66,9 @@ class SweepSpec:
     noise_dir: str | None = None
     method_options: dict[str, Any] = field(default_factory=dict)
     backbone_options: dict[str, Any] = field(default_factory=dict)
+    references: bool = False  # also the boards' floor and ceiling rows (REFERENCE_METHODS)
+    recipes: Path | None = None  # folder of recipe files (None: the ones shipped with ncbench)
+    use_recipes: bool = True  # False: method defaults and dataset_defaults only
 
 
 @dataclass
@@ -107,6 +111,10 @@ def check_device(device: str) -> str:
     return device
 
 
+REFERENCE_METHODS = ("clean_oracle", "probe")  # the ceiling and the floor of every board
+PAPER_DATASETS = ("f30k", "coco", "cc152k")  # their dataset_defaults are the papers' own recipes
+
+
 def dataset_version(card: DatasetCard) -> str:
     return card.spec.folder_name() if isinstance(card, SyntheticCard) else ""
 
@@ -118,26 +126,70 @@ def plan(spec: SweepSpec) -> list[RunConfig]:
     ratios = [check_ratio(r) for r in spec.noise]
     if spec.noise_file and len(ratios) != 1:
         raise ConfigError("--noise-file gives the index of one noise ratio; pass exactly one --noise value")
-    methods = {m: METHODS.get(m) for m in spec.methods}
-    backbones = {b: BACKBONES.get(b) for b in expand(spec.backbones)[0]}  # an ensemble trains its members
+    added = [m for m in REFERENCE_METHODS if spec.references and m not in spec.methods]
+    methods = {m: METHODS.get(m) for m in [*spec.methods, *added]}
     cards = {d: DATASETS.get(d) for d in spec.datasets}
+    for b in expand(spec.backbones or [])[0]:  # an ensemble trains its members
+        BACKBONES.get(b)
     runs = []
     for d, card in cards.items():
         if not card.allows_injected_noise and any(r > 0 for r in ratios):
             raise ConfigError(f"dataset {d!r} carries real noise only; injected noise must be 0 (got {spec.noise})")
-        for b, bcls in backbones.items():
-            bconf = dataclasses.asdict(build_config(bcls.Config, spec.backbone_options))
-            for m, mcls in methods.items():
-                mconf = dataclasses.asdict(mcls.make_config(card.schedule or d, spec.method_options))
+        recipes = load_recipes(d, spec.recipes) if spec.use_recipes else {}
+        backbones = expand(spec.backbones or [card.default_backbone])[0]
+        for m, mcls in methods.items():
+            mopts = spec.method_options
+            if m not in spec.methods:  # an added reference takes only the user's options it has
+                mopts = {k: v for k, v in mopts.items() if k in {f.name for f in dataclasses.fields(mcls.Config)}}
+            for b in [mcls.fixed_backbone] if mcls.fixed_backbone else backbones:
+                mconf, bconf, recipe = options(m, b, card, recipes, mopts, spec.backbone_options)
                 for r in ratios:
                     for s in spec.seeds:
                         runs.append(RunConfig(
                             method=m, backbone=b, dataset=d, noise_ratio=r, seed=s,
                             noise_seed=spec.noise_seed, noise_file=_noise_file(spec, d, r),
                             method_config=mconf, backbone_config=bconf,
-                            dataset_version=dataset_version(card), protocol_version=PROTOCOL_VERSION,
+                            dataset_version=dataset_version(card), protocol_version=PROTOCOL_VERSION, recipe=recipe,
                         ))
     return runs
+
+
+def options(method: str, backbone: str, card: DatasetCard, recipes: dict[tuple[str, str], Recipe],
+            method_options: dict[str, Any], backbone_options: dict[str, Any]) -> tuple[dict, dict, dict]:
+    """The method and backbone options of one (method, backbone) on a dataset, and their provenance:
+    method defaults < ``dataset_defaults`` < the dataset's recipe < the user's options."""
+    mcls = METHODS.get(method)
+    key = card.schedule or card.name
+    recipe = recipes.get((mcls.recipe_of or method, backbone))
+    if recipe is not None:
+        where = f"{recipe.source}: [{mcls.recipe_of or method}.{backbone}]"
+        prov = recipe.provenance()
+    elif mcls.training_free:
+        where = None
+        prov = {"kind": "closed-form", "tuning": {}, "source": f"{mcls.__name__}: fitted in closed form, choices on dev"}
+    elif key in mcls.dataset_defaults:
+        where = None
+        prov = {"kind": "paper" if key in PAPER_DATASETS else "defaults", "tuning": {},
+                "source": f"{mcls.__name__}.dataset_defaults[{key!r}]"}
+    else:
+        where = None
+        prov = {"kind": "defaults", "tuning": {}, "source": f"{mcls.__name__} defaults (no recipe for {card.name})"}
+    try:
+        mconf = dataclasses.asdict(mcls.make_config(key, {**(recipe.method if recipe else {}), **method_options}))
+        bconf = {}
+        if not mcls.fixed_backbone:
+            bcls = BACKBONES.get(backbone)
+            bconf = dataclasses.asdict(build_config(bcls.Config, {**(recipe.backbone if recipe else {}), **backbone_options}))
+    except ConfigError as exc:
+        if where is None:
+            raise
+        raise RecipeError(f"{where}: {exc}") from None
+    if recipe is not None:  # a recipe option the user did not override must be valid for the method
+        bad = sorted(set(recipe.method) - set(mconf))
+        if bad:
+            raise RecipeError(f"{where}: unknown option(s) {', '.join(bad)}")
+    prov["overrides"] = {**method_options, **{f"backbone.{k}": v for k, v in backbone_options.items()}}
+    return mconf, bconf, prov
 
 
 def _noise_file(spec: SweepSpec, dataset: str, ratio: float) -> str | None:
@@ -155,13 +207,13 @@ def make_context(ds: Dataset, noise: NoiseIndex, backbone: str, backbone_config:
                  device: torch.device, generator: torch.Generator, progress: bool = False,
                  compile: bool = False) -> TrainContext:
     """What a method is given: the noisy training set and a way to build fresh backbones (with
-    ``compile``, their kernels compiled, ``Backbone.compile_kernels``)."""
-    bcls = BACKBONES.get(backbone)
-    bconf = build_config(bcls.Config, backbone_config)
+    ``compile``, their kernels compiled, ``Backbone.compile_kernels``). The backbone is looked up
+    when first built: a method with its own similarity model (``fixed_backbone``) builds none."""
     feature_dim = int(ds.train.images.shape[-1])
 
     def build_backbone(extra_tokens: int = 0):
-        net = bcls(bconf, len(ds.vocab) + extra_tokens, feature_dim)
+        bcls = BACKBONES.get(backbone)
+        net = bcls(build_config(bcls.Config, backbone_config), len(ds.vocab) + extra_tokens, feature_dim)
         if compile:
             net.compile_kernels()
         return net
@@ -218,9 +270,11 @@ class Runner:
                                        desc=cfg.label, progress=self.s.progress, on_epoch=on_epoch,
                                        checkpoint=checkpoint, amp=self.s.amp)
             t_test = time.perf_counter()
-            test = evaluate_split(method.networks(), ds.test, device, folds=ds.card.test.folds, amp=self.s.amp)
+            tuning = cfg.trial is not None  # a tuning trial is selected on dev and never tested
+            test = None if tuning else evaluate_split(method.networks(), ds.test, device, folds=ds.card.test.folds,
+                                                      amp=self.s.amp)
             t_judged = time.perf_counter()
-            judged = human_agreement(method, ds.judged, device) if ds.judged is not None else None
+            judged = human_agreement(method, ds.judged, device) if not tuning and ds.judged is not None else None
             if keep is not None:
                 save_networks(keep, method.networks())
         except TrainingError as exc:
@@ -231,20 +285,23 @@ class Runner:
         total = t_end - t_start
         record.update(
             status="ok",
-            test={**test.to_dict(), "split": ds.card.test.split},
             best_val={"epoch": sel.best_epoch, **sel.best_val.full.to_dict()},
-            ranks={"i2t": test.ranks_i2t, "t2i": test.ranks_t2i},
             history=sel.history,
             detection=sel.detection,
             meta={"ensemble_size": mcls.ensemble_size, "selection": "best_val_rsum", "epochs": method.total_epochs,
                   "resumed_after_epoch": sel.resumed_after, "resumed_at_step": sel.resumed_at_step, "amp": self.s.amp,
-                  "compiled": self.s.compile and BACKBONES.get(cfg.backbone).has_compiled_kernels()},
+                  "compiled": self.s.compile and not mcls.fixed_backbone
+                  and BACKBONES.get(cfg.backbone).has_compiled_kernels(),
+                  "reference": reference_role(mcls)},
             timings={
                 "train_s": round(sel.train_seconds, 3), "val_s": round(sel.val_seconds, 3),
                 "test_s": round(t_judged - t_test, 3), "judged_s": round(t_end - t_judged, 3), "total_s": round(total, 3),
                 "gpu_hours": round(total / 3600, 6) if device.type == "cuda" else 0.0,
             },
         )
+        if test is not None:
+            record.update(test={**test.to_dict(), "split": ds.card.test.split},
+                          ranks={"i2t": test.ranks_i2t, "t2i": test.ranks_t2i})
         if judged is not None:
             record["human_agreement"] = judged
         return record
@@ -261,10 +318,17 @@ class Runner:
             },
             "config": cfg.to_dict(),
             "config_hash": cfg.config_hash,
+            "recipe": cfg.recipe,
             "env": environment(self.s.device),
             "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
             "error": None,
         }
+
+
+def reference_role(mcls) -> str | None:
+    """``floor`` for a training-free reference method, ``ceiling`` for one that sees the true clean
+    pairs, None for a method under comparison (shown as such on the boards)."""
+    return "floor" if mcls.training_free else "ceiling" if mcls.uses_ground_truth else None
 
 
 TIMING_KEYS = ("train_s", "val_s", "pairs_per_s", "eta_s")  # history entries that measure speed, not learning
@@ -358,8 +422,9 @@ def run_sweep(runs: list[RunConfig], settings: RunSettings, ensembles: list[str]
         report.ran += 1
         if record["status"] == "ok":
             report.done.append(record)
-            t = record["test"][record["test"]["primary"]]
-            log(f"{where}: test rSum {t['rsum']:.1f} "
+            score = (f"dev rSum {record['best_val']['rsum']:.1f} (not tested)" if cfg.trial is not None else
+                     f"test rSum {record['test'][record['test']['primary']]['rsum']:.1f}")
+            log(f"{where}: {score} "
                 f"(best val epoch {record['best_val']['epoch']}, {record['timings']['total_s']:.0f}s) -> {path}")
             if record.get("detection"):
                 log(f"    {detection_summary(record['detection'])}")

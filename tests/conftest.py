@@ -123,7 +123,8 @@ def _metrics(r1: float, rsum_shift: float = 0.0) -> dict:
 
 
 def make_result_dict(method="mymethod", backbone="vse_light", dataset="synthetic", noise=0.0, seed=0, r1=50.0,
-                     sha=None, protocol="1", coco=False, ensemble=1, gpu_hours=0.0, rsum_shift=0.0) -> dict:
+                     sha=None, protocol="1", coco=False, ensemble=1, gpu_hours=0.0, rsum_shift=0.0,
+                     reference=None, recipe=None) -> dict:
     """A complete, schema-valid result record with hand-chosen recalls (R@1 = ``r1``, the others offset
     from it, so every number in a rendered table can be predicted by hand)."""
     from ncbench.submission import canonical_noise
@@ -139,7 +140,9 @@ def make_result_dict(method="mymethod", backbone="vse_light", dataset="synthetic
         "schema_version": 1, "status": "ok",
         "identity": {**cfg, "protocol_version": protocol, "noise_index_sha256": sha},
         "config": cfg, "config_hash": hashlib.sha256(repr(sorted(cfg.items())).encode()).hexdigest()[:16],
-        "test": test, "best_val": {"epoch": 3}, "meta": {"ensemble_size": ensemble, "selection": "best_val_rsum"},
+        "test": test, "best_val": {"epoch": 3},
+        "meta": {"ensemble_size": ensemble, "selection": "best_val_rsum", **({"reference": reference} if reference else {})},
+        **({"recipe": recipe} if recipe else {}),
         "timings": {"gpu_hours": gpu_hours}, "env": {}, "error": None,
     }
 

@@ -17,7 +17,8 @@ from ncbench.registry import BACKBONES, METHODS
 
 TINY = {"sgr": {"embed_dim": 24, "word_dim": 12, "sim_dim": 10, "num_regions": 6},
         "saf": {"embed_dim": 24, "word_dim": 12, "sim_dim": 10, "num_regions": 6},
-        "vse_inf": {"embed_dim": 24, "word_dim": 12, "mlp_hidden": 16}}
+        "vse_inf": {"embed_dim": 24, "word_dim": 12, "mlp_hidden": 16},
+        "vse_bow": {"embed_dim": 24, "word_dim": 12, "mlp_hidden": 16}}
 
 
 def _net(name: str, vocab: int = 40, dim: int = 10, seed: int = 0, **extra):
@@ -233,13 +234,13 @@ def _region_context(tmp_path, backbone: str, seed: int = 0):
 
 
 # each method held in one phase with a fixed objective, on a training set of one batch (60 pairs)
-PHASE = {"vanilla": ({"epochs": 6, "lr": 2e-3, "batch_size": 64}, "loss"),
+PHASE = {"vanilla": ({"epochs": 6, "lr": 2e-3, "batch_size": 64, "warmup_epochs": 0}, "loss"),
          "ncr": ({"warmup_epochs": 6, "epochs": 1, "lr": 2e-3, "batch_size": 64}, "loss_A"),
          "bicro": ({"warmup_epochs": 6, "epochs": 1, "lr": 2e-3, "batch_size": 64}, "loss_A"),
          "crcl": ({"schedules": (6,), "warm_epochs": 0, "lr": 2e-3, "batch_size": 64, "augment": 0.0}, "loss")}
 
 
-@pytest.mark.parametrize("backbone", ["sgr", "saf", "vse_inf"])
+@pytest.mark.parametrize("backbone", ["sgr", "saf", "vse_inf", "vse_bow"])
 @pytest.mark.parametrize("method", ["vanilla", "ncr", "bicro", "crcl"])
 def test_every_method_trains_with_every_backbone_and_its_loss_falls(tmp_path, method, backbone):
     ctx = _region_context(tmp_path, backbone)

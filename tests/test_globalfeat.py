@@ -110,7 +110,13 @@ def test_cli_runs_on_flickr8k_clip(shared_data, tmp_path, capsys):
     r = json.loads(path.read_text())
     assert r["status"] == "ok" and r["identity"]["dataset"] == "flickr8k-clip"
     assert 0.19 < r["identity"]["noise_realised_ratio"] <= 0.2
-    assert r["config"]["method_config"]["lr"] == 2e-3  # the synthetic schedule of vanilla
+    # the card's backbone and the shipped recipe (tuned on dev), under the user's epochs=2
+    from ncbench.recipes import load_recipes
+
+    recipe = load_recipes("flickr8k-clip")[("vanilla", "vse_bow")]
+    assert r["identity"]["backbone"] == "vse_bow" and r["recipe"]["kind"] == "tuned"
+    assert r["config"]["method_config"]["lr"] == recipe.method["lr"] and r["config"]["method_config"]["epochs"] == 2
+    assert r["recipe"]["overrides"] == {"epochs": "2"}
     # without --data-root: one clear line
     assert main(["run", "--dataset", "flickr8k-clip", "--results", str(results)]) == 2
     assert "needs --data-root" in capsys.readouterr().err

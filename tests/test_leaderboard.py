@@ -274,3 +274,31 @@ def test_html_page_in_headless_chromium(tmp_path, write_result):
         subprocess.run([*cmd[:-2], f"--screenshot={shot}", "--window-size=1400,500", page.as_uri()],
                        capture_output=True, timeout=120)
     assert re.search(r"<title>ncbench · Synthetic</title>", dom)
+
+
+def test_floor_and_ceiling_rows_and_the_below_floor_mark(tmp_path, write_result):
+    """The probe is the floor and clean_oracle the ceiling of their noise group: labelled as references,
+    never bold; a contender whose mean rSum is under the floor's is marked in every format."""
+    tuned = {"kind": "tuned", "tuning": {"budget": 24}, "overrides": {}}
+    for seed in range(3):
+        write_result(tmp_path, method="probe", backbone="bow-ridge", noise=0.5, seed=seed, r1=40.0, reference="floor")
+        write_result(tmp_path, method="clean_oracle", noise=0.5, seed=seed, r1=70.0, reference="ceiling", recipe=tuned)
+        write_result(tmp_path, method="ncr", noise=0.5, seed=seed, r1=45.0 + seed, recipe=tuned)  # mean 46 > 40
+        write_result(tmp_path, method="vanilla", noise=0.5, seed=seed, r1=38.0 + seed,  # mean 39 < 40
+                     recipe={"kind": "defaults", "overrides": {"lr": "0.1"}})
+    boards, _ = boards_of(tmp_path)
+    rows = {r.method: r for r in boards[0].groups[0].rows}
+    assert rows["probe"].reference == "floor" and rows["clean_oracle"].reference == "ceiling"
+    assert rows["vanilla"].below_floor == ["synthetic"] and not rows["ncr"].below_floor
+    assert not rows["probe"].below_floor and not rows["clean_oracle"].below_floor
+    # bold goes to the best contender (ncr), not to the ceiling
+    assert rows["ncr"].cells["synthetic"]["rsum"].best and not rows["clean_oracle"].cells["synthetic"]["rsum"].best
+    assert rows["ncr"].recipe == "tuned 24" and rows["vanilla"].recipe == "defaults +opts"
+    md = markdown.render_board(boards[0])
+    assert "| vanilla ▽ |" in md.replace("  ", " ") or "vanilla ▽" in md
+    assert "measured, floor (training-free)" in md and "measured, ceiling (clean pairs only)" in md
+    assert "▽ below the training-free floor" in md
+    page = html_render.render_board(boards[0])
+    assert "below the training-free floor" in page and "reference" in page
+    tex = latex.render_board(boards[0])
+    assert r"vanilla$^\triangledown$" in tex and "Below the training-free floor" in tex

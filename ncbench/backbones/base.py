@@ -35,6 +35,8 @@ class BackboneConfig:
 
 class Backbone(nn.Module):
     Config: type[BackboneConfig] = BackboneConfig
+    # ``ncbench tune``: backbone option → values a trial may take (the same for every method)
+    search_space: dict[str, tuple] = {}
 
     def __init__(self, config: BackboneConfig, vocab_size: int, feature_dim: int):
         super().__init__()

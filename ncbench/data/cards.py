@@ -8,8 +8,9 @@ The human-readable cards (sizes, how to obtain the features) are in the reposito
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 
 from ..errors import DataError
 from ..registry import DATASETS
@@ -43,15 +44,31 @@ class PrecompLayout:
 
 @dataclass
 class Dataset:
-    """The splits of one dataset, loaded (features memory-mapped)."""
+    """The splits of one dataset, loaded (features memory-mapped). The test split and the judged
+    pairs are read on first use: tuning (``ncbench tune``) never touches them, so it runs where the
+    test files are absent or unreadable."""
 
     card: "DatasetCard"
     root: Path
     vocab: Vocabulary
     train: Split
     dev: Split
-    test: Split
-    judged: JudgedPairs | None = None  # human-judged pairs (``ncbench detect``), if the card has them
+    load_test: Callable[[], Split] = field(repr=False, default=None)  # type: ignore[assignment]
+    load_judged: Callable[[], JudgedPairs | None] = field(repr=False, default=lambda: None)
+    _cache: dict = field(default_factory=dict, repr=False)
+
+    @property
+    def test(self) -> Split:
+        if "test" not in self._cache:
+            self._cache["test"] = self.load_test()
+        return self._cache["test"]
+
+    @property
+    def judged(self) -> JudgedPairs | None:
+        """Human-judged pairs (``ncbench detect``), if the card has them."""
+        if "judged" not in self._cache:
+            self._cache["judged"] = self.load_judged()
+        return self._cache["judged"]
 
 
 @dataclass(frozen=True)
@@ -65,8 +82,9 @@ class DatasetCard:
     allows_injected_noise: bool = True
     folder: str | None = None  # sub-folder of --data-root holding the split files
     vocab_file: str | None = None  # relative to --data-root; None: vocab.json in the folder
-    schedule: str | None = None  # take the methods' per-dataset defaults of this dataset instead (small data)
+    schedule: str | None = None  # take the methods' dataset_defaults of this dataset instead (synthetic-small)
     layout: PrecompLayout | None = None  # expected files (``ncbench data check``)
+    default_backbone: str = "vse_light"  # what `ncbench run` trains when --backbones is not given
 
     @property
     def has_judgments(self) -> bool:
@@ -95,8 +113,8 @@ class DatasetCard:
         root = self.locate(data_root, cache_dir)
         vocab = Vocabulary.load(self.vocab_path(root, data_root))
         cpi = self.captions_per_image
-        splits = [load_split(root, s, vocab, cpi) for s in (self.train_split, self.dev_split, self.test.split)]
-        return Dataset(self, root, vocab, *splits)
+        train, dev = (load_split(root, s, vocab, cpi) for s in (self.train_split, self.dev_split))
+        return Dataset(self, root, vocab, train, dev, lambda: load_split(root, self.test.split, vocab, cpi))
 
 
 @dataclass(frozen=True)
@@ -129,8 +147,10 @@ class GlobalFeatureCard(DatasetCard):
     def load(self, data_root: Path | None, cache_dir: Path) -> Dataset:
         root = self.locate(data_root, cache_dir)
         table = load_table(root, self.source, self.captions_per_image)
-        judged = build_judged_pairs(table, root, self.judgments) if self.judgments else None
-        return Dataset(self, root, table.vocab, *table_splits(table, self.captions_per_image), judged)
+        train, dev, test = table_splits(table, self.captions_per_image)
+        judgments = self.judgments
+        return Dataset(self, root, table.vocab, train, dev, lambda: test,
+                       lambda: build_judged_pairs(table, root, judgments) if judgments else None)
 
 
 DATASETS.register("synthetic")(
@@ -144,6 +164,7 @@ DATASETS.register("synthetic-small")(
         "synthetic-small",
         "a smaller embedded dataset (300 train / 100 dev / 100 test images) for smoke tests: a run in seconds",
         spec=SyntheticSpec(n_train=300, n_dev=100, n_test=100),
+        schedule="synthetic",
     )
 )
 DATASETS.register("f30k")(
@@ -186,7 +207,7 @@ DATASETS.register("flickr8k-clip")(
             captions="flickr8k/text/Flickr8k.token.txt",
             split_sizes=(299, 100, 100), transform="l2",
         ),
-        schedule="synthetic",
+        default_backbone="vse_bow",
     )
 )
 DATASETS.register("flickr8k-xception")(
@@ -202,6 +223,6 @@ DATASETS.register("flickr8k-xception")(
         ),
         judgments=JudgmentSource(expert="flickr8k/text/ExpertAnnotations.txt",
                                  crowd="flickr8k/text/CrowdFlowerAnnotations.txt"),
-        schedule="synthetic",
+        default_backbone="vse_bow",
     )
 )

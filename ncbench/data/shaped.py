@@ -59,4 +59,4 @@ def shaped_dataset(name: str, n_train: int, n_test: int, n_dev: int = 10, seed: 
     for k in range(len(vocab), card.layout.vocab_words or DEFAULT_VOCAB):
         vocab.add(f"w{k}")
     train, dev, test = (_split(s, n, card, vocab, rng) for s, n in (("train", n_train), ("dev", n_dev), ("test", n_test)))
-    return Dataset(card, Path(f"<random {name}-shaped>"), vocab, train, dev, test)
+    return Dataset(card, Path(f"<random {name}-shaped>"), vocab, train, dev, lambda: test)

@@ -45,6 +45,14 @@ class CoTeaching(Method):
 
     Config = CoTeachingConfig
     ensemble_size = 2
+    # ``ncbench tune``: the schedule knobs both co-teaching methods share; each adds its paper's own
+    search_space = {
+        "lr": (2e-4, 5e-4, 1e-3, 2e-3),
+        "batch_size": (32, 64, 128),
+        "warmup_epochs": (2, 5, 10),
+        "schedule": ({"epochs": 10, "lr_update": 8, "noisy_from": 5}, {"epochs": 20, "lr_update": 15, "noisy_from": 10},
+                     {"epochs": 30, "lr_update": 20, "noisy_from": 15}),
+    }
 
     def __init__(self, config: CoTeachingConfig, ctx: TrainContext):
         super().__init__(config, ctx)

@@ -92,6 +92,12 @@ class Method:
     Config: ClassVar[type[MethodConfig]] = MethodConfig
     dataset_defaults: ClassVar[dict[str, dict[str, Any]]] = {}
     ensemble_size: ClassVar[int] = 1  # networks whose similarities are averaged at test time
+    fixed_backbone: ClassVar[str | None] = None  # a method with its own similarity model (probe): its runs' backbone
+    recipe_of: ClassVar[str | None] = None  # share this method's recipe (clean_oracle: vanilla's), never tuned alone
+    training_free: ClassVar[bool] = False  # the floor reference: fitted in closed form, nothing to tune
+    uses_ground_truth: ClassVar[bool] = False  # the ceiling reference: sees which pairs are truly clean
+    # ``ncbench tune``: option → the values a trial may take (a dict value sets several options together)
+    search_space: ClassVar[dict[str, tuple]] = {}
     # what ``correspondence`` computes, stored with every human-agreement score
     correspondence_estimate: ClassVar[str] = "cosine similarity of the pair, mean over the evaluated networks"
 

@@ -35,7 +35,7 @@ GROUP = ["protocol_version", "benchmark", "dataset", "noise_ratio", "method", "b
 
 def run_columns(metrics: tuple[str, ...]) -> list[str]:
     return [*GROUP, "seed", "noise_index_sha256", *metrics, "ensemble_size", "selection", "gpu_hours",
-            "config_hash", "path"]
+            "reference", "recipe", "config_hash", "path"]
 
 
 RUN_COLUMNS = run_columns(METRICS)
@@ -58,9 +58,25 @@ def _run_row(r: dict[str, Any], benchmark: str, values: dict[str, float]) -> dic
         "ensemble_size": int(meta.get("ensemble_size", 1)),
         "selection": meta.get("selection", "unknown"),
         "gpu_hours": float((r.get("timings") or {}).get("gpu_hours", 0.0)),
+        "reference": meta.get("reference") or "",
+        "recipe": recipe_label(r.get("recipe") or (r.get("config") or {}).get("recipe")),
         "config_hash": r.get("config_hash"),
         "path": r.get("_path"),
     }
+
+
+def recipe_label(recipe: dict[str, Any] | None) -> str:
+    """How a run's options were chosen, for the boards' Recipe column: ``tuned N`` (a recipe
+    ``ncbench tune`` chose with a budget of N trials on the dev split), ``paper`` (the paper's own
+    per-dataset values), ``recipe`` (a hand-written recipe), ``defaults`` (the method's defaults,
+    not tuned for the dataset), ``closed-form`` (the training-free floor); ``+opts`` when the user
+    overrode any of them."""
+    if not isinstance(recipe, dict) or not recipe:
+        return "unrecorded"
+    kind = str(recipe.get("kind", "unrecorded"))
+    tuning = recipe.get("tuning") or {}
+    text = f"tuned {tuning['budget']}" if kind == "tuned" and "budget" in tuning else kind
+    return text + (" +opts" if recipe.get("overrides") else "")
 
 
 def _frame(rows: list[dict[str, Any]], metrics: tuple[str, ...]) -> pd.DataFrame:
@@ -132,7 +148,8 @@ def ci95(std: float, n: int) -> float:
 def aggregate(frame: pd.DataFrame, metrics: tuple[str, ...] = METRICS) -> pd.DataFrame:
     """Mean, sample std, 95% CI half-width and n per group (std and CI are NaN for one seed)."""
     stat_cols = [f"{m}_{s}" for m in metrics for s in ("mean", "std", "ci95")]
-    cols = [*GROUP, "n", "seeds", *stat_cols, "ensemble_size", "selection", "gpu_hours", "noise_indices", "mixed"]
+    cols = [*GROUP, "n", "seeds", *stat_cols, "ensemble_size", "selection", "gpu_hours", "reference", "recipe",
+            "noise_indices", "mixed"]
     if frame.empty:
         return pd.DataFrame(columns=cols)
     if "mixed" not in frame:
@@ -147,6 +164,8 @@ def aggregate(frame: pd.DataFrame, metrics: tuple[str, ...] = METRICS) -> pd.Dat
     out["ensemble_size"] = g["ensemble_size"].max()
     out["selection"] = g["selection"].agg(lambda s: "/".join(sorted(set(s))))
     out["gpu_hours"] = g["gpu_hours"].sum()
+    out["reference"] = g["reference"].agg(lambda s: "/".join(sorted(set(s) - {""})))
+    out["recipe"] = g["recipe"].agg(lambda s: "/".join(sorted(set(s))))
     out["noise_indices"] = g["noise_index_sha256"].nunique(dropna=False)
     out["mixed"] = g["mixed"].any()
     return out.reset_index()[cols]

@@ -14,7 +14,7 @@ from jinja2 import Environment, PackageLoader, select_autoescape
 
 from .. import __version__
 from .layout import SHORT, Board
-from .markdown import FAIRNESS, fairness
+from .markdown import FAIRNESS, FLOOR_MARK, REFERENCE_LABELS, board_notes, fairness
 
 
 @dataclass
@@ -51,7 +51,8 @@ def _columns(board: Board) -> list[dict]:
 def render_board(board: Board, figures: list[Figure] | None = None) -> str:
     return _env().get_template("board.html").render(
         board=board, columns=_columns(board), metrics=board.metrics, fairness=fairness, figures=figures or [],
-        mixed=any(r.mixed for g in board.groups for r in g.rows),
+        n_fairness=len(FAIRNESS), notes=board_notes(board) + board.notes, references=REFERENCE_LABELS,
+        floor_mark=FLOOR_MARK,
     )
 
 

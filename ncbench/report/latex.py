@@ -9,7 +9,7 @@ caption. Every piece of text from a result file is escaped.
 from __future__ import annotations
 
 from .layout import LABELS, Board, Row
-from .markdown import fairness
+from .markdown import FAIRNESS, REFERENCE_LABELS, fairness
 
 _SPECIAL = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_",
             "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}",
@@ -30,25 +30,27 @@ def _cell(row: Row, bench: str, metric: str) -> str:
 
 def render_board(board: Board) -> str:
     nb, nm = len(board.benchmarks), len(board.metrics)
-    spec = "ll" + ("|" + "c" * nm) * nb + "|lcccc"
+    spec = "ll" + ("|" + "c" * nm) * nb + "|lccccl"
     lines = [r"\begin{table*}[t]", r"\centering", r"\resizebox{\textwidth}{!}{%", rf"\begin{{tabular}}{{{spec}}}",
              r"\toprule"]
     groups = " & ".join(rf"\multicolumn{{{nm}}}{{c|}}{{{escape(LABELS.get(b, b))}}}" for b in board.benchmarks)
-    lines.append(rf" & & {groups} & \multicolumn{{5}}{{c}}{{Fairness}} \\")
+    lines.append(rf" & & {groups} & \multicolumn{{{len(FAIRNESS)}}}{{c}}{{Fairness}} \\")
     rule_cols = [f"{3 + nm * i}-{2 + nm * (i + 1)}" for i in range(nb)]
     lines.append(" ".join(rf"\cmidrule(lr){{{c}}}" for c in rule_cols))
     if board.is_retrieval:
         per = r"\multicolumn{3}{c}{Image$\to$Text} & \multicolumn{3}{c}{Text$\to$Image} & {}"
-        lines.append(" & & " + " & ".join([per] * nb) + r" & & & & & \\")
+        lines.append(" & & " + " & ".join([per] * nb) + r" & & & & & & \\")
         sub = " & ".join(["R@1 & R@5 & R@10 & R@1 & R@5 & R@10 & Sum"] * nb)
     else:
         sub = " & ".join([" & ".join(escape(h).replace("ρ", r"$\rho$") for h in board.headers)] * nb)
-    lines.append(rf"Noise & Method & {sub} & Backbone & Ens. & Selection & Seeds & GPU-h \\")
+    lines.append(rf"Noise & Method & {sub} & Backbone & Ens. & Selection & Seeds & GPU-h & Recipe \\")
     for g in board.groups:
         lines.append(r"\midrule")
         for i, r in enumerate(g.rows):
             label = escape(g.label) if i == 0 else ""
             name = escape(r.method) + (r"$^\dagger$" if r.reported else "") + (r"$^\ddagger$" if r.mixed else "")
+            name += r"$^\triangledown$" if r.below_floor else ""
+            name += rf" \small({escape(REFERENCE_LABELS[r.reference])})" if r.reference in REFERENCE_LABELS else ""
             if r.reported:
                 name = rf"\textit{{{name}}}"
             cells = [_cell(r, b, m) for b in board.benchmarks for m in board.metrics]
@@ -61,6 +63,8 @@ def render_board(board: Board) -> str:
             f"{escape(k)}: {escape(v)}" for k, v in board.sources.items()) + "."
     if any(r.mixed for g in board.groups for r in g.rows):
         caption += " $^\\ddagger$Different noise index."
+    if any(r.below_floor for g in board.groups for r in g.rows):
+        caption += " $^\\triangledown$Below the training-free floor (mean rSum under the probe's)."
     if board.notes:
         caption += " " + " ".join(escape(n) + "." for n in board.notes)
     lines += [rf"\caption{{{caption}}}", rf"\label{{tab:ncbench-{escape(board.key)}}}", r"\end{table*}"]

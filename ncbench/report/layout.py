@@ -4,8 +4,13 @@ BiCro's Table 1 (``shared/docs/paper-tables.md``) is the model: rows grouped by 
 method; one column group per benchmark (Flickr30K 1K beside MS-COCO 1K; MS-COCO 5K and CC152K
 in tables of their own; any other dataset, such as ``synthetic``, alone), each with i2t
 R@1/5/10, t2i R@1/5/10 and Sum. The best *measured* value of each column is marked within its
-noise group (reported rows never are, since they were not measured here). Fairness columns follow
-(backbone, ensemble size, selection rule, seeds, GPU-hours).
+noise group (reported rows and the reference rows never are). Fairness columns follow (backbone,
+ensemble size, selection rule, seeds, GPU-hours, how the recipe was chosen).
+
+Two measured rows are references rather than contenders: the **floor** (a training-free method,
+``probe``: a closed-form fit on the noisy pairs) and the **ceiling** (``clean_oracle``: trained on
+the truly clean pairs only). A measured row whose mean rSum falls below the floor's in its noise
+group is marked ``below_floor``: it learned less than a linear fit of word counts.
 
 ``build_agreement_boards`` lays out the human-agreement scores of ``ncbench detect`` the same way
 (noise groups, method rows), with AUC and Spearman per judgment kind as the column groups.
@@ -72,6 +77,9 @@ class Row:
     seeds: dict[str, int] = field(default_factory=dict)  # benchmark → n seeds
     gpu_hours: float | None = None
     mixed: bool = False  # measured on a noise index other than the table's (only with --allow-mixed)
+    reference: str = ""  # measured reference rows: "floor" (training-free) or "ceiling" (ground truth)
+    recipe: str = ""  # how the options were chosen (``aggregate.recipe_label``)
+    below_floor: list[str] = field(default_factory=list)  # benchmarks where its mean rSum is below the floor's
 
     def seeds_text(self) -> str:
         ns = sorted(set(self.seeds.values()))
@@ -135,9 +143,23 @@ def _measured_rows(block: pd.DataFrame, metrics: tuple[str, ...] = METRICS, digi
             method=str(method), backbone=str(backbone), cells=cells, ensemble_size=int(g["ensemble_size"].max()),
             selection=str(first.selection), seeds=seeds,
             gpu_hours=float(g.loc[g.benchmark == first.benchmark, "gpu_hours"].sum()),
-            mixed=bool(g["mixed"].any()),
+            mixed=bool(g["mixed"].any()), reference=str(first.get("reference", "") or ""),
+            recipe=str(first.get("recipe", "") or ""),
         ))
     return rows
+
+
+def mark_below_floor(rows: list[Row], benchmarks: list[str]) -> None:
+    """Mark each contender (measured, not a reference) whose mean rSum is below the floor row's."""
+    floors = [r for r in rows if r.reference == "floor"]
+    for b in benchmarks:
+        limits = [f.cells[b]["rsum"].mean for f in floors if b in f.cells and "rsum" in f.cells[b]]
+        if not limits:
+            continue
+        for r in rows:
+            cell = r.cells.get(b, {}).get("rsum")
+            if not r.reported and not r.reference and cell is not None and cell.mean < max(limits):
+                r.below_floor.append(b)
 
 
 def _reported_rows(reported: list[ReportedRow], benches: tuple[str, ...], ratio: float) -> list[Row]:
@@ -154,7 +176,7 @@ def _reported_rows(reported: list[ReportedRow], benches: tuple[str, ...], ratio:
 
 
 def _mark_best(rows: list[Row], benchmarks: list[str], metrics: tuple[str, ...] = METRICS, digits: int = 1) -> None:
-    measured = [r for r in rows if not r.reported]
+    measured = [r for r in rows if not r.reported and not r.reference]
     if len(measured) < 2:
         return
     for b in benchmarks:
@@ -189,6 +211,7 @@ def build_boards(agg: pd.DataFrame, reported: list[ReportedRow] | None = None,
             rows = _measured_rows(block[block.noise_ratio == ratio]) + _reported_rows(reps, benches, ratio)
             if rows:
                 _mark_best(rows, present)
+                mark_below_floor(rows, present)
                 groups.append(NoiseGroup(ratio, noise_label(ratio, present), rows))
         used = {r.source for g in groups for r in g.rows if r.reported}
         boards.append(Board(key, title, protocol, present, groups,

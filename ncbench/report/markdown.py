@@ -11,8 +11,10 @@ from tabulate import tabulate
 
 from .layout import SHORT, Board, Row
 
-FAIRNESS = ["Backbone", "Ens.", "Selection", "Seeds", "GPU-h"]
+FAIRNESS = ["Backbone", "Ens.", "Selection", "Seeds", "GPU-h", "Recipe"]
 MIXED_MARK = "‡"
+FLOOR_MARK = "▽"
+REFERENCE_LABELS = {"floor": "floor (training-free)", "ceiling": "ceiling (clean pairs only)"}
 
 
 def headers(board: Board) -> list[str]:
@@ -24,8 +26,9 @@ def headers(board: Board) -> list[str]:
 
 def fairness(row: Row) -> list[str]:
     if row.reported:
-        return [row.backbone or "?", str(row.ensemble_size) if row.ensemble_size else "?", "—", "—", "—"]
-    return [row.backbone, str(row.ensemble_size), row.selection, row.seeds_text(), f"{row.gpu_hours:.2f}"]
+        return [row.backbone or "?", str(row.ensemble_size) if row.ensemble_size else "?", "—", "—", "—", "—"]
+    return [row.backbone, str(row.ensemble_size), row.selection, row.seeds_text(), f"{row.gpu_hours:.2f}",
+            row.recipe or "—"]
 
 
 def row_cells(board: Board, row: Row, bold: str = "**") -> list[str]:
@@ -38,11 +41,37 @@ def row_cells(board: Board, row: Row, bold: str = "**") -> list[str]:
 
 
 def method_label(row: Row) -> str:
-    return row.method + (f" {MIXED_MARK}" if row.mixed else "")
+    return row.method + (f" {MIXED_MARK}" if row.mixed else "") + (f" {FLOOR_MARK}" if row.below_floor else "")
 
 
 def source_label(row: Row) -> str:
-    return f"reported ({row.source})" if row.reported else "measured"
+    if row.reported:
+        return f"reported ({row.source})"
+    return f"measured, {REFERENCE_LABELS[row.reference]}" if row.reference in REFERENCE_LABELS else "measured"
+
+
+def board_notes(board: Board) -> list[str]:
+    """The notes every renderer prints under a retrieval board (marks, references, recipes)."""
+    rows = [r for g in board.groups for r in g.rows]
+    notes = []
+    if board.has_measured:
+        notes.append("Measured rows: mean ± sample std over seeds (n = Seeds); bold: best measured value in "
+                     "its noise group, reference rows left out. GPU-h: total over seeds (0 on CPU). Recipe: how the "
+                     "options were chosen (tuned N: by `ncbench tune` with N trials on the dev split; paper: the "
+                     "paper's own values; defaults: not tuned for this dataset; +opts: changed by the user).")
+    if board.has_measured and board.is_retrieval and not any(r.reference == "floor" for r in rows):
+        notes.append("No training-free floor measured for this table: run the sweep again with --references "
+                     "(adds the probe and clean_oracle rows).")
+    if any(r.reference for r in rows):
+        notes.append("Reference rows, not contenders: the floor is the training-free probe (a closed-form "
+                     "bag-of-words ridge map fitted on the noisy pairs as given), the ceiling the vanilla recipe "
+                     "trained on the truly clean pairs only.")
+    if any(r.below_floor for r in rows):
+        notes.append(f"{FLOOR_MARK} below the training-free floor: mean rSum under the probe's in its noise group.")
+    if any(r.mixed for r in rows):
+        notes.append(f"{MIXED_MARK} trained on a different noise index than the other rows of its noise group "
+                     "(shown because of --allow-mixed; not comparable).")
+    return notes
 
 
 def render_board(board: Board) -> str:
@@ -52,14 +81,7 @@ def render_board(board: Board) -> str:
             rows.append([g.label, method_label(r), source_label(r), *row_cells(board, r), *fairness(r)])
     text = f"## {board.title} (protocol {board.protocol})\n\n"
     text += tabulate(rows, headers(board), tablefmt="github", disable_numparse=True) + "\n"
-    notes = []
-    if board.has_measured:
-        notes.append("Measured rows: mean ± sample std over seeds (n = Seeds); **bold**: best measured value in "
-                     "its noise group. GPU-h: total over seeds (0 on CPU).")
-    if any(r.mixed for g in board.groups for r in g.rows):
-        notes.append(f"{MIXED_MARK} trained on a different noise index than the other rows of its noise group "
-                     "(shown because of --allow-mixed; not comparable).")
-    notes += board.notes
+    notes = board_notes(board) + board.notes
     for key, citation in board.sources.items():
         notes.append(f"reported ({key}): {citation}. Numbers as published, **not reproduced by ncbench**.")
     if notes:
