@@ -80,6 +80,7 @@ class CRCL(Method):
     """CRCL (NeurIPS'23): Active Complementary Loss with self-refining momentum label correction."""
 
     Config = CRCLConfig
+    unused_options = ("epochs",)  # the length is Σ (schedule + warm_epochs)
     correspondence_estimate = "matching probability p = (P_i2t[i,i] + P_t2i[i,i]) / 2 at temperature tau in a batch of true pairs"
     dataset_defaults = {
         "f30k": {"schedules": (5, 5, 5, 30)},

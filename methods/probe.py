@@ -72,6 +72,7 @@ class Probe(Method):
     Config = ProbeConfig
     fixed_backbone = "bow-ridge"
     training_free = True
+    unused_options = ("epochs", "batch_size", "lr", "lr_update", "grad_clip")
     correspondence_estimate = "cosine of the caption's ridge-predicted image features and the image's features (centred)"
 
     def __init__(self, config: ProbeConfig, ctx: TrainContext):

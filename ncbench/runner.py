@@ -139,8 +139,9 @@ def plan(spec: SweepSpec) -> list[RunConfig]:
         backbones = expand(spec.backbones or [card.default_backbone])[0]
         for m, mcls in methods.items():
             mopts = spec.method_options
-            if m not in spec.methods:  # an added reference takes only the user's options it has
-                mopts = {k: v for k, v in mopts.items() if k in {f.name for f in dataclasses.fields(mcls.Config)}}
+            if m not in spec.methods:  # an added reference takes only the user's options it uses
+                used = {f.name for f in dataclasses.fields(mcls.Config)} - set(mcls.unused_options)
+                mopts = {k: v for k, v in mopts.items() if k in used}
             for b in [mcls.fixed_backbone] if mcls.fixed_backbone else backbones:
                 mconf, bconf, recipe = options(m, b, card, recipes, mopts, spec.backbone_options)
                 for r in ratios:

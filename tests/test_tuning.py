@@ -161,3 +161,14 @@ def test_recipe_file_round_trips(tmp_path):
     assert back[("crcl", "vse_bow")].method == r.method and back[("crcl", "vse_bow")].tuning == r.tuning
     assert back[("ncr", "vse_bow")].method == {"lr": 2e-4} and back[("ncr", "vse_bow")].provenance()["kind"] == "recipe"
     assert np.isclose(back[("crcl", "vse_bow")].method["lr"], 1e-3)
+
+
+def test_references_join_the_sweep_with_only_the_options_they_have():
+    runs = plan(SweepSpec(methods=["vanilla"], noise=[0.2], references=True, method_options={"epochs": "2"}))
+    by = {r.method: r for r in runs}
+    assert set(by) == {"vanilla", "clean_oracle", "probe"}
+    assert by["clean_oracle"].method_config["epochs"] == 2  # the ceiling follows vanilla's options
+    assert by["probe"].method_config["epochs"] == 0 and by["probe"].recipe["kind"] == "closed-form"
+    with pytest.raises(Exception, match="alphas"):  # named explicitly, the probe refuses what it lacks
+        from ncbench.runner import Runner, RunSettings  # noqa: F401
+        METHODS.get("probe")(METHODS.get("probe").Config(epochs=3), None)

@@ -95,6 +95,7 @@ class Method:
     fixed_backbone: ClassVar[str | None] = None  # a method with its own similarity model (probe): its runs' backbone
     recipe_of: ClassVar[str | None] = None  # share this method's recipe (clean_oracle: vanilla's), never tuned alone
     training_free: ClassVar[bool] = False  # the floor reference: fitted in closed form, nothing to tune
+    unused_options: ClassVar[tuple[str, ...]] = ()  # MethodConfig fields the method does not use
     uses_ground_truth: ClassVar[bool] = False  # the ceiling reference: sees which pairs are truly clean
     # ``ncbench tune``: option → the values a trial may take (a dict value sets several options together)
     search_space: ClassVar[dict[str, tuple]] = {}
