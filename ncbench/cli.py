@@ -799,7 +799,9 @@ def cmd_tune(args) -> int:
     report = _sweep(args, shard(runs, *part) if part else runs)
     if report is None or args.worker_index is not None or part:
         return 0
-    status = _failures(report) if report.busy else 0
+    for f in report.failed:  # a failed trial (e.g. a NaN loss) counts as the worst trial, not as an error
+        print(f"failed trial, scored -inf: {f}", file=sys.stderr)
+    status = 0
     folder = Path(args.recipes or "recipes")
     for out in score(spec, runs, Path(args.results)):
         rows = [[t.trial, _brief(t.options) or "(starting options)",

@@ -188,7 +188,7 @@ def make_recipe(spec: TuneSpec, method: str, backbone: str, cfg: RunConfig, chos
     sweep = spec.sweep
     noise = ", ".join(f"{r:g}" for r in sweep.noise)
     seeds = ", ".join(str(s) for s in sweep.seeds)
-    mconf = {k: v for k, v in cfg.method_config.items()}
+    mconf = dict(cfg.method_config)
     git = git_revision()
     tuning = {
         "budget": spec.budget,

@@ -248,8 +248,8 @@ class _TableParser(html.parser.HTMLParser):
 
 def test_html_page_in_headless_chromium(tmp_path, write_result):
     """Opens the page in a real browser (Debian's chromium; skipped where none is installed). The DOM
-    after the page's script ran must hold the expected table: 2 header rows, 3 + 7 + 5 columns, one
-    row per (noise, method), and the script's ready mark."""
+    after the page's script ran must hold the expected table: 2 header rows, 3 + 7 + the fairness
+    columns, one row per (noise, method), and the script's ready mark."""
     browser = _chromium()
     if browser is None:
         pytest.skip("no Chromium found (apt-get install chromium); the README says how to run this test")
@@ -264,10 +264,10 @@ def test_html_page_in_headless_chromium(tmp_path, write_result):
     parser.feed(dom)
     table = parser.tables["board-synthetic"]
     assert "sort-ready" in table["class"]  # the inline script ran
-    assert len(table["head"]) == 2 and len(table["head"][1]) == 7 + 5
+    assert len(table["head"]) == 2 and len(table["head"][1]) == 7 + len(markdown.FAIRNESS)
     body = [r for r in table["body"] if r]
     assert [(r[0], r[1]) for r in body] == [("0%", "mymethod"), ("0%", "vanilla"), ("20%", "mymethod"), ("20%", "vanilla")]
-    assert all(len(r) == 3 + 7 + 5 for r in body)
+    assert all(len(r) == 3 + 7 + len(markdown.FAIRNESS) for r in body)
     assert body[0][3] == "52.0 ± 2.0"
     shot = os.environ.get("NCBENCH_SCREENSHOT")
     if shot:  # for the issue note: NCBENCH_SCREENSHOT=/tmp/board.png pytest -k chromium
