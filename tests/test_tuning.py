@@ -75,12 +75,12 @@ def test_tune_never_reads_the_test_split(small_space, no_test_split, tmp_path, m
 
 def test_same_seed_and_budget_choose_the_same_recipe(small_space, no_test_split, tmp_path):
     for name in ("a", "b"):
-        assert _tune(no_test_split, tmp_path / f"res-{name}", tmp_path / f"recipes-{name}") == 0
+        assert _tune(no_test_split, tmp_path / f"res-{name}", tmp_path / f"recipes-{name}", "--budget", "2") == 0
     a, b = (load_recipes("synthetic-small", tmp_path / f"recipes-{n}")[("vanilla", "vse_light")] for n in "ab")
     assert (a.method, a.backbone, a.tuning["chosen_trial"], a.tuning["dev_rsum"]) == \
         (b.method, b.backbone, b.tuning["chosen_trial"], b.tuning["dev_rsum"])
     # re-running the same command resumes: every trial is already done
-    assert _tune(no_test_split, tmp_path / "res-a", tmp_path / "recipes-a") == 0
+    assert _tune(no_test_split, tmp_path / "res-a", tmp_path / "recipes-a", "--budget", "2") == 0
 
 
 def test_trial_draws_are_seeded_and_inside_the_space():
