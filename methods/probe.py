@@ -22,7 +22,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from ncbench.backbones.base import Backbone, BackboneConfig
+from ncbench.backbones.base import BackboneConfig, CosineBackbone, mean_regions
 from ncbench.backbones.bow import bag_of_words_mask
 from ncbench.engine.method import Method, MethodConfig, TrainContext
 from ncbench.errors import ConfigError
@@ -36,7 +36,7 @@ class ProbeConfig(MethodConfig):
     epochs: int = 0  # unused: one epoch per alpha
 
 
-class RidgeProbeNet(Backbone):
+class RidgeProbeNet(CosineBackbone):
     """The probe as a similarity model: centred image features vs centred, mapped bags of words."""
 
     def __init__(self, vocab_size: int, feature_dim: int):
@@ -50,19 +50,13 @@ class RidgeProbeNet(Backbone):
 
     @staticmethod
     def pooled(images: torch.Tensor) -> torch.Tensor:
-        return (images.mean(dim=1) if images.ndim == 3 else images).to(torch.float64)
+        return mean_regions(images).to(torch.float64)
 
     def encode_images(self, images: torch.Tensor) -> torch.Tensor:
         return F.normalize(self.pooled(images) - self.y_mean, dim=-1).float()
 
     def encode_captions(self, tokens: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         return F.normalize((self.words(tokens, lengths) - self.x_mean) @ self.weight, dim=-1).float()
-
-    def score(self, img_emb: torch.Tensor, cap_emb: torch.Tensor) -> torch.Tensor:
-        return img_emb @ cap_emb.T
-
-    def pair_scores(self, img_emb: torch.Tensor, cap_emb: torch.Tensor, block: int = 256) -> torch.Tensor:
-        return (img_emb * cap_emb).sum(dim=-1)
 
 
 @METHODS.register("probe")

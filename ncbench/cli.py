@@ -400,7 +400,7 @@ def _train_here(args, runs, results):
     )
 
     configure_torch(args.threads)
-    ensembles = expand(args.backbones or [])[1]
+    ensembles = expand(args.backbones)[1]
     prefix = "" if args.worker_index is None else f"[worker {args.worker_index}] "
     settings = RunSettings(
         results_dir=results, data_root=Path(args.data_root) if args.data_root else None, cache_dir=Path(args.cache_dir),
@@ -461,7 +461,7 @@ def _local_workers(args, runs):
                 p.kill()
             raise exc from None
         raise
-    report = collect(runs, Path(args.results), expand(args.backbones or [])[1])
+    report = collect(runs, Path(args.results), expand(args.backbones)[1])
     print(f"\n{args.workers} workers finished in {time.perf_counter() - t0:.0f}s (exit codes {codes}): "
           f"{len(report.done)} of {len(runs)} run(s) done\n")
     return report
@@ -481,7 +481,7 @@ def _slurm(args, runs):
         "max_requeues": args.slurm_requeues, "logs": args.slurm_logs, "setup": args.slurm_setup,
         "extra": _options(args.slurm_opt),
     })
-    results, ensembles = Path(args.results).resolve(), expand(args.backbones or [])[1]
+    results, ensembles = Path(args.results).resolve(), expand(args.backbones)[1]
     todo, running = [], 0
     for cfg in runs:
         path = result_path(results, cfg)
@@ -812,7 +812,7 @@ def cmd_tune(args) -> int:
               f"{out.cpu_minutes:.1f} CPU-minutes\n")
         print(tabulate(rows, ["trial", "options", *(f"dev rSum @{k}" for k in keys), "mean", ""], tablefmt="github"))
         if out.recipe is None:
-            print(f"not every trial has finished; re-run the same command to finish them")
+            print("not every trial has finished; re-run the same command to finish them")
             status = 1
         elif not args.no_write:
             print(f"recipe: trial {out.chosen.trial} -> {write_recipe(out.dataset, out.method, out.backbone, out.recipe, folder)}")

@@ -38,8 +38,8 @@ from .engine.trainer import train_with_selection
 from .ensemble import build as build_ensemble
 from .ensemble import ensemble_config, expand, group_members, nets_path, save_networks
 from .errors import ConfigError, DataError, TrainingError
-from .recipes import Recipe, RecipeError, load_recipes
 from .evaluate import evaluate_split
+from .recipes import Recipe, RecipeError, load_recipes
 from .registry import BACKBONES, DATASETS, METHODS
 from .results import (
     SCHEMA_VERSION,
@@ -129,7 +129,7 @@ def plan(spec: SweepSpec) -> list[RunConfig]:
     added = [m for m in REFERENCE_METHODS if spec.references and m not in spec.methods]
     methods = {m: METHODS.get(m) for m in [*spec.methods, *added]}
     cards = {d: DATASETS.get(d) for d in spec.datasets}
-    for b in expand(spec.backbones or [])[0]:  # an ensemble trains its members
+    for b in expand(spec.backbones)[0]:  # an ensemble trains its members
         BACKBONES.get(b)
     runs = []
     for d, card in cards.items():

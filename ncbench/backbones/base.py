@@ -73,3 +73,19 @@ class Backbone(nn.Module):
 
     def forward(self, images: torch.Tensor, tokens: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         return self.score(self.encode_images(images), self.encode_captions(tokens, lengths))
+
+
+class CosineBackbone(Backbone):
+    """A global-embedding backbone: images and captions are encoded to L2-normalised vectors and a
+    pair's similarity is their dot product (one matrix product for a block of pairs)."""
+
+    def score(self, img_emb: torch.Tensor, cap_emb: torch.Tensor) -> torch.Tensor:
+        return img_emb @ cap_emb.T
+
+    def pair_scores(self, img_emb: torch.Tensor, cap_emb: torch.Tensor, block: int = 256) -> torch.Tensor:
+        return (img_emb * cap_emb).sum(dim=-1)
+
+
+def mean_regions(images: torch.Tensor) -> torch.Tensor:
+    """One vector per image: region features ``(n, R, D)`` averaged, global features ``(n, D)`` as they are."""
+    return images.mean(dim=1) if images.ndim == 3 else images

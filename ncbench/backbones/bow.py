@@ -23,7 +23,7 @@ from torch import nn
 from ..data.vocab import END, START
 from ..errors import ConfigError
 from ..registry import BACKBONES
-from .base import Backbone, BackboneConfig
+from .base import BackboneConfig, CosineBackbone, mean_regions
 
 
 IMAGE_HEADS = ("mlp", "linear", "shift")
@@ -46,7 +46,7 @@ def bag_of_words_mask(tokens: torch.Tensor, lengths: torch.Tensor) -> torch.Tens
 
 
 @BACKBONES.register("vse_bow")
-class BowVSE(Backbone):
+class BowVSE(CosineBackbone):
     """Bag-of-words VSE: MLP image head, mean word embedding + linear text head, cosine (small data)."""
 
     Config = BowConfig
@@ -71,8 +71,7 @@ class BowVSE(Backbone):
         nn.init.uniform_(self.embed.weight, -0.1, 0.1)
 
     def encode_images(self, images: torch.Tensor) -> torch.Tensor:
-        if images.ndim == 3:
-            images = images.mean(dim=1)
+        images = mean_regions(images)
         head = self.config.image_head
         if head == "shift":
             return F.normalize(images + self.shift, dim=-1)
@@ -83,9 +82,3 @@ class BowVSE(Backbone):
         mask = bag_of_words_mask(tokens, lengths).to(self.embed.weight.dtype)
         pooled = (self.embed(tokens) * mask[..., None]).sum(1) / mask.sum(1).clamp(min=1.0)[:, None]
         return F.normalize(self.text_fc(pooled), dim=-1)
-
-    def score(self, img_emb: torch.Tensor, cap_emb: torch.Tensor) -> torch.Tensor:
-        return img_emb @ cap_emb.T
-
-    def pair_scores(self, img_emb: torch.Tensor, cap_emb: torch.Tensor, block: int = 256) -> torch.Tensor:
-        return (img_emb * cap_emb).sum(dim=-1)

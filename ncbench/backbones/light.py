@@ -15,7 +15,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..registry import BACKBONES
-from .base import Backbone, BackboneConfig, bigru_mean
+from .base import BackboneConfig, CosineBackbone, bigru_mean, mean_regions
 
 
 @dataclass
@@ -26,7 +26,7 @@ class LightConfig(BackboneConfig):
 
 
 @BACKBONES.register("vse_light")
-class LightVSE(Backbone):
+class LightVSE(CosineBackbone):
     """Light VSE: MLP image head + Bi-GRU text encoder, cosine similarity (global features)."""
 
     Config = LightConfig
@@ -43,8 +43,7 @@ class LightVSE(Backbone):
         nn.init.zeros_(self.fc.bias)
 
     def encode_images(self, images: torch.Tensor) -> torch.Tensor:
-        if images.ndim == 3:
-            images = images.mean(dim=1)
+        images = mean_regions(images)
         return F.normalize(self.fc(images) + self.mlp(images), dim=-1)
 
     def encode_captions(self, tokens: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
@@ -52,9 +51,3 @@ class LightVSE(Backbone):
         mask = (torch.arange(tokens.shape[1], device=tokens.device)[None, :] < lengths.to(tokens.device)[:, None])
         pooled = (out * mask[..., None]).sum(1) / lengths.to(out.dtype).to(out.device)[:, None]
         return F.normalize(pooled, dim=-1)
-
-    def score(self, img_emb: torch.Tensor, cap_emb: torch.Tensor) -> torch.Tensor:
-        return img_emb @ cap_emb.T
-
-    def pair_scores(self, img_emb: torch.Tensor, cap_emb: torch.Tensor, block: int = 256) -> torch.Tensor:
-        return (img_emb * cap_emb).sum(dim=-1)

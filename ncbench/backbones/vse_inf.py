@@ -24,7 +24,7 @@ import torch
 from torch import nn
 
 from ..registry import BACKBONES
-from .base import Backbone, BackboneConfig, bigru_mean
+from .base import BackboneConfig, CosineBackbone, bigru_mean
 from .sgraf import l2norm
 
 MASKED = -10000.0
@@ -78,7 +78,7 @@ class VSEInfConfig(BackboneConfig):
 
 
 @BACKBONES.register("vse_inf")
-class VSEInf(Backbone):
+class VSEInf(CosineBackbone):
     """VSE∞: FC + MLP region encoder and Bi-GRU word encoder, each pooled by its own GPO."""
 
     Config = VSEInfConfig
@@ -113,9 +113,3 @@ class VSEInf(Backbone):
         words = bigru_mean(self.gru, self.embed(tokens), lengths)
         mask = torch.arange(tokens.shape[1], device=tokens.device)[None, :] < lengths[:, None]
         return l2norm(self.txt_pool(words, mask))
-
-    def score(self, img_emb: torch.Tensor, cap_emb: torch.Tensor) -> torch.Tensor:
-        return img_emb @ cap_emb.T
-
-    def pair_scores(self, img_emb: torch.Tensor, cap_emb: torch.Tensor, block: int = 256) -> torch.Tensor:
-        return (img_emb * cap_emb).sum(dim=-1)
