@@ -20,8 +20,13 @@ Named deviations and switches:
 
 * **Label alignment fixed (default).** The official code scatters the non-anchor labels of the
   clean batch so that the ``m``-th non-anchor sample gets the score of batch position ``m``
-  (§4.7 (1)); here each sample gets its own score. ``official_scatter=true`` reproduces the official
-  behaviour.
+  (§4.7 (1)), the non-anchors taken in ascending order of raw prediction (``argsort(p)[:-k]``); here
+  each sample gets its own score. ``official_scatter=true`` reproduces the official behaviour,
+  order included.
+* Anchors and consistency ratios follow the official code exactly: anchors are ``argsort(p)[-k:]``
+  (the same call, so ties at the clip value are broken as the official does on CPU), and each
+  ratio keeps the official ``where(a/b < 1, a/b, b/a)`` with the anchor-choosing modality as
+  numerator (negative for cosines of opposite signs, not ``min(a/b, b/a)``).
 * **Per-pair margins (paper semantics, default).** ``official_broadcast=true`` attaches each label's
   margin to its column in both hinge terms, as the official ``(B,)`` label vector does (§4.7 (2)).
 * The Beta posterior is evaluated on clipped losses and the low-mean component is chosen after EM
@@ -97,10 +102,11 @@ class BiCro(CoTeaching):
 
     @torch.no_grad()
     def _anchors(self, scores: torch.Tensor, g_img: torch.Tensor, g_cap: torch.Tensor):
-        """Global features of the anchors of a clean batch (its best-matched pairs)."""
+        """The anchors of a clean batch (its best-matched pairs), the others in the official
+        ascending order, and the anchors' global features."""
         cfg = self.config
-        anchors = consistency.select_anchors(raw_prediction(per_sample_triplet(scores, cfg.margin), cfg.margin))
-        return anchors, g_img[anchors], g_cap[anchors]
+        anchors, others = consistency.rank_for_anchors(raw_prediction(per_sample_triplet(scores, cfg.margin), cfg.margin))
+        return (anchors, others), g_img[anchors], g_cap[anchors]
 
     def _margin(self, labels: torch.Tensor) -> torch.Tensor:
         m = soft_margin(labels, self.config.margin, self.config.soft_margin)
@@ -112,9 +118,10 @@ class BiCro(CoTeaching):
         cfg = self.config
         peer.eval()
         scores, img_c, cap_c = self._peer_view(peer, clean)
-        anchors, a_img, a_cap = self._anchors(scores, img_c, cap_c)
+        (anchors, others), a_img, a_cap = self._anchors(scores, img_c, cap_c)
         r_v, r_t = consistency.consistency_ratios(img_c, cap_c, a_img, a_cap, cfg.form)
-        y_c = consistency.clean_batch_labels(r_v, r_t, anchors, cfg.label_threshold, cfg.form, cfg.official_scatter)
+        y_c = consistency.clean_batch_labels(r_v, r_t, anchors, cfg.label_threshold, cfg.form, cfg.official_scatter,
+                                             others)
         y_u = None
         if noisy is not None:
             _, img_u, cap_u = self._peer_view(peer, noisy)

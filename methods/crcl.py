@@ -7,7 +7,8 @@ re-initialises the network and its AdamW optimiser and keeps the labels (spec §
 * batch probabilities in both directions with temperature τ = 0.05, and the pair's matching
   probability ``p = (P_i2t[i,i] + P_t2i[i,i]) / 2``;
 * **label correction**: frozen for the first ``warm_epochs`` epochs of each stage, then
-  ``y = α y_last + (1 − α) p`` with α = 0.8 and labels below 0.1 set to 0; at the end of the warm
+  ``y = α y_last + (1 − α) p`` with α = 0.8; labels below 0.1 set to 0 in every epoch, warm ones
+  included, as the official ``train_self``; at the end of the warm
   epochs of stage 0 the stored labels are reset to the raw ``p`` (that step's loss still uses the
   old labels), exactly as the official code;
 * **Active Complementary Loss**: ``mean(y · active) + λ · mean(complementary)`` with λ = 5 and the

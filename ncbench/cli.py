@@ -120,8 +120,14 @@ def _sweep_options(p: argparse.ArgumentParser, methods: list[str], datasets: lis
                    help=f"noise ratios in [0,1) (default: {fmt(f'{x:g}' for x in noise)})")
     p.add_argument("--seeds", type=_ints, default=[0], help="training seeds (default: 0)")
     p.add_argument("--noise-seed", type=int, default=0, help="seed of generated noise indices, shared by all runs (default: 0)")
-    p.add_argument("--noise-file", help="use this noise-index .npy verbatim (one --noise value only)")
-    p.add_argument("--noise-dir", help="folder of official index files named <dataset>_precomp_<ratio>.npy")
+    p.add_argument("--noise-type", choices=("caption", "image"), default="caption",
+                   help="noise protocol: caption (NCR, BiCro, CRCL: each chosen caption gets another image) or image "
+                        "(DECL, RCL, L2RM: all captions of a chosen image move together; harder). Results of the two "
+                        "are kept apart and never share a table (default: caption)")
+    p.add_argument("--noise-file", help="use this noise-index .npy verbatim (one --noise value only); per-caption or "
+                        "per-image (RCL's); it must hold noise of --noise-type")
+    p.add_argument("--noise-dir", help="folder of official index files named <dataset>_precomp_<ratio>.npy "
+                        "(BiCro, L2RM) or noise_inx_<ratio>.npy (RCL)")
     p.add_argument("--method-opt", action="append", default=[], metavar="KEY=VALUE", help="override a method hyperparameter")
     p.add_argument("--backbone-opt", action="append", default=[], metavar="KEY=VALUE", help="override a backbone hyperparameter")
     p.add_argument("--recipes", metavar="DIR",
@@ -317,15 +323,18 @@ def build_parser() -> argparse.ArgumentParser:
 
     nz = sub.add_parser("noise", help="make or inspect noise-index files")
     nsub = nz.add_subparsers(dest="noise_command", metavar="ACTION", required=True)
-    ni = nsub.add_parser("info", help="length, value range, sha256 and realised noise ratio of index files")
+    ni = nsub.add_parser("info", help="layout, noise type, length, value range, sha256 and realised noise ratio of "
+                                      "index files")
     ni.add_argument("files", nargs="+")
     ni.add_argument("--captions-per-image", type=int, default=5, help="captions per image row (default: 5)")
-    nm = nsub.add_parser("make", help="generate an index with the papers' caption shuffle")
+    nm = nsub.add_parser("make", help="generate an index with the papers' caption or image shuffle")
     nm.add_argument("--captions", type=int, required=True, help="number of training captions (F30K: 145000)")
     nm.add_argument("--captions-per-image", type=int, default=5)
     nm.add_argument("--ratio", type=float, required=True)
+    nm.add_argument("--type", dest="noise_type", choices=("caption", "image"), default="caption",
+                    help="caption-level (NCR) or image-level (DECL/RCL) noise (default: caption)")
     nm.add_argument("--seed", type=int, default=0)
-    nm.add_argument("--out", required=True, help="output .npy")
+    nm.add_argument("--out", required=True, help="output .npy (one entry per caption)")
     return p
 
 
@@ -350,7 +359,7 @@ def _spec(args):
 
     return SweepSpec(
         methods=args.methods, references=args.references, backbones=args.backbones, datasets=args.datasets, noise=args.noise, seeds=args.seeds,
-        noise_seed=args.noise_seed, noise_file=args.noise_file, noise_dir=args.noise_dir,
+        noise_seed=args.noise_seed, noise_file=args.noise_file, noise_dir=args.noise_dir, noise_type=args.noise_type,
         method_options=_options(args.method_opt), backbone_options=_options(args.backbone_opt),
         recipes=Path(args.recipes) if args.recipes and args.command != "tune" else None, use_recipes=not args.no_recipes,
     )
@@ -652,28 +661,23 @@ def cmd_data(args) -> int:
 def cmd_noise(args) -> int:
     import numpy as np
 
-    from .data.noise import (
-        array_sha256,
-        make_noise_index,
-        read_index_file,
-        save_noise_index,
-        validate_index,
-    )
+    from .data.noise import describe_index_file, make_noise_index, save_noise_index
 
+    cpi = args.captions_per_image
+    if cpi < 1:
+        raise ConfigError(f"--captions-per-image must be ≥ 1, got {cpi}")
     if args.noise_command == "make":
-        true = np.arange(args.captions, dtype=np.int64) // args.captions_per_image
-        idx = make_noise_index(true, args.ratio, args.seed)
+        true = np.arange(args.captions, dtype=np.int64) // cpi
+        idx = make_noise_index(true, args.ratio, args.seed, args.noise_type)
         save_noise_index(idx, args.out)
-        print(f"{args.out}: ratio {args.ratio:g} -> realised {idx.realised_ratio:.5f}, sha256 {idx.sha256}")
+        print(f"{args.out}: {args.noise_type}-level, ratio {args.ratio:g} -> realised {idx.realised_ratio:.5f}, "
+              f"sha256 {idx.sha256}")
         return 0
     for f in args.files:
-        t2i = read_index_file(f)
-        n_rows = int(t2i.max()) + 1 if t2i.size else 0
-        t2i = validate_index(t2i, len(t2i), max(n_rows, len(t2i) // args.captions_per_image), f)
-        true = np.arange(len(t2i), dtype=np.int64) // args.captions_per_image
-        realised = float((t2i != true).mean()) if len(t2i) else 0.0
-        print(f"{f}: {len(t2i)} captions, images in [{t2i.min()}, {t2i.max()}], realised noise {realised:.5f}, "
-              f"sha256 {array_sha256(t2i)}")
+        d = describe_index_file(f, cpi)
+        print(f"{f}: {d['noise_type']}-level noise, {d['layout']} ({d['entries']} entries, {d['captions']} captions), "
+              f"images in [{d['min']}, {d['max']}], realised noise {d['realised']:.5f}, sha256 {d['sha256']} "
+              f"(per caption)")
     return 0
 
 

@@ -30,6 +30,7 @@ class RunConfig:
     seed: int
     noise_seed: int = 0  # seed of the generated noise index (shared by all methods and seeds)
     noise_file: str | None = None  # an existing index file, loaded verbatim instead
+    noise_type: str = "caption"  # the noise protocol: caption-level (NCR) or image-level (DECL/RCL)
     method_config: dict[str, Any] = field(default_factory=dict)
     backbone_config: dict[str, Any] = field(default_factory=dict)
     dataset_version: str = ""  # e.g. the synthetic generator's folder name
@@ -46,10 +47,13 @@ class RunConfig:
         data.pop("recipe")
         if data["trial"] is None:  # ordinary runs hash as before trials existed
             data.pop("trial")
+        if data["noise_type"] == "caption":  # caption-level runs hash as before image-level noise existed
+            data.pop("noise_type")
         blob = json.dumps(data, sort_keys=True, separators=(",", ":"), default=str)
         return hashlib.sha256(blob.encode()).hexdigest()
 
     @property
     def label(self) -> str:
         trial = "" if self.trial is None else f" (tuning trial {self.trial})"
-        return f"{self.method}/{self.backbone} on {self.dataset} @ noise {self.noise_ratio:g}, seed {self.seed}{trial}"
+        kind = "" if self.noise_type == "caption" else f" {self.noise_type}-level"
+        return f"{self.method}/{self.backbone} on {self.dataset} @{kind} noise {self.noise_ratio:g}, seed {self.seed}{trial}"

@@ -34,14 +34,28 @@ SUPERSEDED = "superseded"  # results replaced by a run with another config are m
 TUNING = "tuning"  # the trials of ``ncbench tune`` (dev-split only, never on a leaderboard)
 
 
-def run_folder(root: Path, protocol_version: str, dataset: str, noise_ratio: float, method: str, backbone: str) -> Path:
+def noise_folder(noise_ratio: float, noise_type: str = "caption") -> str:
+    """``noise-0.2`` for caption-level noise (the layout results had before image-level noise
+    existed, so they stay where they are), ``noise-image-0.2`` for image-level noise."""
+    kind = "" if noise_type == "caption" else f"{noise_type}-"
+    return f"noise-{kind}{float(noise_ratio):g}"
+
+
+def run_folder(root: Path, protocol_version: str, dataset: str, noise_ratio: float, method: str, backbone: str,
+               noise_type: str = "caption") -> Path:
     """The folder holding the per-seed result files of one configuration."""
-    return Path(root) / f"protocol-{protocol_version}" / dataset / f"noise-{float(noise_ratio):g}" / method / backbone
+    return Path(root) / f"protocol-{protocol_version}" / dataset / noise_folder(noise_ratio, noise_type) / method / backbone
+
+
+def noise_type_of(ident: dict[str, Any]) -> str:
+    """A result's noise protocol; results written before the field existed are caption-level."""
+    return ident.get("noise_type") or "caption"
 
 
 def identity_path(root: Path, ident: dict[str, Any]) -> Path:
     """Where a result with this ``identity`` block lives under ``root``."""
-    folder = run_folder(root, *(ident[k] for k in ("protocol_version", "dataset", "noise_ratio", "method", "backbone")))
+    folder = run_folder(root, *(ident[k] for k in ("protocol_version", "dataset", "noise_ratio", "method", "backbone")),
+                        noise_type_of(ident))
     return folder / f"seed-{ident['seed']}.json"
 
 
@@ -50,8 +64,9 @@ def result_path(root: Path, cfg: RunConfig) -> Path:
     if cfg.trial is not None:
         folder = (Path(root) / TUNING / f"protocol-{cfg.protocol_version}" / cfg.dataset / cfg.method / cfg.backbone
                   / f"trial-{cfg.trial}")
-        return folder / f"noise-{float(cfg.noise_ratio):g}-seed-{cfg.seed}.json"
-    return run_folder(root, cfg.protocol_version, cfg.dataset, cfg.noise_ratio, cfg.method, cfg.backbone) / f"seed-{cfg.seed}.json"
+        return folder / f"{noise_folder(cfg.noise_ratio, cfg.noise_type)}-seed-{cfg.seed}.json"
+    return (run_folder(root, cfg.protocol_version, cfg.dataset, cfg.noise_ratio, cfg.method, cfg.backbone, cfg.noise_type)
+            / f"seed-{cfg.seed}.json")
 
 
 def write_json_atomic(path: Path, data: Any) -> None:

@@ -32,7 +32,7 @@ from .checkpoint import Checkpointer
 from .config import RunConfig
 from .data.batching import TrainingSet
 from .data.cards import Dataset, DatasetCard, SyntheticCard
-from .data.noise import NoiseIndex, check_ratio, load_noise_index, obtain_noise_index
+from .data.noise import NoiseIndex, check_noise_type, check_ratio, load_noise_index, obtain_noise_index
 from .engine.method import TrainContext, build_config
 from .engine.trainer import train_with_selection
 from .ensemble import build as build_ensemble
@@ -64,6 +64,7 @@ class SweepSpec:
     noise_seed: int = 0
     noise_file: str | None = None
     noise_dir: str | None = None
+    noise_type: str = "caption"  # caption | image (``ncbench.data.noise``)
     method_options: dict[str, Any] = field(default_factory=dict)
     backbone_options: dict[str, Any] = field(default_factory=dict)
     references: bool = False  # also the boards' floor and ceiling rows (REFERENCE_METHODS)
@@ -124,6 +125,7 @@ def plan(spec: SweepSpec) -> list[RunConfig]:
     if not spec.methods:
         raise ConfigError("no method given")
     ratios = [check_ratio(r) for r in spec.noise]
+    check_noise_type(spec.noise_type)
     if spec.noise_file and len(ratios) != 1:
         raise ConfigError("--noise-file gives the index of one noise ratio; pass exactly one --noise value")
     added = [m for m in REFERENCE_METHODS if spec.references and m not in spec.methods]
@@ -135,6 +137,8 @@ def plan(spec: SweepSpec) -> list[RunConfig]:
     for d, card in cards.items():
         if not card.allows_injected_noise and any(r > 0 for r in ratios):
             raise ConfigError(f"dataset {d!r} carries real noise only; injected noise must be 0 (got {spec.noise})")
+        if not card.allows_injected_noise and spec.noise_type != "caption":
+            raise ConfigError(f"dataset {d!r} carries real noise only; --noise-type {spec.noise_type} does not apply")
         recipes = load_recipes(d, spec.recipes) if spec.use_recipes else {}
         backbones = expand(spec.backbones or [card.default_backbone])[0]
         for m, mcls in methods.items():
@@ -148,7 +152,7 @@ def plan(spec: SweepSpec) -> list[RunConfig]:
                     for s in spec.seeds:
                         runs.append(RunConfig(
                             method=m, backbone=b, dataset=d, noise_ratio=r, seed=s,
-                            noise_seed=spec.noise_seed, noise_file=_noise_file(spec, d, r),
+                            noise_seed=spec.noise_seed, noise_file=_noise_file(spec, d, r), noise_type=spec.noise_type,
                             method_config=mconf, backbone_config=bconf,
                             dataset_version=dataset_version(card), protocol_version=PROTOCOL_VERSION, recipe=recipe,
                         ))
@@ -197,10 +201,12 @@ def _noise_file(spec: SweepSpec, dataset: str, ratio: float) -> str | None:
     if spec.noise_file:
         return str(Path(spec.noise_file).resolve())
     if spec.noise_dir and ratio > 0:
-        path = Path(spec.noise_dir) / f"{dataset}_precomp_{ratio:g}.npy"
-        if not path.is_file():
-            raise DataError(f"{path}: noise index for {dataset} at ratio {ratio:g} not found in --noise-dir")
-        return str(path.resolve())
+        names = (f"{dataset}_precomp_{ratio:g}.npy", f"noise_inx_{ratio:g}.npy")  # BiCro/L2RM's names, RCL's
+        found = [Path(spec.noise_dir) / n for n in names if (Path(spec.noise_dir) / n).is_file()]
+        if not found:
+            raise DataError(f"{spec.noise_dir}: no noise index for {dataset} at ratio {ratio:g} in --noise-dir "
+                            f"(looked for {' or '.join(names)})")
+        return str(found[0].resolve())
     return None
 
 
@@ -247,10 +253,12 @@ class Runner:
     def noise_index(self, cfg: RunConfig, ds: Dataset) -> NoiseIndex:
         true_rows = ds.train.caption_to_row()
         if cfg.noise_file:
-            return load_noise_index(cfg.noise_file, true_rows, ds.train.n_rows, cfg.noise_ratio)
+            return load_noise_index(cfg.noise_file, true_rows, ds.train.n_rows, cfg.noise_ratio, cfg.noise_type)
         version = f"-{cfg.dataset_version}" if cfg.dataset_version else ""
-        path = self.s.results_dir / "noise_index" / f"{cfg.dataset}{version}_{cfg.noise_ratio:g}_seed{cfg.noise_seed}.npy"
-        return obtain_noise_index(true_rows, ds.train.n_rows, cfg.noise_ratio, cfg.noise_seed, path)
+        kind = "" if cfg.noise_type == "caption" else f"_{cfg.noise_type}"
+        name = f"{cfg.dataset}{version}_{cfg.noise_ratio:g}{kind}_seed{cfg.noise_seed}.npy"
+        return obtain_noise_index(true_rows, ds.train.n_rows, cfg.noise_ratio, cfg.noise_seed,
+                                  self.s.results_dir / "noise_index" / name, cfg.noise_type)
 
     def run(self, cfg: RunConfig, checkpoint: Checkpointer | None = None, keep: Path | None = None) -> dict[str, Any]:
         """Train (continuing from ``checkpoint`` if it holds one), select on validation, test, and
@@ -313,7 +321,8 @@ class Runner:
             "status": "running",
             "identity": {
                 "method": cfg.method, "backbone": cfg.backbone, "dataset": cfg.dataset,
-                "noise_ratio": cfg.noise_ratio, "seed": cfg.seed, "protocol_version": cfg.protocol_version,
+                "noise_ratio": cfg.noise_ratio, "noise_type": cfg.noise_type, "seed": cfg.seed,
+                "protocol_version": cfg.protocol_version,
                 "noise_index_sha256": noise.sha256, "noise_realised_ratio": noise.realised_ratio,
                 "noise_source": noise.source,
             },

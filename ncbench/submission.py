@@ -28,7 +28,7 @@ from typing import Any
 from . import PROTOCOL_VERSION
 from .atomic import write_text_atomic
 from .evaluate import RetrievalMetrics
-from .results import identity_path, run_folder
+from .results import identity_path, noise_type_of, run_folder
 
 KNOWN_PROTOCOLS = (PROTOCOL_VERSION,)
 PROTOCOL_SEEDS = (0, 1, 2)
@@ -40,9 +40,15 @@ def result_schema() -> dict[str, Any]:
     return json.loads(resources.files("ncbench.schema").joinpath("result.schema.json").read_text(encoding="utf-8"))
 
 
-def canonical_noise() -> dict[str, dict[str, dict[str, str]]]:
+def canonical_noise() -> dict[str, dict[str, dict[str, dict[str, str]]]]:
+    """dataset → noise type (caption | image) → ratio (``f"{r:g}"``) → ``{"sha256", "source"}``."""
     text = resources.files("ncbench.reference").joinpath("noise-index.json").read_text(encoding="utf-8")
     return json.loads(text)["datasets"]
+
+
+def canonical_entry(dataset: str, noise_type: str, ratio: float) -> dict[str, str] | None:
+    """The registered index of one (dataset, noise type, ratio), or None."""
+    return canonical_noise().get(dataset, {}).get(noise_type, {}).get(f"{float(ratio):g}")
 
 
 @dataclass
@@ -93,14 +99,16 @@ def check_content(data: dict[str, Any]) -> list[str]:
     for key in ("method", "backbone", "dataset", "noise_ratio", "seed"):
         if key in cfg and cfg[key] != ident[key]:
             reasons.append(f"identity.{key} = {ident[key]!r} but config.{key} = {cfg[key]!r}")
-    ratio = f"{float(ident['noise_ratio']):g}"
-    entry = canonical_noise().get(ident["dataset"], {}).get(ratio)
+    ratio, kind = f"{float(ident['noise_ratio']):g}", noise_type_of(ident)
+    if cfg.get("noise_type", "caption") != kind:
+        reasons.append(f"identity.noise_type = {kind!r} but config.noise_type = {cfg.get('noise_type', 'caption')!r}")
+    entry = canonical_entry(ident["dataset"], kind, float(ratio))
     if entry is None:
-        reasons.append(f"no canonical noise index is registered for {ident['dataset']} at ratio {ratio} "
+        reasons.append(f"no canonical {kind}-level noise index is registered for {ident['dataset']} at ratio {ratio} "
                        "(leaderboards/reference/noise-index.json); results there cannot be compared yet")
     elif entry["sha256"] != ident["noise_index_sha256"]:
         reasons.append(f"noise index sha256 {ident['noise_index_sha256'][:12]}… is not the canonical "
-                       f"{entry['sha256'][:12]}… for {ident['dataset']} at {ratio} ({entry['source']})")
+                       f"{entry['sha256'][:12]}… for {ident['dataset']} at {kind}-level {ratio} ({entry['source']})")
     return reasons
 
 
@@ -133,7 +141,8 @@ def expand(paths: list[Path]) -> list[Path]:
 
 
 def _group(ident: dict[str, Any]) -> tuple:
-    return (ident["protocol_version"], ident["dataset"], float(ident["noise_ratio"]), ident["method"], ident["backbone"])
+    return (ident["protocol_version"], ident["dataset"], float(ident["noise_ratio"]), ident["method"], ident["backbone"],
+            noise_type_of(ident))
 
 
 def _accepted_seeds(dest: Path, group: tuple) -> set[int]:
@@ -160,7 +169,7 @@ def review(paths: list[Path], dest: Path) -> list[Verdict]:
         have = {v.data["identity"]["seed"] for v in members if v.accepted} | _accepted_seeds(dest, group)
         lacking = sorted(set(PROTOCOL_SEEDS) - have)
         if lacking:
-            label = f"{group[1]} at noise {group[2]:g}, {group[3]}/{group[4]}"
+            label = f"{group[1]} at {group[5]}-level noise {group[2]:g}, {group[3]}/{group[4]}"
             for v in members:
                 v.reasons.append(f"incomplete seed set for {label}: seeds {sorted(have)} present, "
                                  f"the protocol needs {list(PROTOCOL_SEEDS)} (missing {lacking})")

@@ -124,18 +124,20 @@ def _metrics(r1: float, rsum_shift: float = 0.0) -> dict:
 
 def make_result_dict(method="mymethod", backbone="vse_light", dataset="synthetic", noise=0.0, seed=0, r1=50.0,
                      sha=None, protocol="1", coco=False, ensemble=1, gpu_hours=0.0, rsum_shift=0.0,
-                     reference=None, recipe=None) -> dict:
+                     reference=None, recipe=None, noise_type=None) -> dict:
     """A complete, schema-valid result record with hand-chosen recalls (R@1 = ``r1``, the others offset
-    from it, so every number in a rendered table can be predicted by hand)."""
+    from it, so every number in a rendered table can be predicted by hand). ``noise_type=None``: no
+    such field, as in results written before image-level noise existed (read as caption-level)."""
     from ncbench.submission import canonical_noise
 
     if sha is None:
-        sha = canonical_noise().get(dataset, {}).get(f"{noise:g}", {}).get("sha256", "0" * 64)
+        sha = canonical_noise().get(dataset, {}).get(noise_type or "caption", {}).get(f"{noise:g}", {}).get("sha256", "0" * 64)
     test = {"full": _metrics(r1, rsum_shift), "primary": "full", "split": "test"}
     if coco:
         folds = [_metrics(r1 + 10 + d) for d in (-1.0, 1.0)]
         test.update(primary="fold_mean", fold_mean=_metrics(r1 + 10), folds=folds, split="testall")
-    cfg = {"method": method, "backbone": backbone, "dataset": dataset, "noise_ratio": noise, "seed": seed}
+    cfg = {"method": method, "backbone": backbone, "dataset": dataset, "noise_ratio": noise, "seed": seed,
+           **({"noise_type": noise_type} if noise_type else {})}
     return {
         "schema_version": 1, "status": "ok",
         "identity": {**cfg, "protocol_version": protocol, "noise_index_sha256": sha},

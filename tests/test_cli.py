@@ -44,6 +44,7 @@ def test_unknown_names_suggest_without_traceback():
     (["run", "--noise", "1.0"], "noise ratio must be in [0, 1)"),
     (["run", "--noise", "0.2,0.4", "--noise-file", "x.npy"], "exactly one --noise"),
     (["run", "--dataset", "cc152k", "--noise", "0.2"], "real noise only"),
+    (["run", "--dataset", "cc152k", "--noise", "0", "--noise-type", "image"], "--noise-type image does not apply"),
     (["run", "--dataset", "f30k"], "needs --data-root"),
     (["run", "--method-opt", "epochz=3"], "unknown option(s) epochz"),
     (["run", "--method-opt", "epochs=three"], "cannot read 'three' as int"),
@@ -131,7 +132,47 @@ def test_noise_make_and_info(capsys, tmp_path):
     code, out, _ = run_cli(capsys, "noise", "make", "--captions", "1000", "--ratio", "0.4", "--seed", "1", "--out", str(out_file))
     assert code == 0 and "realised 0.39" in out
     code, out, _ = run_cli(capsys, "noise", "info", str(out_file))
-    assert code == 0 and "1000 captions" in out
+    assert code == 0 and "1000 captions" in out and "caption-level noise" in out
+    code, out, _ = run_cli(capsys, "noise", "make", "--captions", "1000", "--ratio", "0.4", "--type", "image",
+                           "--out", str(tmp_path / "i.npy"))
+    assert code == 0 and "image-level" in out
+    code, out, _ = run_cli(capsys, "noise", "info", str(tmp_path / "i.npy"))
+    assert code == 0 and "image-level noise, per-caption" in out
+
+
+def test_noise_info_names_the_protocol_of_the_papers_files(capsys, shared_data):
+    """L2RM's F30K files are image-level (methods-beyond §1), BiCro's caption-level, RCL's per image."""
+    files = {"l2rm/f30k_precomp_0.8.npy": "image-level noise, per-caption", "bicro/f30k_precomp_0.2.npy":
+             "caption-level noise, per-caption", "rcl/noise_inx_0.2.npy": "image-level noise, per-image (29000 entries, 145000 captions)"}
+    for name, words in files.items():
+        code, out, _ = run_cli(capsys, "noise", "info", str(shared_data / "noise_index_f30k" / name))
+        assert code == 0 and words in out, out
+
+
+def test_image_level_run_end_to_end(capsys, tmp_path, make_precomp):
+    """``--noise-type image``: a per-image file (RCL's layout) is accepted, the result records the
+    type in its identity and lives under noise-image-<r>; a caption-level file is refused for it."""
+    import json
+
+    root, _ = _f30k_like(tmp_path, make_precomp)
+    per_image = np.arange(12, dtype=np.int64)
+    per_image[[0, 1, 2]] = [1, 2, 0]
+    np.save(tmp_path / "img.npy", per_image)
+    code, _, err = run_cli(capsys, "run", "--dataset", "f30k", "--data-root", str(root), "--noise", "0.25",
+                           "--noise-type", "image", "--noise-file", str(tmp_path / "img.npy"), "--methods", "probe",
+                           "--results", str(tmp_path / "r"), "--no-progress")
+    assert code == 0, err
+    (path,) = (tmp_path / "r").rglob("seed-0.json")
+    assert path.parent.parent.parent.name == "noise-image-0.25"
+    ident = json.loads(path.read_text())["identity"]
+    assert ident["noise_type"] == "image" and ident["noise_realised_ratio"] == 0.25
+    caption_level = np.repeat(np.arange(12, dtype=np.int64), 5)
+    caption_level[[0, 7]] = caption_level[[7, 0]]
+    np.save(tmp_path / "cap.npy", caption_level)
+    code, _, err = run_cli(capsys, "run", "--dataset", "f30k", "--data-root", str(root), "--noise", "0.25",
+                           "--noise-type", "image", "--noise-file", str(tmp_path / "cap.npy"), "--methods", "probe",
+                           "--results", str(tmp_path / "r2"), "--no-progress")
+    assert code == 2 and "holds caption-level noise" in err and "cap.npy" in err
 
 
 def test_noise_info_on_the_papers_files(capsys, shared_data):

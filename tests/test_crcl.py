@@ -61,7 +61,12 @@ def test_batch_probabilities_and_match_probability():
 def test_label_correction_by_hand():
     y_last = torch.tensor([1.0, 0.5, 0.1])
     p = torch.tensor([0.2, 0.0, 0.05])
-    assert torch.equal(correct_labels(y_last, p, warm=True), y_last)
+    # difference G: the official truncates below 0.1 in the warm epochs too
+    assert correct_labels(y_last, p, warm=True).tolist() == pytest.approx([1.0, 0.5, 0.1])
+    assert correct_labels(torch.tensor([0.09, 0.5]), p[:2], warm=True).tolist() == pytest.approx([0.0, 0.5])
+    assert correct_labels(torch.tensor([0.09]), p[:1], warm=True, confident=False).tolist() == pytest.approx([0.09])
+    # without momentum (official ``mc`` off) y = p in every epoch
+    assert correct_labels(y_last, p, warm=True, momentum=False).tolist() == pytest.approx(p.tolist())
     y = correct_labels(y_last, p, warm=False)
     assert y.tolist() == pytest.approx([0.8 * 1 + 0.2 * 0.2, 0.8 * 0.5, 0.0])  # 0.09 < 0.1 → 0
     assert correct_labels(y_last, p, warm=False, confident=False)[2].item() == pytest.approx(0.09)

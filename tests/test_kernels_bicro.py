@@ -140,6 +140,42 @@ def test_clean_batch_labels_hand_values_and_official_scatter():
     assert consistency.clean_batch_labels(torch.tensor([-1.0]), torch.tensor([-1.0]), torch.tensor([], dtype=torch.long)).tolist() == [0.0]
 
 
+def test_official_scatter_takes_non_anchors_in_ascending_prediction():
+    """Difference A, the issue's example: B = 5, anchor {4}; the official scatters the per-position
+    scores onto the non-anchors in ``argsort(p)[:-k]`` order, i.e. [1, 3, 0, 2]."""
+    p = torch.tensor([0.03, 0.01, 0.05, 0.02, 0.19])
+    anchors, others = consistency.rank_for_anchors(p)
+    assert anchors.tolist() == [4] and others.tolist() == [1, 3, 0, 2]
+    score_to_r = 4 * (torch.tensor([0.6, 0.7, 0.8, 0.9, 1.0]) - 0.5) / 2  # r_v = r_t with 0.5 + (r_v + r_t)/4 = score
+    official = consistency.clean_batch_labels(score_to_r, score_to_r, anchors, 0.5, official_scatter=True, others=others)
+    assert official.tolist() == pytest.approx([0.8, 0.6, 0.9, 0.7, 1.0])
+    fixed = consistency.clean_batch_labels(score_to_r, score_to_r, anchors, 0.5, others=others)
+    assert fixed.tolist() == pytest.approx([0.6, 0.7, 0.8, 0.9, 1.0])
+
+
+def test_ratio_of_opposite_sign_cosines_follows_the_official_where():
+    """Difference B: v = 0.3, t = −0.6 → r_v = v/t = −0.5 (``where(v/t < 1, v/t, t/v)``), r_t = t/v = −2."""
+    anchor = torch.tensor([[1.0, 0.0]])
+    img = torch.tensor([[0.3, (1 - 0.09) ** 0.5]])  # cosine 0.3 with the anchor
+    txt = torch.tensor([[-0.6, 0.8]])  # cosine −0.6
+    r_v, r_t = consistency.consistency_ratios(img, txt, anchor, anchor)
+    assert r_v.item() == pytest.approx(-0.5) and r_t.item() == pytest.approx(-2.0)
+    # positive closeness: both forms are min(a/b, b/a)
+    r_v, r_t = consistency.consistency_ratios(img.abs(), txt.abs(), anchor, anchor)
+    assert r_v.item() == pytest.approx(0.5) and r_t.item() == pytest.approx(0.5)
+
+
+def test_anchor_ties_are_broken_by_the_official_argsort():
+    """Difference C: with more than k predictions tied at the clip value the anchors are those of
+    ``torch.argsort(p)[-k:]`` (deterministic on CPU), not of ``topk``."""
+    p = torch.full((40,), 0.2)
+    p[::7] = 0.1
+    anchors, others = consistency.rank_for_anchors(p)
+    order = torch.argsort(p)
+    assert anchors.tolist() == order[-5:].tolist() and others.tolist() == order[:-5].tolist()
+    assert torch.equal(consistency.rank_for_anchors(p)[0], anchors)
+
+
 def test_anchor_selection_and_warmup_loss():
     p = torch.tensor([0.1, 0.5, 0.0, 0.3] + [0.05] * 16)  # B = 20 → k = 3
     assert sorted(consistency.select_anchors(p).tolist()) == [0, 1, 3]

@@ -40,6 +40,29 @@ def test_gmm_split_matches_sklearn(noise, seed):
     assert np.abs(ours - ref).max() < 0.05
 
 
+def test_gmm_split_on_overlapping_losses_is_within_sklearns_own_spread():
+    """Where clean and noisy losses overlap (80% noise), our split and scikit-learn's agree less than
+    on well-separated losses, but no less than scikit-learn agrees with itself across its seeds (the
+    README's figures: 5 data seeds × 5 scikit-learn seeds, 99.66% vs 99.60% on average, 99.49% vs
+    98.99% at worst)."""
+    ours_vs, self_vs = [], []
+    for seed in range(5):
+        rng = np.random.default_rng(seed)
+        k = int(0.8 * 20000)
+        x = np.concatenate([rng.gamma(2.0, 0.1, 20000 - k), rng.normal(0.4, 0.15, k).clip(0)])
+        rng.shuffle(x)
+        xn = (x - x.min()) / (x.max() - x.min())
+        refs = []
+        for rs in range(5):
+            gmm = GaussianMixture(n_components=2, max_iter=10, tol=1e-2, reg_covar=5e-4, random_state=rs).fit(xn[:, None])
+            refs.append(gmm.predict_proba(xn[:, None])[:, gmm.means_.argmin()] > 0.5)
+        ours = clean_posterior(torch.from_numpy(x)).numpy() > 0.5
+        ours_vs += [np.mean(ours == r) for r in refs]
+        self_vs += [np.mean(refs[i] == refs[j]) for i in range(5) for j in range(i + 1, 5)]
+    assert np.mean(ours_vs) < 0.999  # the overlap is real: not the well-separated case
+    assert np.mean(ours_vs) >= np.mean(self_vs) - 1e-4 and min(ours_vs) >= min(self_vs)
+
+
 def test_gmm_parameters_match_sklearn():
     x = bimodal_losses(5000, 0.4, 3)
     _, ref = sklearn_clean_prob(x)
@@ -68,6 +91,10 @@ def test_force_one_percent_noisy():
     assert (~clean).sum() == 11  # values up to and including the one at position 1000 // 100 = 10
     p2 = torch.tensor([0.9, 0.2, 0.7])
     assert split_clean(p2).tolist() == [True, False, True]
+    # difference F: the official rule holds for any N; below 100 pairs ⌊N/100⌋ = 0, so the
+    # smallest probability becomes the threshold and that pair is noisy
+    assert split_clean(torch.tensor([0.9, 0.6, 0.7])).tolist() == [True, False, True]
+    assert split_clean(torch.tensor([], dtype=torch.float64)).tolist() == []
 
 
 def test_soft_margin_hand_values():

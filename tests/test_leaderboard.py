@@ -156,6 +156,42 @@ def test_hostile_names_are_escaped(tmp_path, write_result):
         r"a\_b \& 50\% \#1 \$x\$ \{y\} \textasciitilde{}\textasciicircum{}\textbackslash{}")
 
 
+def test_caption_and_image_level_noise_never_share_a_table(tmp_path, write_result, result_dict):
+    """An image-level F30K run lands on its own titled board beside the caption-level one; the
+    reported (caption-level) rows join only the caption board; results without a noise_type (written
+    before it existed) are caption-level; the two types have different folders and canonical indices."""
+    root = tmp_path / "r"
+    for seed in range(3):
+        write_result(root, method="ncr", dataset="f30k", noise=0.2, seed=seed, r1=60.0)  # old-style: no noise_type
+        write_result(root, method="rcl", dataset="f30k", noise=0.2, seed=seed, r1=40.0, noise_type="image")
+        write_result(root, method="rcl", dataset="f30k", noise=0.8, seed=seed, r1=30.0, noise_type="image")
+    assert (root / "protocol-1/f30k/noise-image-0.2/rcl/vse_light/seed-0.json").is_file()
+    assert (root / "protocol-1/f30k/noise-0.2/ncr/vse_light/seed-0.json").is_file()
+    boards, _ = boards_of(root, reported=True)
+    by_key = {b.key: b for b in boards}
+    cap, img = by_key["f30k-coco1k"], by_key["f30k-coco1k-image"]
+    assert cap.title == "Flickr30K 1K and MS-COCO 1K, caption-level noise"
+    assert img.title == "Flickr30K 1K and MS-COCO 1K, image-level noise"
+    assert (cap.noise_type, img.noise_type) == ("caption", "image")
+    cap_methods = {r.method for g in cap.groups for r in g.rows}
+    img_rows = [r for g in img.groups for r in g.rows]
+    assert "ncr" in cap_methods and "rcl" not in cap_methods
+    assert {r.method for r in img_rows} == {"rcl"} and not any(r.reported for r in img_rows)
+    assert any(r.reported for g in cap.groups for r in g.rows)  # BiCro's Table 1 rows are caption-level
+    assert [g.label for g in img.groups] == ["20%", "80%"]
+    md = markdown.render_markdown(boards)
+    assert "## Flickr30K 1K and MS-COCO 1K, image-level noise (protocol 1)" in md
+    # the canonical index of each type is what submission checks: an image-level result carrying
+    # the caption-level sha256 is refused, and the other way round
+    from ncbench.submission import check_content
+
+    wrong = result_dict(dataset="f30k", noise=0.2, noise_type="image",
+                        sha=result_dict(dataset="f30k", noise=0.2)["identity"]["noise_index_sha256"])
+    assert any("not the canonical" in r and "image-level 0.2" in r for r in check_content(wrong))
+    assert not check_content(result_dict(dataset="f30k", noise=0.2, noise_type="image"))
+    assert any("no canonical caption-level" in r for r in check_content(result_dict(dataset="f30k", noise=0.8)))
+
+
 def test_mixed_noise_indices_are_refused_unless_allowed(tmp_path, write_result, capsys):
     root = tmp_path / "r"
     for seed in range(3):

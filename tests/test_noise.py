@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 
 from ncbench.data.noise import (
-    array_sha256, check_ratio, load_noise_index, make_noise_index, obtain_noise_index, save_noise_index,
+    array_sha256, check_ratio, describe_index_file, detect_noise_type, load_noise_index, make_noise_index,
+    obtain_noise_index, save_noise_index,
 )
 from ncbench.errors import ConfigError, DataError
 
@@ -74,13 +75,65 @@ PAPER_FILES = {
 }
 
 
+PAPER_TYPES = {"bicro": "caption", "l2rm": "image"}  # methods-beyond §1: L2RM's files are image-level
+
+
 @pytest.mark.parametrize("source,ratio", sorted(PAPER_FILES))
 def test_real_noise_files_load_with_their_realised_ratio(shared_data, source, ratio):
     path = shared_data / "noise_index_f30k" / source / f"f30k_precomp_{ratio:g}.npy"
-    idx = load_noise_index(path, np.arange(145000) // 5, 29000, ratio)
-    assert len(idx.t2i) == 145000
+    true = np.arange(145000) // 5
+    kind = PAPER_TYPES[source]
+    idx = load_noise_index(path, true, 29000, ratio, kind)
+    assert len(idx.t2i) == 145000 and idx.noise_type == kind
     assert round(idx.realised_ratio, 5) == pytest.approx(PAPER_FILES[(source, ratio)], abs=1e-5)
     assert idx.sha256 == array_sha256(np.load(path))
+    assert detect_noise_type(idx.t2i, true) == kind
+    # a file of the other protocol is refused with the option that would accept it
+    other = "caption" if kind == "image" else "image"
+    with pytest.raises(DataError, match=f"holds {kind}-level noise.*--noise-type {kind}"):
+        load_noise_index(path, true, 29000, ratio, other)
+
+
+@pytest.mark.parametrize("ratio", [0.2, 0.4, 0.6, 0.8])
+def test_rcl_per_image_files_load_as_the_same_index_as_l2rm(shared_data, ratio):
+    """RCL's file has one entry per image (29,000); L2RM's is ``np.repeat`` of it ×5: both load to
+    the same per-caption index and the same sha256."""
+    true = np.arange(145000) // 5
+    rcl = load_noise_index(shared_data / "noise_index_f30k/rcl" / f"noise_inx_{ratio:g}.npy", true, 29000, ratio, "image")
+    l2rm = load_noise_index(shared_data / "noise_index_f30k/l2rm" / f"f30k_precomp_{ratio:g}.npy", true, 29000, ratio, "image")
+    assert np.array_equal(rcl.t2i, l2rm.t2i) and rcl.sha256 == l2rm.sha256
+
+
+def test_rcl_coco_file_is_image_level(shared_data):
+    d = describe_index_file(shared_data / "noise_index_coco/rcl/noise_inx_0.2.npy")
+    assert (d["layout"], d["noise_type"], d["captions"]) == ("per-image", "image", 566435)
+    assert d["realised"] == pytest.approx(0.2, abs=1e-3)
+
+
+def test_image_level_generator_follows_rcl_and_moves_whole_images():
+    """Every caption of a chosen image follows it; ⌊r·N_img⌋ images are chosen (a slow explicit
+    construction of RCL's ``data.py`` with the same draws as the reference)."""
+    true = np.repeat(np.arange(200), 5)
+    idx = make_noise_index(true, 0.3, 7, "image")
+    rng = np.random.default_rng(7)
+    img = np.arange(200)
+    chosen = rng.permutation(200)[:60]
+    img[chosen] = rng.permutation(img[chosen])
+    expected = np.array([img[i] for i in true])
+    assert np.array_equal(idx.t2i, expected)
+    assert detect_noise_type(idx.t2i, true) == "image"
+    per_image_moved = (idx.t2i != true).reshape(200, 5).sum(1)
+    assert set(per_image_moved.tolist()) <= {0, 5}
+    assert idx.noise_type == "image" and detect_noise_type(make_noise_index(true, 0.3, 7).t2i, true) == "caption"
+    assert detect_noise_type(true, true) == "none"
+    # same seed, same index; another seed, another
+    assert make_noise_index(true, 0.3, 7, "image").sha256 == idx.sha256 != make_noise_index(true, 0.3, 8, "image").sha256
+
+
+def test_per_image_file_of_the_wrong_length_names_both_layouts(tmp_path):
+    np.save(tmp_path / "odd.npy", np.arange(7, dtype=np.int64))
+    with pytest.raises(DataError, match=r"odd\.npy: expected 50 entries \(one per training caption\) or 10 \(one per image row\)"):
+        load_noise_index(tmp_path / "odd.npy", np.arange(50) // 5, 10)
 
 
 def test_bicro_and_l2rm_files_differ(shared_data):

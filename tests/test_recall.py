@@ -65,7 +65,28 @@ def test_ties_count_against_the_query():
     sims = np.zeros((20, 100), dtype=np.float32)
     m, ri, rt = retrieval_metrics(sims, 5)
     assert m.rsum == 0.0
-    assert ri.tolist() == [99] * 20 and rt.tolist() == [19] * 100
+    # behind every negative (95 other images' captions), never behind its own other captions
+    assert ri.tolist() == [95] * 20 and rt.tolist() == [19] * 100
+
+
+def test_tied_ground_truths_do_not_count_against_each_other():
+    """Difference D: a duplicated caption ties with its twin for the image's best score; the
+    official ``min`` over its captions' argsort positions gives rank 0."""
+    sims = np.array([[0.9, 0.9, 0.1, 0.2],
+                     [0.3, 0.2, 0.8, 0.1]])
+    assert i2t_ranks(sims, 2).tolist() == [0, 0]
+    sims[0, 3] = 0.9  # a negative tied with the best ground truth still counts against the image
+    assert i2t_ranks(sims, 2).tolist() == [1, 0]
+
+
+def test_float64_similarities_are_compared_in_float64():
+    """Difference E: a ground truth 1e-9 above a negative wins in float64 (the official numpy
+    argsort on the float64 matrix); float32 would make them equal and rank it behind."""
+    sims = np.array([[0.5 + 1e-9, 0.5],
+                     [0.1, 0.7]], dtype=np.float64)
+    assert i2t_ranks(sims, 1).tolist() == [0, 0]
+    assert t2i_ranks(torch.from_numpy(sims), 1).tolist() == [0, 0]
+    assert i2t_ranks(sims.astype(np.float32), 1).tolist() == [1, 0]
 
 
 def test_nan_similarities_are_refused():

@@ -23,15 +23,24 @@ def test_canonical_noise_entries_are_reproducible(shared_data):
     """Every sha256 in the reference file is recomputed from its source: the generator for the
     embedded dataset, identity indices, and the papers' shipped files in ../shared/data."""
     table = canonical_noise()
-    for ratio, entry in table["synthetic"].items():
-        assert make_noise_index(np.arange(5000) // 5, float(ratio), 0).sha256 == entry["sha256"]
-    assert table["f30k"]["0"]["sha256"] == array_sha256(np.arange(145000) // 5)
-    assert table["coco"]["0"]["sha256"] == array_sha256(np.arange(566435) // 5)
+    for kind in ("caption", "image"):
+        for ratio, entry in table["synthetic"][kind].items():
+            assert make_noise_index(np.arange(5000) // 5, float(ratio), 0, kind).sha256 == entry["sha256"]
+    for kind in ("caption", "image"):
+        assert table["f30k"][kind]["0"]["sha256"] == array_sha256(np.arange(145000) // 5)
+        assert table["coco"][kind]["0"]["sha256"] == array_sha256(np.arange(566435) // 5)
     for ratio in ("0.2", "0.4", "0.5", "0.6"):
         arr = np.load(shared_data / "noise_index_f30k" / "bicro" / f"f30k_precomp_{ratio}.npy")
-        assert array_sha256(arr) == table["f30k"][ratio]["sha256"]
-    arr = np.load(shared_data / "noise_index_f30k" / "l2rm" / "f30k_precomp_0.8.npy")
-    assert array_sha256(arr) == table["f30k"]["0.8"]["sha256"]
+        assert array_sha256(arr) == table["f30k"]["caption"][ratio]["sha256"]
+    assert "0.8" not in table["f30k"]["caption"]  # no caption-level 80% file exists (L2RM's is image-level)
+    for dataset, n_img in (("f30k", 29000), ("coco", 113287)):
+        for ratio in ("0.2", "0.4", "0.5", "0.6", "0.8"):
+            arr = np.load(shared_data / f"noise_index_{dataset}" / "rcl" / f"noise_inx_{ratio}.npy")
+            assert len(arr) == n_img
+            assert array_sha256(np.repeat(arr, 5)) == table[dataset]["image"][ratio]["sha256"]
+    for ratio in ("0.2", "0.4", "0.6", "0.8"):  # L2RM's files are RCL's, expanded
+        arr = np.load(shared_data / "noise_index_f30k" / "l2rm" / f"f30k_precomp_{ratio}.npy")
+        assert array_sha256(arr) == table["f30k"]["image"][ratio]["sha256"]
 
 
 def test_complete_valid_submission_is_accepted_and_copied(tmp_path, write_result, capsys):
@@ -97,7 +106,7 @@ def test_mixed_protocol_submission_is_refused(tmp_path, write_result, capsys):
     err = capsys.readouterr().err
     assert "unknown protocol version '2'" in err
     # the two protocol-1 seeds alone are an incomplete set
-    assert "incomplete seed set for synthetic at noise 0, m/vse_light: seeds [0, 1] present" in err
+    assert "incomplete seed set for synthetic at caption-level noise 0, m/vse_light: seeds [0, 1] present" in err
 
 
 def test_incomplete_truncated_and_non_json_files(tmp_path, write_result, capsys):

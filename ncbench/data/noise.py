@@ -1,11 +1,19 @@
-"""Noise injection as the papers do it, and noise-index files.
+"""Noise injection as the papers do it, and noise-index files, in both noise protocols.
 
-NCR-style caption-level noise (methods-and-protocol §1.3): choose ``⌊r · N_cap⌋`` captions at random
-and permute their image indices among themselves. A selected caption that receives its own image
-back counts as clean, so the realised ratio is a hair below ``r``. The index is drawn with its own
-``numpy.random.default_rng(seed)`` (the official code uses NumPy's global RNG) and saved in the
-official format: a 1-D int64 ``.npy`` mapping caption row → image row. An existing file, such as
-the ones BiCro or L2RM ship, is loaded verbatim. Every run records the index's sha256.
+* **caption-level** (NCR, BiCro, CRCL; methods-and-protocol §1.3): choose ``⌊r · N_cap⌋`` captions at
+  random and permute their image indices among themselves;
+* **image-level** (DECL, RCL, L2RM; methods-beyond §1): choose ``⌊r · N_img⌋`` images and permute
+  them among themselves, so all captions of a chosen image point to the same wrong image (RCL's
+  ``data.py``: ``shuffle(inx); noisy = inx[:int(r·N)]; noisy_inx[noisy] = shuffled(noisy)``).
+
+A selected item that receives its own image back counts as clean, so the realised ratio is a hair
+below ``r``. The index is drawn with its own ``numpy.random.default_rng(seed)`` (the official code
+uses NumPy's global RNG) and saved in the official format: a 1-D int64 ``.npy`` mapping caption row
+→ image row. Existing files are loaded verbatim: per-caption ones (BiCro's, L2RM's) and per-image
+ones (RCL's, one entry per image row, expanded to its captions). The type a file holds is detected
+from its content (``detect_noise_type``), and a file of the other type than the run declares is
+refused, so an image-level index can never be trained as caption-level. Every run records the
+sha256 of the per-caption index (RCL's per-image file and L2RM's ``np.repeat`` of it hash alike).
 """
 
 from __future__ import annotations
@@ -20,6 +28,9 @@ from ..atomic import write_atomic
 from ..errors import ConfigError, DataError
 
 
+NOISE_TYPES = ("caption", "image")
+
+
 @dataclass(frozen=True)
 class NoiseIndex:
     """Caption row → image row after noise, with the ground-truth clean mask."""
@@ -29,6 +40,7 @@ class NoiseIndex:
     ratio: float  # nominal ratio asked for (or given with a file)
     sha256: str
     source: str  # "generated:seed=<s>" or the file path
+    noise_type: str = "caption"  # the protocol: caption | image
 
     @property
     def realised_ratio(self) -> float:
@@ -39,6 +51,12 @@ def check_ratio(ratio: float) -> float:
     if not (0.0 <= ratio < 1.0) or ratio != ratio:
         raise ConfigError(f"noise ratio must be in [0, 1), got {ratio}")
     return float(ratio)
+
+
+def check_noise_type(noise_type: str) -> str:
+    if noise_type not in NOISE_TYPES:
+        raise ConfigError(f"noise type must be one of {', '.join(NOISE_TYPES)}, got {noise_type!r}")
+    return noise_type
 
 
 def array_sha256(t2i: np.ndarray) -> str:
@@ -57,16 +75,52 @@ def shuffle_captions(true_rows: np.ndarray, ratio: float, seed: int) -> np.ndarr
     return t2i
 
 
-def make_noise_index(true_rows: np.ndarray, ratio: float, seed: int) -> NoiseIndex:
-    t2i = shuffle_captions(true_rows, ratio, seed)
-    return NoiseIndex(t2i, t2i == true_rows, ratio, array_sha256(t2i), f"generated:seed={seed}")
+def shuffle_images(true_rows: np.ndarray, ratio: float, seed: int, n_rows: int | None = None) -> np.ndarray:
+    """The DECL/RCL image shuffle: permute ``⌊ratio·N_img⌋`` randomly chosen image rows; every caption
+    follows its image (``n_rows``: the number of image rows, default ``max(true_rows) + 1``)."""
+    true_rows = np.asarray(true_rows, dtype=np.int64)
+    n_rows = int(true_rows.max()) + 1 if n_rows is None and len(true_rows) else int(n_rows or 0)
+    return shuffle_captions(np.arange(n_rows, dtype=np.int64), ratio, seed)[true_rows]
 
 
-def validate_index(t2i: np.ndarray, n_captions: int, n_rows: int, where: str) -> np.ndarray:
+def make_noise_index(true_rows: np.ndarray, ratio: float, seed: int, noise_type: str = "caption",
+                     n_rows: int | None = None) -> NoiseIndex:
+    if check_noise_type(noise_type) == "image":
+        t2i = shuffle_images(true_rows, ratio, seed, n_rows)
+    else:
+        t2i = shuffle_captions(true_rows, ratio, seed)
+    return NoiseIndex(t2i, t2i == true_rows, ratio, array_sha256(t2i), f"generated:seed={seed}", noise_type)
+
+
+def detect_noise_type(t2i: np.ndarray, true_rows: np.ndarray) -> str:
+    """``none`` (no caption moved), ``image`` (every image's captions are either all in place or all
+    moved to one and the same other image) or ``caption`` (anything else)."""
+    t2i, true_rows = np.asarray(t2i), np.asarray(true_rows)
+    moved = t2i != true_rows
+    if not moved.any():
+        return "none"
+    order = np.argsort(true_rows, kind="stable")
+    rows, targets = true_rows[order], t2i[order]
+    starts = np.flatnonzero(np.r_[True, rows[1:] != rows[:-1]])
+    first = np.repeat(targets[starts], np.diff(np.r_[starts, len(rows)]))
+    return "image" if bool((targets == first).all()) else "caption"
+
+
+def per_caption(index: np.ndarray, true_rows: np.ndarray, n_rows: int, where: str) -> tuple[np.ndarray, str]:
+    """A file's array as a per-caption index, and its layout: ``per-caption`` (one entry per caption)
+    or ``per-image`` (RCL's: one entry per image row, ``index[i]`` = the image its captions get)."""
+    if index.ndim == 1 and len(index) == n_rows and len(index) != len(true_rows):
+        validate_index(index, n_rows, n_rows, where, unit="image row")
+        return index.astype(np.int64, copy=False)[true_rows], "per-image"
+    return index, "per-caption"
+
+
+def validate_index(t2i: np.ndarray, n_captions: int, n_rows: int, where: str, unit: str = "training caption") -> np.ndarray:
     if t2i.ndim != 1 or not np.issubdtype(t2i.dtype, np.integer):
         raise DataError(f"{where}: expected a 1-D integer array, found {t2i.dtype} of shape {t2i.shape}")
     if len(t2i) != n_captions:
-        raise DataError(f"{where}: expected {n_captions} entries (one per training caption), found {len(t2i)}")
+        extra = f" or {n_rows} (one per image row)" if unit == "training caption" and n_rows != n_captions else ""
+        raise DataError(f"{where}: expected {n_captions} entries (one per {unit}){extra}, found {len(t2i)}")
     if len(t2i) and (t2i.min() < 0 or t2i.max() >= n_rows):
         raise DataError(
             f"{where}: image indices must lie in [0, {n_rows}), found range [{t2i.min()}, {t2i.max()}]"
@@ -84,12 +138,20 @@ def read_index_file(path: str | Path) -> np.ndarray:
         raise DataError(f"{path}: truncated or not a .npy array ({exc})") from None
 
 
-def load_noise_index(path: str | Path, true_rows: np.ndarray, n_rows: int, ratio: float | None = None) -> NoiseIndex:
-    """Load an index file verbatim after checking its length and value range."""
-    t2i = validate_index(read_index_file(path), len(true_rows), n_rows, str(path))
+def load_noise_index(path: str | Path, true_rows: np.ndarray, n_rows: int, ratio: float | None = None,
+                     noise_type: str = "caption") -> NoiseIndex:
+    """Load an index file verbatim (per-caption or per-image) after checking its length, value range
+    and that it holds noise of the declared ``noise_type``."""
+    check_noise_type(noise_type)
+    raw, _ = per_caption(read_index_file(path), true_rows, n_rows, str(path))
+    t2i = validate_index(raw, len(true_rows), n_rows, str(path))
+    found = detect_noise_type(t2i, true_rows)
+    if found not in ("none", noise_type):
+        raise DataError(f"{path}: holds {found}-level noise but the run declares {noise_type}-level "
+                        f"(pass --noise-type {found} to train with it under the {found}-level protocol)")
     clean = t2i == true_rows
     nominal = float(1.0 - clean.mean()) if ratio is None else ratio
-    return NoiseIndex(t2i, clean, nominal, array_sha256(t2i), str(path))
+    return NoiseIndex(t2i, clean, nominal, array_sha256(t2i), str(path), noise_type)
 
 
 def save_noise_index(index: NoiseIndex, path: str | Path) -> None:
@@ -98,14 +160,32 @@ def save_noise_index(index: NoiseIndex, path: str | Path) -> None:
 
 
 def obtain_noise_index(
-    true_rows: np.ndarray, n_rows: int, ratio: float, seed: int, path: str | Path | None
+    true_rows: np.ndarray, n_rows: int, ratio: float, seed: int, path: str | Path | None, noise_type: str = "caption"
 ) -> NoiseIndex:
     """The index for a run: load ``path`` if it exists, else generate it (and save it there)."""
     ratio = check_ratio(ratio)
     if path is not None and Path(path).exists():
-        return load_noise_index(path, true_rows, n_rows, ratio)
-    index = make_noise_index(true_rows, ratio, seed)
+        return load_noise_index(path, true_rows, n_rows, ratio, noise_type)
+    index = make_noise_index(true_rows, ratio, seed, noise_type, n_rows)
     if path is not None:
         save_noise_index(index, path)
-        index = NoiseIndex(index.t2i, index.clean, ratio, index.sha256, str(path))
+        index = NoiseIndex(index.t2i, index.clean, ratio, index.sha256, str(path), noise_type)
     return index
+
+
+def describe_index_file(path: str | Path, captions_per_image: int = 5) -> dict:
+    """What ``ncbench noise info`` reports about a file without knowing its dataset: its layout (a
+    per-caption file indexes ``len/cpi`` image rows; anything indexing beyond that is per-image),
+    the noise type found in it, the realised ratio and the sha256 of the per-caption index."""
+    raw = read_index_file(path)
+    validate_index(raw, len(raw), max(len(raw), 1), str(path), unit="entry")
+    n = len(raw)
+    if n and n % captions_per_image == 0 and int(raw.max()) < n // captions_per_image:
+        true = np.arange(n, dtype=np.int64) // captions_per_image
+        t2i, layout = raw.astype(np.int64), "per-caption"
+    else:
+        true = np.repeat(np.arange(n, dtype=np.int64), captions_per_image)
+        t2i, layout = raw.astype(np.int64)[true], "per-image"
+    return {"layout": layout, "entries": n, "captions": len(t2i), "noise_type": detect_noise_type(t2i, true),
+            "min": int(raw.min()) if n else 0, "max": int(raw.max()) if n else 0,
+            "realised": float((t2i != true).mean()) if len(t2i) else 0.0, "sha256": array_sha256(t2i)}

@@ -58,12 +58,13 @@ def correct_labels(
 ) -> torch.Tensor:
     """Self-refining correspondence correction for one batch.
 
-    During the warm epochs of a stage the stored labels are used as they are. Afterwards
-    ``y = α · y_last + (1 − α) · p`` (or ``y = p`` without momentum), and with the confidence
-    truncation (only applied with momentum, as in the official code) labels below ``floor`` become 0."""
-    if warm:
-        return y_last
+    During the warm epochs of a stage the stored labels are used as they are; afterwards
+    ``y = α · y_last + (1 − α) · p``. Without momentum ``y = p`` in every epoch (the official
+    ``mc`` off: nothing is frozen). With the confidence truncation
+    (only applied with momentum, as in the official code) labels below ``floor`` become 0, **in the
+    warm epochs too**: the official ``train_self`` truncates ``y`` after either branch, which matters
+    for a stage without post-warm epochs (e.g. ``schedules=0,5``)."""
     if not momentum:
         return p
-    y = alpha * y_last + (1.0 - alpha) * p
+    y = y_last if warm else alpha * y_last + (1.0 - alpha) * p
     return torch.where(y < floor, torch.zeros_like(y), y) if confident else y

@@ -6,7 +6,12 @@ un-normalised NCR predictions ``P_i = clip(0.2 − ℓ_i/2, 0, 0.2)``. For every
 a correctly matched pair is as close to an anchor on the image side as on the text side. For the
 nearest anchor in image space ``a_v`` and in text space ``a_t``::
 
-    r_v = min(s^v/s^t, s^t/s^v) at a_v        r_t = the same at a_t
+    r_v = q_v if q_v < 1 else 1/q_v,  q_v = s^v/s^t at a_v
+    r_t = q_t if q_t < 1 else 1/q_t,  q_t = s^t/s^v at a_t
+
+(the official ``SIM_SELE``: the modality that chose the anchor is the numerator. With positive
+closeness this is ``min(s^v/s^t, s^t/s^v)`` in both directions; with cosines of opposite signs the
+ratio is negative and stays as it is, e.g. v = 0.3, t = −0.6 gives r_v = −0.5, r_t = −2.)
 
 Default ``form="cosine"``: closeness = cosine similarity of global features (what the official
 training scripts run, and what produced the reported numbers). ``form="distance"``: the paper's
@@ -29,10 +34,21 @@ from .rectify import top_k_count
 EPS = 1e-8
 
 
+def rank_for_anchors(raw_prediction: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(anchors, others)``: the ``⌊B/10⌋ + 1`` samples with the largest un-normalised prediction,
+    and the rest **in ascending order of prediction**, exactly as the official
+    ``idx = torch.argsort(p); idx[-k:], idx[:-k]`` (the order matters for ``official_scatter``;
+    ties, common late in training when many predictions sit at the clip value, are broken by
+    the same call, so on CPU the choice is deterministic and equal to the official one)."""
+    n = raw_prediction.numel()
+    k = min(top_k_count(n), n)
+    order = torch.argsort(raw_prediction)
+    return order[n - k:], order[: n - k]
+
+
 def select_anchors(raw_prediction: torch.Tensor) -> torch.Tensor:
     """Indices of the ``⌊B/10⌋ + 1`` samples with the largest un-normalised prediction."""
-    k = min(top_k_count(raw_prediction.numel()), raw_prediction.numel())
-    return raw_prediction.topk(k).indices
+    return rank_for_anchors(raw_prediction)[0]
 
 
 def _safe_div(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
@@ -55,27 +71,30 @@ def consistency_ratios(
         raise ValueError(f"unknown consistency form {form!r} (cosine or distance)")
     rows = torch.arange(img.shape[0], device=img.device)
 
-    def ratio(a: torch.Tensor) -> torch.Tensor:
-        v, t = s_v[rows, a], s_t[rows, a]
-        return torch.minimum(_safe_div(v, t), _safe_div(t, v))
+    def ratio(top: torch.Tensor, other: torch.Tensor, a: torch.Tensor) -> torch.Tensor:
+        q = _safe_div(top[rows, a], other[rows, a])
+        return torch.where(q < 1, q, _safe_div(other[rows, a], top[rows, a]))
 
-    return ratio(a_v), ratio(a_t)
+    return ratio(s_v, s_t, a_v), ratio(s_t, s_v, a_t)
 
 
 def clean_batch_labels(
     r_v: torch.Tensor, r_t: torch.Tensor, anchors: torch.Tensor, threshold: float = 0.5, form: str = "cosine",
-    official_scatter: bool = False,
+    official_scatter: bool = False, others: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Labels of a labeled batch: 1 for anchors, the consistency score for the others.
 
     ``official_scatter`` reproduces the official code's misalignment (§4.7 (1)): the ``m``-th
-    non-anchor sample receives the score computed for batch position ``m``."""
+    non-anchor sample *in the order of* ``others`` (the official: ascending raw prediction, as
+    ``rank_for_anchors`` returns them; batch order if not given) receives the score computed for
+    batch position ``m``."""
     score = 0.5 + (r_v + r_t) / 4 if form == "cosine" else (r_v + r_t) / 2
     score = torch.where(score <= threshold, torch.zeros_like(score), score).clamp(0.0, 1.0)
     labels = torch.ones_like(score)
     is_anchor = torch.zeros_like(score, dtype=torch.bool)
     is_anchor[anchors] = True
-    others = (~is_anchor).nonzero().flatten()
+    if others is None:
+        others = (~is_anchor).nonzero().flatten()
     labels[others] = score[: others.numel()] if official_scatter else score[others]
     return labels
 

@@ -136,9 +136,11 @@ def clean_posterior(losses: torch.Tensor, max_iter: int = 10, tol: float = 1e-2,
 
 def split_clean(prob: torch.Tensor, threshold: float = 0.5) -> torch.Tensor:
     """``prob > threshold``; if that marks *every* pair clean, the threshold is raised to the value at
-    position ⌊N/100⌋ of the sorted probabilities so that about 1% is treated as noisy (NCR's rule)."""
+    position ⌊N/100⌋ of the sorted probabilities so that about 1% is treated as noisy (NCR's
+    ``split_prob``, for any N: below 100 pairs the smallest probability, and every pair tied with it,
+    becomes noisy)."""
     clean = prob > threshold
-    if bool(clean.all()) and prob.numel() >= 100:
+    if bool(clean.all()) and prob.numel() > 0:
         clean = prob > prob.sort().values[prob.numel() // 100]
     return clean
 

@@ -6,10 +6,15 @@ sort (for image→text, the best of the image's captions). Both directions are c
 so the extra memory is bounded by ``chunk_elems`` comparisons whatever the matrix size (a COCO 5K
 matrix is 5,000 × 25,000), and on whatever device the chunks are moved to.
 
-Ties are counted against the query: a ground truth tied with ``t`` other candidates is ranked
-behind all of them. (The official code uses ``np.argsort``, which breaks ties arbitrarily;
+Ties with a *negative* are counted against the query: a ground truth tied with ``t`` negatives is
+ranked behind all of them. (The official code uses ``np.argsort``, which breaks ties arbitrarily;
 with real-valued scores the two agree, but a collapsed model that scores everything equally gets
-recall 0 here instead of an arbitrary or perfect value.)
+recall 0 here instead of an arbitrary or perfect value.) Ground truths never count against each
+other: an image whose two captions tie for its best score (a duplicated caption) has rank 0 if no
+negative scores as high, as in the official ``min`` over its captions' positions.
+
+Scores are compared in their own floating dtype (float64 stays float64: a ground truth 1e-9 above
+a negative wins); integer or half-precision inputs are compared in float32.
 """
 
 from __future__ import annotations
@@ -20,10 +25,16 @@ import torch
 DEFAULT_CHUNK_ELEMS = 1 << 18  # elements compared per block: small blocks stay in cache (measured fastest on CPU)
 
 
-def _as_tensor(block, device) -> torch.Tensor:
+def _compare_dtype(sims) -> torch.dtype:
+    """float64 inputs stay float64; everything else (float32, half, bf16, integers) is float32."""
+    dtype = sims.dtype if isinstance(sims, torch.Tensor) else torch.from_numpy(np.empty(0, dtype=np.asarray(sims[:0]).dtype)).dtype
+    return torch.float64 if dtype == torch.float64 else torch.float32
+
+
+def _as_tensor(block, device, dtype) -> torch.Tensor:
     if isinstance(block, torch.Tensor):
-        return block.to(device=device, dtype=torch.float32)
-    return torch.as_tensor(np.asarray(block, dtype=np.float32), device=device)
+        return block.to(device=device, dtype=dtype)
+    return torch.as_tensor(np.asarray(block), device=device).to(dtype)
 
 
 def _check(sims, cpi: int, device) -> tuple[int, int, torch.device]:
@@ -37,25 +48,27 @@ def ranks(sims, captions_per_image: int, chunk_elems: int = DEFAULT_CHUNK_ELEMS,
     """``(i2t, t2i)`` 0-based ranks in one pass over row blocks of ``sims``.
 
     Image→text: only the image's best ground-truth score ``m`` matters; its rank is the number of
-    captions scoring ``≥ m`` minus itself (the minimum of that count over all ground truths).
+    negatives (captions of other images) scoring ``≥ m``.
     Text→image: the number of images scoring ``≥`` the caption's own image, minus itself, summed
     block by block. One comparison per element and direction, rows read contiguously."""
     cpi = captions_per_image
     n_img, n_cap, device = _check(sims, cpi, device)
     c = np.arange(n_cap)
     own = (torch.from_numpy(c // cpi), torch.from_numpy(c)) if isinstance(sims, torch.Tensor) else (c // cpi, c)
-    gt_cap = _as_tensor(sims[own], device)  # each caption's score with its own image, (n_cap,)
+    dtype = _compare_dtype(sims)
+    gt_cap = _as_tensor(sims[own], device, dtype)  # each caption's score with its own image, (n_cap,)
     rows = max(1, chunk_elems // max(1, n_cap))
     r_i = torch.empty(n_img, dtype=torch.long, device=device)
-    r_t = torch.zeros(n_cap, dtype=torch.float32, device=device)  # exact for counts < 2^24
+    r_t = torch.zeros(n_cap, dtype=torch.long, device=device)
     offs = torch.arange(cpi, device=device)
     for r0 in range(0, n_img, rows):
-        s = _as_tensor(sims[r0 : r0 + rows], device)  # (c, n_cap)
+        s = _as_tensor(sims[r0 : r0 + rows], device, dtype)  # (c, n_cap)
         img = torch.arange(r0, r0 + s.shape[0], device=device)
-        best = s.gather(1, img[:, None] * cpi + offs).max(dim=1, keepdim=True).values
-        r_i[r0 : r0 + s.shape[0]] = (s >= best).sum(1) - 1
-        r_t += (s >= gt_cap).to(torch.float32).sum(0)
-    return r_i, r_t.long() - 1
+        gt = s.gather(1, img[:, None] * cpi + offs)  # (c, cpi)
+        best = gt.max(dim=1, keepdim=True).values
+        r_i[r0 : r0 + s.shape[0]] = (s >= best).sum(1) - (gt >= best).sum(1)
+        r_t += (s >= gt_cap).sum(0)
+    return r_i, r_t - 1
 
 
 def i2t_ranks(sims, captions_per_image: int, chunk_elems: int = DEFAULT_CHUNK_ELEMS, device=None) -> torch.Tensor:

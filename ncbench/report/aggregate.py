@@ -5,7 +5,7 @@
 named after the dataset. Each row carries the run's identity, the six recalls and rSum, and the
 fairness facts (backbone, ensemble size, selection rule, GPU-hours).
 
-``aggregate`` groups by (protocol, benchmark, noise ratio, method, backbone) and gives mean,
+``aggregate`` groups by (protocol, benchmark, noise type, noise ratio, method, backbone) and gives mean,
 sample std (ddof = 1), n seeds and the half-width of the 95% confidence interval of the mean
 (Student t, n − 1 degrees of freedom). Numbers stay numeric; formatting happens only when rendering.
 
@@ -13,7 +13,7 @@ sample std (ddof = 1), n seeds and the half-width of the 95% confidence interval
 Spearman per judgment kind and subset), aggregated by the same ``aggregate``.
 
 ``check_noise_indices`` enforces that one table never mixes runs trained on different noise
-indices: within a (protocol, dataset, noise ratio) every run must share one index sha256.
+indices: within a (protocol, dataset, noise type, noise ratio) every run must share one index sha256.
 """
 
 from __future__ import annotations
@@ -26,11 +26,12 @@ from scipy import stats
 
 from ..errors import ResultError
 from ..evaluate import RetrievalMetrics
+from ..results import noise_type_of
 
 METRICS = (*RetrievalMetrics.RECALLS, "rsum")
 AGREEMENT_METRICS = ("auc", "spearman")
 JUDGMENT_KINDS = ("expert", "crowd")
-GROUP = ["protocol_version", "benchmark", "dataset", "noise_ratio", "method", "backbone"]
+GROUP = ["protocol_version", "benchmark", "dataset", "noise_type", "noise_ratio", "method", "backbone"]
 
 
 def run_columns(metrics: tuple[str, ...]) -> list[str]:
@@ -53,6 +54,7 @@ def _run_row(r: dict[str, Any], benchmark: str, values: dict[str, float]) -> dic
     return {
         "benchmark": benchmark,
         **{k: ident[k] for k in ("protocol_version", "dataset", "noise_ratio", "method", "backbone", "seed")},
+        "noise_type": noise_type_of(ident),
         "noise_index_sha256": ident.get("noise_index_sha256"),
         **values,
         "ensemble_size": int(meta.get("ensemble_size", 1)),
@@ -117,7 +119,7 @@ def check_noise_indices(frame: pd.DataFrame, allow_mixed: bool = False) -> pd.Da
     if frame.empty:
         return frame
     problems = []
-    for key, block in frame.groupby(["protocol_version", "dataset", "noise_ratio"], sort=True):
+    for key, block in frame.groupby(["protocol_version", "dataset", "noise_type", "noise_ratio"], sort=True):
         counts = block.drop_duplicates("path")["noise_index_sha256"].value_counts(dropna=False)
         if len(counts) <= 1:
             continue
@@ -126,7 +128,7 @@ def check_noise_indices(frame: pd.DataFrame, allow_mixed: bool = False) -> pd.Da
         frame.loc[odd.index, "mixed"] = True
         files = sorted(set(odd["path"].astype(str)))
         problems.append(
-            f"{key[1]} at noise {key[2]:g} (protocol {key[0]}): {len(files)} run(s) used noise index "
+            f"{key[1]} at {key[2]}-level noise {key[3]:g} (protocol {key[0]}): {len(files)} run(s) used noise index "
             f"{str(odd['noise_index_sha256'].iloc[0])[:12]}…, not {str(main)[:12]}… like the other "
             f"{int(counts.iloc[0])}: " + ", ".join(files[:5]) + (" …" if len(files) > 5 else "")
         )

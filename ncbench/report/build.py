@@ -23,7 +23,7 @@ import pandas as pd
 
 from ..atomic import write_atomic, write_text_atomic
 from ..errors import ConfigError
-from ..results import load_results
+from ..results import load_results, noise_type_of
 from . import html, latex, markdown
 from .aggregate import (
     AGREEMENT_METRICS,
@@ -68,7 +68,7 @@ def collect_results(folders: list[Path]) -> tuple[list[dict[str, Any]], list[str
         for r in loaded.results:
             ident = r["identity"]
             key = (*(ident[k] for k in ("protocol_version", "dataset", "noise_ratio", "method", "backbone", "seed")),
-                   r["config_hash"])
+                   noise_type_of(ident), r["config_hash"])
             if key not in seen:
                 seen.add(key)
                 results.append(r)
@@ -83,22 +83,29 @@ def _figures(board: Board, agg: pd.DataFrame, results: list[dict[str, Any]]) -> 
     """(file name, caption, PNG) for one board: noise curves, then split histograms of its runs."""
     figs = []
     block = agg[agg.protocol_version.astype(str) == board.protocol]
+    if "noise_type" in block:
+        block = block[block.noise_type == board.noise_type]
+    kind = "" if board.noise_type == "caption" else f"-{board.noise_type}"
     for b in board.benchmarks:
-        png = noise_curve_png(block, b, f"{LABELS.get(b, b)}: test rSum vs noise (mean ± std over seeds)")
+        png = noise_curve_png(block, b, f"{LABELS.get(b, b)}: test rSum vs {board.noise_type}-level noise "
+                                        "(mean ± std over seeds)")
         if png:
-            figs.append((f"p{board.protocol}-{b}-rsum-vs-noise.png", f"{LABELS.get(b, b)}: rSum vs noise ratio", png))
+            figs.append((f"p{board.protocol}-{b}{kind}-rsum-vs-noise.png",
+                         f"{LABELS.get(b, b)}: rSum vs {board.noise_type}-level noise ratio", png))
     datasets = {b.rsplit("-", 1)[0] if b.endswith(("-1k", "-5k")) else b for b in board.benchmarks}
     first: dict[tuple, dict[str, Any]] = {}
     for r in sorted(results, key=lambda r: r["identity"]["seed"]):
         ident = r["identity"]
         hist = ((r.get("detection") or {}).get("split_histogram"))
-        if r.get("status") != "ok" or not hist or ident["dataset"] not in datasets or str(ident["protocol_version"]) != board.protocol:
+        if (r.get("status") != "ok" or not hist or ident["dataset"] not in datasets
+                or str(ident["protocol_version"]) != board.protocol or noise_type_of(ident) != board.noise_type):
             continue
         first.setdefault((ident["dataset"], ident["noise_ratio"], ident["method"], ident["backbone"]), r)
     for (dataset, ratio, method, backbone), r in sorted(first.items()):
         seed, epoch = r["identity"]["seed"], r.get("best_val", {}).get("epoch")
-        caption = f"{method} ({backbone}), {dataset} {ratio:.0%} noise, seed {seed}: loss split at selected epoch {epoch}"
-        name = _slug(f"p{board.protocol}-{dataset}-{ratio:g}-{method}-{backbone}-seed{seed}-split") + ".png"
+        caption = (f"{method} ({backbone}), {dataset} {ratio:.0%} {board.noise_type}-level noise, seed {seed}: "
+                   f"loss split at selected epoch {epoch}")
+        name = _slug(f"p{board.protocol}-{dataset}-{ratio:g}{kind}-{method}-{backbone}-seed{seed}-split") + ".png"
         figs.append((name, caption, split_histogram_png(r["detection"]["split_histogram"], caption)))
     return figs
 
@@ -119,7 +126,8 @@ def agreement_boards(results: list[dict[str, Any]], allow_mixed: bool = False) -
             counts.setdefault(r["identity"]["dataset"], block)
     boards = build_agreement_boards(agg, estimates)
     for board in boards:
-        block = counts.get(board.key.removeprefix("human-"), {})
+        dataset = board.key.removeprefix("human-")
+        block = counts.get(dataset if board.noise_type == "caption" else dataset.removesuffix(f"-{board.noise_type}"), {})
         sizes = [f"{kind} {subset} {m['n']} ({m['n_describes']} describe / {m['n_not']} do not)"
                  for kind in ("expert", "crowd") for subset in ("all", "heldout")
                  if (m := (block.get(kind) or {}).get(subset))]

@@ -15,6 +15,10 @@ group is marked ``below_floor``: it learned less than a linear fit of word count
 ``build_agreement_boards`` lays out the human-agreement scores of ``ncbench detect`` the same way
 (noise groups, method rows), with AUC and Spearman per judgment kind as the column groups.
 
+The two noise protocols never share a table: caption-level results (NCR's protocol) and
+image-level results (DECL/RCL's: all captions of a chosen image move together) are laid out as
+separate boards, each titled with its protocol; reported rows join the boards of their own type.
+
 ``build_boards`` turns the aggregated frame (and, when asked, the reported rows) into ``Board``
 objects; the Markdown, HTML and LaTeX renderers only format them, so all three show the same thing.
 """
@@ -104,6 +108,7 @@ class Board:
     metrics: tuple[str, ...] = METRICS  # the columns of each benchmark's group
     headers: tuple[str, ...] = METRIC_HEADERS
     notes: list[str] = field(default_factory=list)  # extra lines under the table
+    noise_type: str = "caption"  # the noise protocol of every row (caption | image)
 
     @property
     def is_retrieval(self) -> bool:
@@ -128,6 +133,17 @@ def table_of(benchmark: str) -> tuple[str, str, tuple[str, ...]]:
         if benchmark in benches:
             return key, title, benches
     return benchmark, LABELS.get(benchmark, benchmark), (benchmark,)
+
+
+NOISE_TITLES = {"caption": "caption-level noise", "image": "image-level noise"}
+
+
+def typed_table(key: str, title: str, benches: tuple[str, ...], noise_type: str) -> tuple[str, str]:
+    """A board's key and title for one noise protocol: ``f30k-coco1k`` / ``f30k-coco1k-image``,
+    titled with the protocol (tables of real-noise benchmarks only have no injected noise type)."""
+    if all(b in REAL_NOISE_BENCHMARKS for b in benches):
+        return key, title
+    return (key if noise_type == "caption" else f"{key}-{noise_type}"), f"{title}, {NOISE_TITLES[noise_type]}"
 
 
 def _measured_rows(block: pd.DataFrame, metrics: tuple[str, ...] = METRICS, digits: int = 1) -> list[Row]:
@@ -162,11 +178,11 @@ def mark_below_floor(rows: list[Row], benchmarks: list[str]) -> None:
                 r.below_floor.append(b)
 
 
-def _reported_rows(reported: list[ReportedRow], benches: tuple[str, ...], ratio: float) -> list[Row]:
+def _reported_rows(reported: list[ReportedRow], benches: tuple[str, ...], ratio: float, noise_type: str) -> list[Row]:
     """Reported rows of one noise group, merged across benchmarks by (source, method, backbone)."""
     merged: dict[tuple[str, str, str], Row] = {}
     for rep in reported:
-        if rep.benchmark not in benches or rep.noise_ratio != ratio:
+        if rep.benchmark not in benches or rep.noise_ratio != ratio or rep.noise_type != noise_type:
             continue
         key = (rep.source, rep.method, rep.backbone)
         row = merged.setdefault(key, Row(rep.method, rep.backbone, {}, reported=True, source=rep.source,
@@ -190,32 +206,41 @@ def _mark_best(rows: list[Row], benchmarks: list[str], metrics: tuple[str, ...] 
 
 def build_boards(agg: pd.DataFrame, reported: list[ReportedRow] | None = None,
                  sources: dict[str, str] | None = None) -> list[Board]:
-    """One board per (protocol, table); reported rows join the current protocol's tables."""
+    """One board per (protocol, table, noise type); reported rows join the current protocol's tables
+    of their own noise type."""
     reported = reported or []
-    keys: dict[tuple[str, str], tuple[str, tuple[str, ...]]] = {}
-    for protocol, benchmark in agg[["protocol_version", "benchmark"]].drop_duplicates().itertuples(index=False):
+    keys: dict[tuple[str, str, str], tuple[str, tuple[str, ...]]] = {}
+    if "noise_type" not in agg:  # an aggregate of results from before image-level noise existed
+        agg = agg.assign(noise_type="caption")
+    for protocol, benchmark, kind in agg[["protocol_version", "benchmark", "noise_type"]].drop_duplicates().itertuples(index=False):
         key, title, benches = table_of(benchmark)
-        keys[(str(protocol), key)] = (title, benches)
+        keys[(str(protocol), key, str(kind))] = (title, benches)
     for rep in reported:
         key, title, benches = table_of(rep.benchmark)
-        keys.setdefault((PROTOCOL_VERSION, key), (title, benches))
+        keys.setdefault((PROTOCOL_VERSION, key, rep.noise_type), (title, benches))
     order = [t[0] for t in TABLES]
+
+    def rank(item):
+        (protocol, key, kind), _ = item
+        return protocol, order.index(key) if key in order else -1, key, kind != "caption", kind
+
     boards = []
-    for (protocol, key), (title, benches) in sorted(keys.items(), key=lambda kv: (kv[0][0], order.index(kv[0][1]) if kv[0][1] in order else -1, kv[0][1])):
-        block = agg[(agg.protocol_version.astype(str) == protocol) & agg.benchmark.isin(benches)]
-        reps = reported if protocol == PROTOCOL_VERSION else []
+    for (protocol, key, kind), (title, benches) in sorted(keys.items(), key=rank):
+        block = agg[(agg.protocol_version.astype(str) == protocol) & agg.benchmark.isin(benches) & (agg.noise_type == kind)]
+        reps = [r for r in reported if r.noise_type == kind] if protocol == PROTOCOL_VERSION else []
         ratios = sorted(set(block.noise_ratio.astype(float)) | {r.noise_ratio for r in reps if r.benchmark in benches})
         present = [b for b in benches if b in set(block.benchmark) or any(r.benchmark == b for r in reps)]
         groups = []
         for ratio in ratios:
-            rows = _measured_rows(block[block.noise_ratio == ratio]) + _reported_rows(reps, benches, ratio)
+            rows = _measured_rows(block[block.noise_ratio == ratio]) + _reported_rows(reps, benches, ratio, kind)
             if rows:
                 _mark_best(rows, present)
                 mark_below_floor(rows, present)
                 groups.append(NoiseGroup(ratio, noise_label(ratio, present), rows))
         used = {r.source for g in groups for r in g.rows if r.reported}
-        boards.append(Board(key, title, protocol, present, groups,
-                            {s: (sources or {}).get(s, s) for s in sorted(used)}))
+        board_key, board_title = typed_table(key, title, benches, kind)
+        boards.append(Board(board_key, board_title, protocol, present, groups,
+                            {s: (sources or {}).get(s, s) for s in sorted(used)}, noise_type=kind))
     return boards
 
 
@@ -224,7 +249,9 @@ def build_agreement_boards(agg: pd.DataFrame, estimates: dict[str, str] | None =
     groups expert / crowd over all judged pairs and over held-out pairs, AUC and Spearman each;
     ``estimates`` (method → what its score is) become the notes under the table."""
     boards = []
-    for (protocol, dataset), block in agg.groupby(["protocol_version", "dataset"], sort=True):
+    if "noise_type" not in agg:
+        agg = agg.assign(noise_type="caption")
+    for (protocol, dataset, kind), block in agg.groupby(["protocol_version", "dataset", "noise_type"], sort=True):
         present = [b for b in AGREEMENT_BENCHMARKS if b in set(block.benchmark)]
         groups = []
         for ratio in sorted(set(block.noise_ratio.astype(float))):
@@ -233,6 +260,8 @@ def build_agreement_boards(agg: pd.DataFrame, estimates: dict[str, str] | None =
             groups.append(NoiseGroup(ratio, noise_label(ratio, present), rows))
         methods = sorted({r.method for g in groups for r in g.rows})
         notes = [f"{m}: {(estimates or {}).get(m, 'estimate not recorded')}" for m in methods]
-        boards.append(Board(f"human-{dataset}", f"Noise detection vs human judgments ({dataset})", str(protocol),
-                            present, groups, {}, AGREEMENT_METRICS, AGREEMENT_HEADERS, notes))
+        key = f"human-{dataset}" if kind == "caption" else f"human-{dataset}-{kind}"
+        title = f"Noise detection vs human judgments ({dataset}, {NOISE_TITLES[str(kind)]})"
+        boards.append(Board(key, title, str(protocol), present, groups, {}, AGREEMENT_METRICS, AGREEMENT_HEADERS,
+                            notes, noise_type=str(kind)))
     return boards

@@ -2,7 +2,10 @@
 
 These rows are **reported, not reproduced**: they are typed in from the papers (with the source
 of each), never computed by ncbench, and every renderer marks them as reported. The file lives in
-the repository at ``leaderboards/reference/`` and is installed as package data.
+the repository at ``leaderboards/reference/`` and is installed as package data. Each row names its
+noise protocol (``noise_type``: caption-level as NCR, BiCro and CRCL; image-level as DECL, RCL and
+L2RM; real-noise CC152K rows are filed as ``caption``, the type of every run without injected
+noise), so a reported row only ever joins a table of its own protocol.
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ import math
 from dataclasses import dataclass
 from importlib import resources
 
+from ..data.noise import NOISE_TYPES
 from ..errors import ResultError
 from .aggregate import METRICS
 
@@ -29,6 +33,7 @@ class ReportedRow:
     noise_ratio: float  # 0.0 for "real" (CC152K carries its own noise)
     metrics: dict[str, float]
     note: str
+    noise_type: str = "caption"  # the noise protocol of the paper's run: caption | image
 
 
 def _read(name: str) -> str:
@@ -56,6 +61,9 @@ def load_reported(text: str | None = None) -> list[ReportedRow]:
             raise ResultError(f"{where}: unknown source {r['source']!r} (add it to sources.csv)")
         if any(math.isnan(v) for v in metrics.values()):
             raise ResultError(f"{where}: NaN in the numbers")
+        kind = (r.get("noise_type") or "").strip()
+        if kind not in NOISE_TYPES:
+            raise ResultError(f"{where}: noise_type must be one of {', '.join(NOISE_TYPES)}, got {kind!r}")
         rows.append(ReportedRow(r["source"], r["method"], r["backbone"], ens, r["benchmark"], noise, metrics,
-                                r.get("note") or ""))
+                                r.get("note") or "", kind))
     return rows
