@@ -13,14 +13,17 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from ncbench.engine.method import build_config
+from ncbench.engine.optim import optimizer_step
 from ncbench.kernels import consistency
+from ncbench.registry import BACKBONES
 from ncbench.kernels.complementary import active_complementary_loss, batch_probabilities, correct_labels, match_probability
 from ncbench.kernels.losses import per_sample_triplet, triplet_loss
 from ncbench.kernels.mixture import bmm_split, minmax, split_clean
 from ncbench.kernels.recall import ranks, recall_at
 from ncbench.kernels.rectify import adaptive_prediction, raw_prediction, soft_margin
 
-from .official import cpu_only, extract, require
+from .official import cpu_only, extract, load_module, require
 
 T = torch.from_numpy
 
@@ -278,6 +281,97 @@ def check_crcl_step(d) -> None:
               f"ACL at epoch {epoch}, stage {schedule}", rtol=1e-6)
 
 
+# -- NCR/model.py SGRAF: SGR and SAF scores, and one training step with the official weights ------------
+SGRAF_SIZES = {"img_dim": 8, "embed_size": 16, "word_dim": 12, "vocab_size": 40, "sim_dim": 8}
+
+
+def sgraf_inputs() -> dict[str, np.ndarray]:
+    rng = np.random.default_rng(6)
+    lengths = np.array([7, 5, 9, 3, 6, 4])
+    tokens = rng.integers(1, SGRAF_SIZES["vocab_size"], size=(6, 9)) * (np.arange(9)[None] < lengths[:, None])
+    return {"images": np.maximum(rng.normal(size=(6, 36, SGRAF_SIZES["img_dim"])), 0.0), "tokens": tokens,
+            "lengths": lengths, "labels": rng.uniform(0, 1, 6)}
+
+
+def _official_sgraf(module: str):
+    import types
+
+    off = load_module(require("ncr") / "NCR/model.py", "ncr_model")
+    opt = types.SimpleNamespace(**SGRAF_SIZES, grad_clip=2.0, no_imgnorm=False, num_layers=1, bi_gru=True,
+                                no_txtnorm=False, module_name=module, sgr_step=3, margin=0.2, learning_rate=2e-4)
+    torch.manual_seed(0)
+    with cpu_only():
+        m = off.SGRAF(opt)
+    for enc in (m.img_enc, m.txt_enc, m.sim_enc):
+        enc.double()
+        for layer in enc.modules():  # dropout off on both sides: the random masks cannot be matched
+            if isinstance(layer, torch.nn.Dropout):
+                layer.p = 0.0
+    return m
+
+
+def _state(m) -> list[tuple[str, np.ndarray]]:
+    return [(k, v.detach().numpy().copy()) for enc in (m.img_enc, m.txt_enc, m.sim_enc) for k, v in enc.state_dict().items()]
+
+
+def make_sgraf_step() -> dict[str, np.ndarray]:
+    d = sgraf_inputs()
+    for module in ("SGR", "SAF"):
+        m = _official_sgraf(module)
+        images, tokens, lengths = T(d["images"]), T(d["tokens"]), d["lengths"].tolist()
+        d |= {f"{module}_w{i}": v for i, (_, v) in enumerate(_state(m))}
+        with cpu_only(), torch.no_grad():
+            m.val_start()
+            d[f"{module}_eval_scores"] = m.forward_sim(*m.forward_emb(images, tokens, lengths)).numpy()
+        with cpu_only():
+            m.train_start()
+            d[f"{module}_loss"] = np.array(m.train(images, tokens, lengths, hard_negative=True, mode="train"))
+            d |= {f"{module}_after{i}": v for i, (_, v) in enumerate(_state(m))}
+            # a second, co-training step: soft labels as NCR/BiCro pass them (a length-B vector)
+            d[f"{module}_loss2"] = np.array(m.train(images, tokens, lengths, hard_negative=True, labels=T(d["labels"]),
+                                                    soft_margin="exponential", mode="train"))
+        d |= {f"{module}_after2_{i}": v for i, (_, v) in enumerate(_state(m))}
+    return d
+
+
+def _ncbench_sgraf(name: str, d, module: str):
+    bcls = BACKBONES.get(name)
+    cfg = build_config(bcls.Config, {"embed_dim": SGRAF_SIZES["embed_size"], "word_dim": SGRAF_SIZES["word_dim"],
+                                     "sim_dim": SGRAF_SIZES["sim_dim"], "dropout": 0.0})
+    net = bcls(cfg, SGRAF_SIZES["vocab_size"], SGRAF_SIZES["img_dim"]).double()
+    keys = list(net.state_dict())
+    weights = [d[f"{module}_w{i}"] for i in range(len(keys))]
+    assert f"{module}_w{len(keys)}" not in d, "the official model has tensors ncbench does not map"
+    # the official state, in its order (image encoder, text encoder, similarity), maps one to one
+    net.load_state_dict({k: torch.from_numpy(np.asarray(w)) for k, w in zip(keys, weights)})
+    return net, keys
+
+
+def check_sgraf_step(d) -> None:
+    images, tokens, lengths = T(d["images"]), T(d["tokens"]), T(d["lengths"])
+    for module, name in (("SGR", "sgr"), ("SAF", "saf")):
+        net, keys = _ncbench_sgraf(name, d, module)
+        net.eval()
+        with torch.no_grad():
+            close(net(images, tokens, lengths), d[f"{module}_eval_scores"], f"{name}: test-time scores", rtol=1e-10)
+        net.train()
+        optimizer = torch.optim.Adam(net.parameters(), lr=2e-4)
+        loss = optimizer_step(optimizer, triplet_loss(net(images, tokens, lengths), 0.2), list(net.parameters()), 2.0,
+                              "parity")
+        close(loss, d[f"{module}_loss"], f"{name}: training loss", rtol=1e-10)
+        for i, (k, v) in enumerate(net.state_dict().items()):
+            # after one Adam step (grad clip 2.0): weights, BatchNorm running statistics and counts
+            close(v.detach().numpy(), d[f"{module}_after{i}"], f"{name}: {k} after one step", rtol=1e-7, atol=1e-10)
+        # the labelled step with official_broadcast=true (margin m_j on column j, §3.8)
+        margin = soft_margin(T(d["labels"]), 0.2)[None, :].expand(6, 6)
+        loss = optimizer_step(optimizer, triplet_loss(net(images, tokens, lengths), margin), list(net.parameters()), 2.0,
+                              "parity")
+        close(loss, d[f"{module}_loss2"], f"{name}: labelled training loss", rtol=1e-9)
+        for i, (k, v) in enumerate(net.state_dict().items()):
+            close(v.detach().numpy(), d[f"{module}_after2_{i}"], f"{name}: {k} after the labelled step", rtol=1e-6,
+                  atol=1e-9)
+
+
 CASES = {
     "recall": (make_recall, check_recall),
     "ncr_loss": (make_ncr_loss, check_ncr_loss),
@@ -285,4 +379,5 @@ CASES = {
     "bicro_bmm": (make_bicro_bmm, check_bicro_bmm),
     "bicro_labels": (make_bicro_labels, check_bicro_labels),
     "crcl_step": (make_crcl_step, check_crcl_step),
+    "sgraf_step": (make_sgraf_step, check_sgraf_step),
 }

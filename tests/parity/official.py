@@ -69,6 +69,16 @@ def extract(path: Path, names: list[str], namespace: dict | None = None) -> Simp
     return SimpleNamespace(**found)
 
 
+def load_module(path: Path, name: str):
+    """Import a whole official file by path (for files whose only imports are torch and numpy)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(f"official_{name}", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 @contextlib.contextmanager
 def cpu_only():
     """``Tensor.cuda()`` and ``Module.cuda()`` return their argument while official code runs."""
