@@ -140,3 +140,26 @@ def test_bicro_and_l2rm_files_differ(shared_data):
     a = np.load(shared_data / "noise_index_f30k/bicro/f30k_precomp_0.2.npy")
     b = np.load(shared_data / "noise_index_f30k/l2rm/f30k_precomp_0.2.npy")
     assert array_sha256(a) != array_sha256(b)
+
+
+def test_noise_type_is_part_of_the_identity_and_caption_runs_hash_as_before():
+    """Results of protocol 1 stay readable and are not re-run: a caption-level RunConfig hashes as
+    the RunConfig without the field did (the canonical JSON without ``noise_type``), lives in the
+    same folder, and an image-level run differs in hash, folder and label."""
+    import dataclasses
+    import hashlib
+    import json
+    from pathlib import Path
+
+    from ncbench.config import RunConfig
+    from ncbench.results import result_path
+
+    cap = RunConfig(method="ncr", backbone="vse_light", dataset="synthetic", noise_ratio=0.2, seed=0)
+    old = {k: v for k, v in dataclasses.asdict(cap).items() if k not in ("recipe", "trial", "noise_type")}
+    blob = json.dumps(old, sort_keys=True, separators=(",", ":"), default=str)
+    assert cap.config_hash == hashlib.sha256(blob.encode()).hexdigest()
+    img = dataclasses.replace(cap, noise_type="image")
+    assert img.config_hash != cap.config_hash
+    assert result_path(Path("r"), cap) == Path("r/protocol-1/synthetic/noise-0.2/ncr/vse_light/seed-0.json")
+    assert result_path(Path("r"), img) == Path("r/protocol-1/synthetic/noise-image-0.2/ncr/vse_light/seed-0.json")
+    assert "image-level noise 0.2" in img.label and "image-level" not in cap.label
