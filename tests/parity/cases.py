@@ -100,6 +100,28 @@ def check_ncr_loss(d) -> None:
         close(triplet_loss(s, m[None, :].expand(16, 16)), d[f"labelled_{mode}"], f"{mode}: official broadcast")
 
 
+# -- BiCro/model.py ContrastiveLoss: its warm-up selection and the labelled modes ---------------------
+def make_bicro_loss() -> dict[str, np.ndarray]:
+    off = extract(require("bicro") / "model.py", ["ContrastiveLoss"])
+    d = loss_inputs()
+    s, y = T(d["scores"]), T(d["labels"])
+    crit = off.ContrastiveLoss(margin=0.2, warmup_rate=0.3)
+    with cpu_only():
+        d["warmup_sele"] = crit(s, mode="warmup_sele").numpy()
+        for mode in ("train", "noise_soft"):
+            d[f"labelled_{mode}"] = crit(s, hard_negative=True, labels=y, soft_margin="exponential", mode=mode).numpy()
+    return d
+
+
+def check_bicro_loss(d) -> None:
+    s, y = T(d["scores"]), T(d["labels"])
+    close(consistency.lowest_loss_sum(per_sample_triplet(s, 0.2), 0.3), d["warmup_sele"], "warm-up on the lowest 30%")
+    margin = soft_margin(y, 0.2)
+    for mode in ("train", "noise_soft"):
+        assert abs(float(triplet_loss(s, margin)) - float(d[f"labelled_{mode}"])) > 1e-6, f"{mode}: per-pair margins"
+        close(triplet_loss(s, margin[None, :].expand(16, 16)), d[f"labelled_{mode}"], f"{mode}: official broadcast")
+
+
 # -- NCR/co_train.py split_prob: the ≥ 1% forced-noisy rule (difference F) ----------------------------
 def split_inputs() -> dict[str, np.ndarray]:
     rng = np.random.default_rng(2)
@@ -377,6 +399,7 @@ CASES = {
     "ncr_loss": (make_ncr_loss, check_ncr_loss),
     "split": (make_split, check_split),
     "bicro_bmm": (make_bicro_bmm, check_bicro_bmm),
+    "bicro_loss": (make_bicro_loss, check_bicro_loss),
     "bicro_labels": (make_bicro_labels, check_bicro_labels),
     "crcl_step": (make_crcl_step, check_crcl_step),
     "sgraf_step": (make_sgraf_step, check_sgraf_step),
