@@ -357,6 +357,7 @@ def make_sgraf_step() -> dict[str, np.ndarray]:
 
 
 def _ncbench_sgraf(name: str, d, module: str):
+    """An ncbench backbone holding the official weights stored under ``{module}_w<i>``."""
     bcls = BACKBONES.get(name)
     cfg = build_config(bcls.Config, {"embed_dim": SGRAF_SIZES["embed_size"], "word_dim": SGRAF_SIZES["word_dim"],
                                      "sim_dim": SGRAF_SIZES["sim_dim"], "dropout": 0.0})
@@ -394,9 +395,95 @@ def check_sgraf_step(d) -> None:
                   atol=1e-9)
 
 
+# -- NCR/co_train.py train: one co-training step of NCR (clean and noisy batch) with the official SGR ----
+class _Meter:
+    def __init__(self, *args, **kwargs):
+        pass
+
+    def update(self, *args, **kwargs):
+        pass
+
+    def display(self, *args):
+        pass
+
+
+class _Unlabeled:
+    """The official loop calls ``iterator.next()`` (Python 2); one noisy batch, forever."""
+
+    def __init__(self, batch):
+        self.batch = batch
+
+    def __iter__(self):
+        return self
+
+    def next(self):
+        return self.batch
+
+    __next__ = next
+
+
+def ncr_step_inputs() -> dict[str, np.ndarray]:
+    d = sgraf_inputs()
+    rng = np.random.default_rng(7)
+    noisy = {f"noisy_{k}": v for k, v in sgraf_inputs().items()}
+    noisy["noisy_images"] = np.maximum(rng.normal(size=noisy["noisy_images"].shape), 0.0)
+    noisy["noisy_tokens"] = np.where(noisy["noisy_tokens"] > 0, rng.integers(1, SGRAF_SIZES["vocab_size"], noisy["noisy_tokens"].shape), 0)
+    return d | noisy | {"w": rng.uniform(0.5, 1.0, 6)}
+
+
+def make_ncr_step() -> dict[str, np.ndarray]:
+    import time
+    import types
+
+    off = extract(require("ncr") / "NCR/co_train.py", ["train"], {"AverageMeter": _Meter, "ProgressMeter": _Meter,
+                                                                  "time": time})
+    d = ncr_step_inputs()
+    nets = []
+    for seed, net_name in ((0, "A"), (1, "B")):
+        torch.manual_seed(seed)
+        m = _official_sgraf("SGR")
+        d |= {f"{net_name}_w{i}": v for i, (_, v) in enumerate(_state(m))}
+        nets.append(m)
+    b = 6
+    clean = (T(d["images"]), T(d["tokens"]), d["lengths"].tolist(), list(range(b)), torch.ones(b, 1).long(),
+             T(d["w"])[:, None], torch.ones(b))
+    noisy = (T(d["noisy_images"]), T(d["noisy_tokens"]), d["noisy_lengths"].tolist(), list(range(b)), torch.ones(b))
+    opt = types.SimpleNamespace(num_epochs=4, soft_margin="exponential", log_step=100)
+    with cpu_only():
+        off.train(opt, nets[0], nets[1], [clean], _Unlabeled(noisy), epoch=2)  # epoch ≥ 4 // 2: noisy batch trained
+    return d | {f"A_after{i}": v for i, (_, v) in enumerate(_state(nets[0]))}
+
+
+def check_ncr_step(d) -> None:
+    from ncbench.data.batching import Batch
+    from ncbench.registry import METHODS
+
+    NCR = METHODS.get("ncr")
+    NCRConfig = NCR.Config
+    nets = [_ncbench_sgraf("sgr", d, name)[0] for name in ("A", "B")]
+    method = NCR.__new__(NCR)  # the method's own co_step, on the official networks' weights
+    method.nets, method.opts = nets, [torch.optim.Adam(n.parameters(), lr=2e-4) for n in nets]
+    method.config = NCRConfig(official_broadcast=True, epochs=4, noisy_from=2)
+    method.record_labels = lambda ids, labels: None
+    ids = torch.arange(6)
+    clean = Batch(T(d["images"]), T(d["tokens"]), T(d["lengths"]), ids)
+    noisy = Batch(T(d["noisy_images"]), T(d["noisy_tokens"]), T(d["noisy_lengths"]), ids)
+    method.co_step(0, clean, T(d["w"]), noisy, epoch=2)
+    for i, (k, v) in enumerate(nets[0].state_dict().items()):
+        close(v.detach().numpy(), d[f"A_after{i}"], f"ncr: net A {k} after one co-training step", rtol=1e-6, atol=1e-9)
+    # named deviation: with per-pair margins (the default) the step differs
+    method.nets = [_ncbench_sgraf("sgr", d, name)[0] for name in ("A", "B")]
+    method.opts = [torch.optim.Adam(n.parameters(), lr=2e-4) for n in method.nets]
+    method.config = NCRConfig(epochs=4, noisy_from=2)
+    method.co_step(0, clean, T(d["w"]), noisy, epoch=2)
+    after = [v.detach().numpy() for v in method.nets[0].state_dict().values()]
+    assert not all(np.allclose(a, d[f"A_after{i}"], rtol=1e-6, atol=1e-9) for i, a in enumerate(after))
+
+
 CASES = {
     "recall": (make_recall, check_recall),
     "ncr_loss": (make_ncr_loss, check_ncr_loss),
+    "ncr_step": (make_ncr_step, check_ncr_step),
     "split": (make_split, check_split),
     "bicro_bmm": (make_bicro_bmm, check_bicro_bmm),
     "bicro_loss": (make_bicro_loss, check_bicro_loss),
