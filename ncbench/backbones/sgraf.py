@@ -174,8 +174,10 @@ class SGRAF(Backbone):
         return self._head(context[:, None], cap_emb[:, None], img_glo[:, None], cap_glo[:, None], mask[:, None])[:, 0]
 
     def global_features(self, img_emb: torch.Tensor, cap_emb: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """The self-attention global vectors (VisualSA, TextSA) of images and captions."""
-        return self.v_att(img_emb), self.t_att(cap_emb, self.word_mask(cap_emb))
+        """The mean of an image's region embeddings and of a caption's valid word embeddings: BiCro's
+        official ``glo_emb`` (its self-attention lines are commented out there; parity-tested)."""
+        mask = self.word_mask(cap_emb).to(cap_emb.dtype)
+        return img_emb.mean(dim=1), (cap_emb * mask[..., None]).sum(dim=1) / mask.sum(dim=1, keepdim=True).clamp_min(1)
 
     def _attend(self, attn: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """SCAN t2i weights from logits ``(..., R, L)``: normalised over valid words, softmax over regions."""

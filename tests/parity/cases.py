@@ -480,6 +480,81 @@ def check_ncr_step(d) -> None:
     assert not all(np.allclose(a, d[f"A_after{i}"], rtol=1e-6, atol=1e-9) for i, a in enumerate(after))
 
 
+# -- BiCro/co_train.py train: one co-training iteration (peer labels, noisy then clean step) -----------
+def _official_bicro(seed: int):
+    import types
+
+    off = load_module(require("bicro") / "model.py", "bicro_model")
+    opt = types.SimpleNamespace(**SGRAF_SIZES, grad_clip=2.0, no_imgnorm=False, num_layers=1, bi_gru=True,
+                                no_txtnorm=False, module_name="SGR", sgr_step=3, margin=0.2, learning_rate=2e-4,
+                                warmup_rate=0.3, noise_train="noise_soft", noise_tem=0.5)
+    torch.manual_seed(seed)
+    with cpu_only():
+        m = off.SGRAF(opt)
+    for enc in (m.img_enc, m.txt_enc, m.sim_enc):
+        for layer in enc.modules():
+            if isinstance(layer, torch.nn.Dropout):
+                layer.p = 0.0
+    # float32 (the official labels are a float32 tensor scattered into) and plain SGD, so that the
+    # float32 rounding of a tiny gradient cannot flip an Adam step (Adam is covered by sgraf_step)
+    m.optimizer = torch.optim.SGD(m.params, lr=0.05)
+    return m
+
+
+def make_bicro_step() -> dict[str, np.ndarray]:
+    import time
+
+    off = extract(require("bicro") / "co_train.py", ["train"], {"AverageMeter": _Meter, "ProgressMeter": _Meter,
+                                                                "time": time})
+    d = {k: (v.astype(np.float32) if v.dtype == np.float64 else v) for k, v in ncr_step_inputs().items()}
+    nets = []
+    for seed, net_name in ((0, "A"), (1, "B")):
+        m = _official_bicro(seed)
+        d |= {f"{net_name}_w{i}": v for i, (_, v) in enumerate(_state(m))}
+        calls = []
+        train = m.train
+        m.train = lambda *a, _train=train, _calls=calls, **k: _calls.append((k.get("labels"), _train(*a, **k))) or _calls[-1][1]
+        nets.append((m, calls))
+    b = 6
+    clean = (T(d["images"]), T(d["tokens"]), d["lengths"].tolist(), list(range(b)), torch.ones(b, 1).long(),
+             T(d["w"])[:, None], torch.ones(b))
+    noisy = (T(d["noisy_images"]), T(d["noisy_tokens"]), d["noisy_lengths"].tolist(), list(range(b)), torch.ones(b))
+    import types
+
+    opt = types.SimpleNamespace(num_epochs=4, soft_margin="exponential", log_step=100, noise_train="noise_soft")
+    with cpu_only():
+        off.train(opt, nets[0][0], nets[1][0], [clean], _Unlabeled(noisy), epoch=2)
+    (labels_u, loss_u), (labels_c, loss_c) = nets[0][1]
+    return d | {"labels_noisy": labels_u.numpy(), "loss_noisy": np.array(loss_u), "labels_clean": labels_c.numpy(),
+                "loss_clean": np.array(loss_c)} | {f"A_after{i}": v for i, (_, v) in enumerate(_state(nets[0][0]))}
+
+
+def check_bicro_step(d) -> None:
+    from ncbench.data.batching import Batch
+    from ncbench.registry import METHODS
+
+    BiCro = METHODS.get("bicro")
+    nets = []
+    for name in ("A", "B"):
+        net = _ncbench_sgraf("sgr", d, name)[0].float()
+        nets.append(net)
+    method = BiCro.__new__(BiCro)
+    method.nets, method.opts = nets, [torch.optim.SGD(n.parameters(), lr=0.05) for n in nets]
+    method.config = BiCro.Config(official_scatter=True, official_broadcast=True, epochs=4, noisy_from=2)
+    recorded = []
+    method.record_labels = lambda ids, labels: recorded.append(labels)
+    ids = torch.arange(6)
+    clean = Batch(T(d["images"]), T(d["tokens"]), T(d["lengths"]), ids)
+    noisy = Batch(T(d["noisy_images"]), T(d["noisy_tokens"]), T(d["noisy_lengths"]), ids)
+    logs = method.co_step(0, clean, T(d["w"]), noisy, epoch=2)
+    close(recorded[0], d["labels_noisy"], "bicro: noisy-batch labels from the peer", rtol=1e-5, atol=1e-6)
+    close(recorded[1], d["labels_clean"], "bicro: clean-batch labels from the peer (official scatter)", rtol=1e-5, atol=1e-6)
+    close(logs["loss_noisy"], d["loss_noisy"], "bicro: noisy-batch loss", rtol=1e-5)
+    close(logs["loss"], d["loss_clean"], "bicro: clean-batch loss", rtol=1e-5)
+    for i, (k, v) in enumerate(nets[0].state_dict().items()):
+        close(v.detach().numpy(), d[f"A_after{i}"], f"bicro: net A {k} after the iteration", rtol=1e-4, atol=1e-6)
+
+
 CASES = {
     "recall": (make_recall, check_recall),
     "ncr_loss": (make_ncr_loss, check_ncr_loss),
@@ -487,6 +562,7 @@ CASES = {
     "split": (make_split, check_split),
     "bicro_bmm": (make_bicro_bmm, check_bicro_bmm),
     "bicro_loss": (make_bicro_loss, check_bicro_loss),
+    "bicro_step": (make_bicro_step, check_bicro_step),
     "bicro_labels": (make_bicro_labels, check_bicro_labels),
     "crcl_step": (make_crcl_step, check_crcl_step),
     "sgraf_step": (make_sgraf_step, check_sgraf_step),
