@@ -555,6 +555,73 @@ def check_bicro_step(d) -> None:
         close(v.detach().numpy(), d[f"A_after{i}"], f"bicro: net A {k} after the iteration", rtol=1e-4, atol=1e-6)
 
 
+# -- CRCL/model/CRCL.py train_self through CRCL's official SGR, against CRCL.train_step ------------------
+CRCL_ITERATION = ((0, 0), (1, 0), (2, 0))  # (epoch, schedule): warm, the stage-0 reset, corrected
+
+
+def make_crcl_iteration() -> dict[str, np.ndarray]:
+    import types
+
+    root = require("crcl") / "CRCL_NeurIPS23/model"
+    sgraf = load_module(root / "SGRAF.py", "crcl_sgraf")
+    off = extract(root / "CRCL.py", ["CRCL.train_self", "CRCL.forward_emb", "CRCL.forward_sims"])
+    d = sgraf_inputs()
+    opt = types.SimpleNamespace(**SGRAF_SIZES, grad_clip=2.0, no_imgnorm=False, num_layers=1, bi_gru=True,
+                                no_txtnorm=False, module_name="SGR", sgr_step=3, margin=0.2, learning_rate=5e-4,
+                                max_violation=True, mc=True, confident=True, warm_epoch=2)
+    torch.manual_seed(2)
+    with cpu_only():
+        base = sgraf.SGRAF(opt)
+    for enc in (base.img_enc, base.txt_enc, base.sim_enc):
+        enc.double()
+        for layer in enc.modules():
+            if isinstance(layer, torch.nn.Dropout):
+                layer.p = 0.0
+    d |= {f"C_w{i}": v for i, (_, v) in enumerate(_state(base))}
+    rng = np.random.default_rng(8)
+    store = rng.uniform(0, 1, 10).astype(np.float32).astype(np.float64)  # float32-exact: the official rounds
+    store[[1, 4]] = np.float32(0.05)
+    d |= {"store": store, "ids": np.array([1, 4, 0, 2, 3, 5])}
+    self = types.SimpleNamespace(opt=opt, tau=0.05, alpha=0.8, module_name="SGR", base_model=base, step=0,
+                                 params=base.params, logger=_Log(), move_gt=store.copy(),
+                                 optimizer=torch.optim.SGD(base.params, lr=0.05))  # SGD: see _official_bicro
+    self.forward_emb = types.MethodType(off.CRCL_forward_emb, self)
+    self.forward_sims = types.MethodType(off.CRCL_forward_sims, self)
+    for epoch, schedule in CRCL_ITERATION:
+        base.train_start()
+        with cpu_only():
+            off.CRCL_train_self(self, T(d["images"]), None, T(d["tokens"]), torch.from_numpy(d["lengths"]), d["ids"],
+                                epoch=epoch, schedule=schedule)
+        d[f"store_{epoch}"] = self.move_gt.copy()
+        d[f"loss_{epoch}"] = np.array(self.logger.values["loss"])
+    return d | {f"C_after{i}": v for i, (_, v) in enumerate(_state(base))}
+
+
+def check_crcl_iteration(d) -> None:
+    import types
+
+    from ncbench.data.batching import Batch
+    from ncbench.engine.method import EpochPlan
+    from ncbench.registry import METHODS
+
+    CRCL = METHODS.get("crcl")
+    method = CRCL.__new__(CRCL)
+    method.config = CRCL.Config(augment=0.0, warm_epochs=2)
+    method.net = _ncbench_sgraf("sgr", d, "C")[0]
+    method.optimizer = torch.optim.SGD(method.net.parameters(), lr=0.05)
+    method.labels = T(d["store"].copy())
+    ids = torch.from_numpy(d["ids"])
+    batch = Batch(T(d["images"]), T(d["tokens"]), T(d["lengths"]), ids)
+    method.ctx = types.SimpleNamespace(train=types.SimpleNamespace(batch=lambda steps: batch), device=torch.device("cpu"))
+    for epoch, schedule in CRCL_ITERATION:
+        plan = EpochPlan([ids], {"stage": schedule, "e": epoch, "warm": epoch < 2, "reset": schedule == 0 and epoch == 1})
+        logs = method.train_step(epoch, plan, 0)
+        close(method.labels, d[f"store_{epoch}"], f"crcl: label store after epoch {epoch}", rtol=1e-6)
+        close(logs["loss"], d[f"loss_{epoch}"], f"crcl: loss at epoch {epoch}", rtol=1e-6)
+    for i, (k, v) in enumerate(method.net.state_dict().items()):
+        close(v.detach().numpy(), d[f"C_after{i}"], f"crcl: {k} after three steps", rtol=1e-5, atol=1e-8)
+
+
 CASES = {
     "recall": (make_recall, check_recall),
     "ncr_loss": (make_ncr_loss, check_ncr_loss),
@@ -565,5 +632,6 @@ CASES = {
     "bicro_step": (make_bicro_step, check_bicro_step),
     "bicro_labels": (make_bicro_labels, check_bicro_labels),
     "crcl_step": (make_crcl_step, check_crcl_step),
+    "crcl_iteration": (make_crcl_iteration, check_crcl_iteration),
     "sgraf_step": (make_sgraf_step, check_sgraf_step),
 }
