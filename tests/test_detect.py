@@ -324,7 +324,7 @@ def test_detect_cli_scores_judged_pairs_and_the_leaderboard_shows_them(shared_da
             "--method-opt", "epochs=1", "--results", str(out), "--cache-dir", str(cache_dir), "--no-progress"]
     assert main(argv) == 0
     printed = capsys.readouterr().out
-    assert "Noise detection vs human judgments (flickr8k-xception)" in printed
+    assert "Noise detection vs human judgments (flickr8k-xception, caption-level noise)" in printed
     (path,) = out.rglob("seed-0.json")
     result = json.loads(path.read_text())
     block = result["human_agreement"]

@@ -224,7 +224,7 @@ def test_cli_formats_and_outputs(tmp_path, write_result, capsys):
         assert (out / name).is_file(), name
     assert (out / "plots/p1-synthetic-rsum-vs-noise.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     csv = (out / "leaderboard.csv").read_text().splitlines()
-    assert "rsum_ci95" in csv[0] and any(line.startswith("1,synthetic,synthetic,0.0,mymethod,vse_light,3,") for line in csv)
+    assert "rsum_ci95" in csv[0] and any(line.startswith("1,synthetic,synthetic,caption,0.0,mymethod,vse_light,3,") for line in csv)
 
 
 def test_split_histogram_of_a_real_run_and_its_plot(noisy_sweep, tmp_path, sweep_root):
@@ -309,7 +309,7 @@ def test_html_page_in_headless_chromium(tmp_path, write_result):
     if shot:  # for the issue note: NCBENCH_SCREENSHOT=/tmp/board.png pytest -k chromium
         subprocess.run([*cmd[:-2], f"--screenshot={shot}", "--window-size=1400,500", page.as_uri()],
                        capture_output=True, timeout=120)
-    assert re.search(r"<title>ncbench · Synthetic</title>", dom)
+    assert re.search(r"<title>ncbench · Synthetic, caption-level noise</title>", dom)
 
 
 def test_floor_and_ceiling_rows_and_the_below_floor_mark(tmp_path, write_result):
