@@ -41,6 +41,7 @@ Named deviations:
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import partial
 
 import numpy as np
 import torch
@@ -49,12 +50,7 @@ from ncbench.data.augment import mask_regions, perturb_captions
 from ncbench.engine.method import EpochPlan, Method, MethodConfig, TrainContext
 from ncbench.engine.optim import optimizer_step, set_lr, step_decay
 from ncbench.errors import ConfigError
-from ncbench.kernels.complementary import (
-    active_complementary_loss,
-    batch_probabilities,
-    correct_labels,
-    match_probability,
-)
+from ncbench.kernels.complementary import active_complementary_loss, batch_match_probability, correct_labels
 from ncbench.registry import METHODS
 
 
@@ -132,12 +128,7 @@ class CRCL(Method):
         return [self.net]
 
     def correspondence(self, pairs) -> np.ndarray:
-        tau = self.config.tau
-
-        def kernel(scores: torch.Tensor) -> torch.Tensor:
-            return match_probability(*batch_probabilities(scores, tau))
-
-        return pairs.in_context(self.net, kernel).cpu().numpy()
+        return pairs.in_context(self.net, partial(batch_match_probability, tau=self.config.tau)).cpu().numpy()
 
     def clean_probability(self) -> np.ndarray:
         return self.labels.numpy().copy()
@@ -165,7 +156,7 @@ class CRCL(Method):
             images = mask_regions(images, ctx.generator, cfg.augment)
         scores = self.net(images.to(dev), tokens.to(dev), lengths.to(dev))
         with torch.no_grad():
-            p = match_probability(*batch_probabilities(scores.detach(), cfg.tau)).double().cpu()
+            p = batch_match_probability(scores.detach(), cfg.tau).double().cpu()
         y = correct_labels(self.labels[batch.ids], p, plan.data["warm"], cfg.alpha, cfg.momentum, cfg.confident)
         self.labels[batch.ids] = p if plan.data["reset"] else y
         loss = active_complementary_loss(scores, y.to(dev, scores.dtype), cfg.tau, cfg.lam, None if cfg.q < 0 else cfg.q)

@@ -26,6 +26,11 @@ def match_probability(p_i2t: torch.Tensor, p_t2i: torch.Tensor) -> torch.Tensor:
     return (p_i2t.diagonal() + p_t2i.diagonal()) / 2
 
 
+def batch_match_probability(scores: torch.Tensor, tau: float = 0.05) -> torch.Tensor:
+    """``p_i`` of every pair of a batch score matrix (CRCL's and RCL's correspondence estimate)."""
+    return match_probability(*batch_probabilities(scores, tau))
+
+
 def _complementary(p: torch.Tensor, q: torch.Tensor) -> torch.Tensor:
     """``Σ_{j≠i} tan(P[i, j]) / (Σ_j tan(P[i, j]))^{q_i}`` per row (the denominator is > 0 because
     each row of probabilities sums to one)."""

@@ -686,6 +686,29 @@ def check_vse_inf(d) -> None:
             close(v, d[f"bn:{k}"], f"vse_inf: {k}", rtol=1e-5, atol=1e-7)
 
 
+# -- RCL/RCL-SGRAF/model.py CCL: every variant, all negatives and a sampled fraction --------------------
+def make_rcl_loss() -> dict[str, np.ndarray]:
+    off = extract(require("rcl") / "RCL-SGRAF/model.py", ["CCL"])
+    d = loss_inputs()
+    s = T(d["scores"])
+    with cpu_only():
+        for variant in ("log", "tan", "abs", "exp", "gce", "infoNCE"):
+            d[f"all_{variant}"] = off.CCL(tau=0.05, method=variant, q=0.2, ratio=-1)(s).numpy()
+        torch.manual_seed(11)  # the official draws the sampled negatives from the global RNG
+        d["sampled_log"] = off.CCL(tau=0.05, method="log", ratio=0.5)(s).numpy()
+    return d
+
+
+def check_rcl_loss(d) -> None:
+    from ncbench.kernels.ccl import complementary_contrastive_loss, negative_mask
+
+    s = T(d["scores"])
+    for variant in ("log", "tan", "abs", "exp", "gce", "infoNCE"):
+        close(complementary_contrastive_loss(s, 0.05, variant, 0.2), d[f"all_{variant}"], f"rcl {variant}")
+    mask = negative_mask(16, 0.5, torch.Generator().manual_seed(11), dtype=s.dtype)
+    close(complementary_contrastive_loss(s, 0.05, "log", mask=mask), d["sampled_log"], "rcl log, half the negatives")
+
+
 CASES = {
     "recall": (make_recall, check_recall),
     "ncr_loss": (make_ncr_loss, check_ncr_loss),
@@ -697,6 +720,7 @@ CASES = {
     "bicro_labels": (make_bicro_labels, check_bicro_labels),
     "crcl_step": (make_crcl_step, check_crcl_step),
     "crcl_iteration": (make_crcl_iteration, check_crcl_iteration),
+    "rcl_loss": (make_rcl_loss, check_rcl_loss),
     "sgraf_step": (make_sgraf_step, check_sgraf_step),
     "vse_inf": (make_vse_inf, check_vse_inf),
 }

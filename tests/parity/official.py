@@ -27,6 +27,7 @@ REPOSITORIES = {
     "ncr": ("XLearning-SCU/2021-NeurIPS-NCR", "60256ba", "2021-NeurIPS-NCR"),
     "bicro": ("xu5zhao/BiCro", "0231631", "BiCro"),
     "crcl": ("QinYang79/CRCL", "4a96406", "CRCL"),
+    "rcl": ("penghu-cs/RCL", "1096a24", "RCL"),
 }
 ENV = "NCBENCH_OFFICIAL"
 
