@@ -4,7 +4,8 @@ A backbone is a similarity model. Methods never look inside it: they call ``forw
 score matrix and ``score`` on cached embeddings for evaluation. Global-embedding backbones score
 with one matrix product; cross-attention backbones (SGR, SAF) score every pair, which is why
 evaluation calls ``score`` on chunks of embeddings. ``global_features`` is the hook methods such as
-BiCro use for per-sample image/text vectors; ``pair_scores`` scores given (image, caption) pairs.
+BiCro use for per-sample image/text vectors; ``pair_scores`` scores given (image, caption) pairs;
+``signed`` maps scores to a logit-like value in [−1, 1] (DECL).
 """
 
 from __future__ import annotations
@@ -70,6 +71,12 @@ class Backbone(nn.Module):
     def global_features(self, img_emb: torch.Tensor, cap_emb: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """One vector per image and per caption (the embeddings themselves for global backbones)."""
         return img_emb, cap_emb
+
+    def signed(self, scores: torch.Tensor) -> torch.Tensor:
+        """Scores as a signed, logit-like value in [−1, 1], for methods that need one (DECL's
+        ``tanh(z)``). Default: the scores themselves (a cosine already is one); a sigmoid head
+        overrides this with ``tanh`` of its logit."""
+        return scores
 
     def forward(self, images: torch.Tensor, tokens: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         return self.score(self.encode_images(images), self.encode_captions(tokens, lengths))

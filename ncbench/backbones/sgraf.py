@@ -179,6 +179,11 @@ class SGRAF(Backbone):
         mask = self.word_mask(cap_emb).to(cap_emb.dtype)
         return img_emb.mean(dim=1), (cap_emb * mask[..., None]).sum(dim=1) / mask.sum(dim=1, keepdim=True).clamp_min(1)
 
+    def signed(self, scores: torch.Tensor) -> torch.Tensor:
+        """``tanh(z)`` of the head's logit ``z``, from the score ``s = σ(z)`` in closed form:
+        ``tanh(z) = (2s − 1) / (s² + (1 − s)²)`` (exact, finite for every ``s`` in [0, 1])."""
+        return (2 * scores - 1) / (scores.pow(2) + (1 - scores).pow(2))
+
     def _attend(self, attn: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """SCAN t2i weights from logits ``(..., R, L)``: normalised over valid words, softmax over regions."""
         attn = l2norm(F.leaky_relu(attn, 0.1) * mask, dim=-1)

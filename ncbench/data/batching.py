@@ -57,6 +57,7 @@ class TrainingSet:
         self.split = split
         self.t2i = noise.t2i
         self.clean = noise.clean
+        self.noise_ratio = noise.ratio  # the nominal ratio the user asked for (not the ground truth)
         self.pin_memory = pin_memory
 
     def __len__(self) -> int:

@@ -28,6 +28,7 @@ REPOSITORIES = {
     "bicro": ("xu5zhao/BiCro", "0231631", "BiCro"),
     "crcl": ("QinYang79/CRCL", "4a96406", "CRCL"),
     "rcl": ("penghu-cs/RCL", "1096a24", "RCL"),
+    "decl": ("QinYang79/DECL", "1b0a775", "DECL"),
 }
 ENV = "NCBENCH_OFFICIAL"
 
