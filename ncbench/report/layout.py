@@ -59,12 +59,15 @@ class Cell:
     n: int = 1
     best: bool = False
     digits: int = 1
+    printed: float | None = None  # a reported Sum as printed, where it differs from the sum of the recalls
 
     def text(self) -> str:
         if math.isnan(self.mean):
             return "n/a"
         if self.n > 1 and not math.isnan(self.std):
             return f"{self.mean:.{self.digits}f} ± {self.std:.{self.digits}f}"
+        if self.printed is not None:
+            return f"{self.mean:.{self.digits}f} (printed {self.printed:.{self.digits}f})"
         return f"{self.mean:.{self.digits}f}"
 
 
@@ -187,7 +190,8 @@ def _reported_rows(reported: list[ReportedRow], benches: tuple[str, ...], ratio:
         key = (rep.source, rep.method, rep.backbone)
         row = merged.setdefault(key, Row(rep.method, rep.backbone, {}, reported=True, source=rep.source,
                                          note=rep.note, ensemble_size=rep.ensemble_size, selection="—"))
-        row.cells[rep.benchmark] = {m: Cell(v) for m, v in rep.metrics.items()}
+        row.cells[rep.benchmark] = {m: Cell(v, printed=rep.printed_rsum if m == "rsum" else None)
+                                    for m, v in rep.metrics.items()}
     return list(merged.values())
 
 

@@ -71,6 +71,9 @@ def board_notes(board: Board) -> list[str]:
     if any(r.mixed for r in rows):
         notes.append(f"{MIXED_MARK} trained on a different noise index than the other rows of its noise group "
                      "(shown because of --allow-mixed; not comparable).")
+    if any(c.printed is not None for r in rows for cells in r.cells.values() for c in cells.values()):
+        notes.append("Reported Sums are recomputed from the printed recalls; \"(printed X)\": the paper printed "
+                     "another Sum.")
     return notes
 
 
