@@ -12,10 +12,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import torch
 
-from ncbench.engine.method import EpochPlan, Method, MethodConfig, TrainContext
-from ncbench.engine.optim import optimizer_step, set_lr, step_decay
+from ncbench.engine.method import EpochPlan, MethodConfig, SingleNetwork
+from ncbench.engine.optim import optimizer_step
 from ncbench.kernels.losses import triplet_loss
 from ncbench.registry import METHODS
 
@@ -28,7 +27,7 @@ class VanillaConfig(MethodConfig):
 
 
 @METHODS.register("vanilla")
-class Vanilla(Method):
+class Vanilla(SingleNetwork):
     """Noise-blind baseline: hard-negative (VSE++ max-violation) triplet loss on every pair."""
 
     Config = VanillaConfig
@@ -40,23 +39,6 @@ class Vanilla(Method):
         "warmup_epochs": (1, 2, 4),
         "margin": (0.1, 0.2),
     }
-
-    def __init__(self, config: VanillaConfig, ctx: TrainContext):
-        super().__init__(config, ctx)
-        self.net = ctx.build_backbone().to(ctx.device)
-        self.optimizer = torch.optim.Adam(self.net.parameters(), lr=config.lr)
-        self.train_ids = None  # all training pairs; subclasses may restrict them
-
-    def networks(self):
-        return [self.net]
-
-    def optimizers(self):
-        return [self.optimizer]
-
-    def plan_epoch(self, epoch: int) -> EpochPlan:
-        cfg, ctx = self.config, self.ctx
-        set_lr(self.optimizer, step_decay(cfg.lr, epoch, cfg.lr_update))
-        return EpochPlan(ctx.train.id_batches(self.train_ids, cfg.batch_size, generator=ctx.generator, min_size=2))
 
     def train_step(self, epoch: int, plan: EpochPlan, i: int) -> dict[str, float]:
         cfg, ctx = self.config, self.ctx

@@ -171,14 +171,31 @@ def test_ncr_correspondence_is_the_adaptive_prediction_of_both_networks_in_the_p
     assert ((got >= 0) & (got <= 1)).all()
 
 
-def test_crcl_correspondence_is_the_matching_probability_in_the_pairs_batch(tmp_path, small_context):
+@pytest.mark.parametrize("name", ["crcl", "rcl"])
+def test_matching_probability_correspondence_in_the_pairs_batch(tmp_path, small_context, name):
+    """CRCL's and RCL's estimate: the pair's matching probability in its batch."""
     ctx, ds = small_context(tmp_path)
     judged = _judged_from(ds)
-    method = _method("crcl", ctx)
+    method = _method(name, ctx)
     got = method.correspondence(PairContext(judged, torch.device("cpu")))
     for p in range(len(judged)):
         expected = match_probability(*batch_probabilities(_forward(method.net, judged, p), method.config.tau))[0]
         assert got[p] == pytest.approx(float(expected), abs=1e-6)
+
+
+def test_decl_correspondence_is_one_minus_half_the_uncertainty_in_the_pairs_batch(tmp_path, small_context):
+    """DECL's estimate from an explicit batch: u = B/S_i2t + B/S_t2i with α = exp(t/τ) + 1."""
+    ctx, ds = small_context(tmp_path)
+    judged = _judged_from(ds)
+    method = _method("decl", ctx)
+    got = method.correspondence(PairContext(judged, torch.device("cpu")))
+    for p in range(len(judged)):
+        t = method.net.signed(_forward(method.net, judged, p)).double()
+        e = torch.exp(t / method.config.tau)
+        b = t.shape[0]
+        u = b / (e[0].sum() + b) + b / (e[:, 0].sum() + b)
+        assert got[p] == pytest.approx(float(1 - u / 2), abs=1e-5)
+    assert ((got > 0) & (got < 1)).all()
 
 
 def test_bicro_correspondence_is_the_consistency_label_against_the_anchors_of_a_true_batch(tmp_path, small_context):

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from ncbench.cli import main
-from ncbench.data.synthetic import SyntheticSpec, ensure_synthetic
+from ncbench.data.synthetic import ensure_synthetic
 from ncbench.recipes import Recipe, load_recipes, write_recipe
 from ncbench.registry import DATASETS, METHODS
 from ncbench.runner import SweepSpec, plan

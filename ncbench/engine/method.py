@@ -30,6 +30,7 @@ from ..backbones.base import Backbone
 from ..data.batching import TrainingSet
 from ..errors import ConfigError
 from ..kernels.mixture import SplitFit
+from .optim import set_lr, step_decay
 
 if TYPE_CHECKING:
     from .correspondence import PairContext
@@ -202,6 +203,29 @@ class Method:
             n.load_state_dict(state[f"net{i}"])
         for i, o in enumerate(self.optimizers()):
             o.load_state_dict(state[f"opt{i}"])
+
+
+class SingleNetwork(Method):
+    """The skeleton of a one-network method: a backbone and its Adam optimiser, the learning rate
+    step-decayed per epoch, shuffled batches of the pairs in ``train_ids`` (None: all). Subclasses
+    write ``train_step`` (and ``finish_epoch``); vanilla, RCL and DECL share it."""
+
+    def __init__(self, config: MethodConfig, ctx: TrainContext):
+        super().__init__(config, ctx)
+        self.net = ctx.build_backbone().to(ctx.device)
+        self.optimizer = torch.optim.Adam(self.net.parameters(), lr=config.lr)
+        self.train_ids: np.ndarray | None = None
+
+    def networks(self) -> list[Backbone]:
+        return [self.net]
+
+    def optimizers(self) -> list[torch.optim.Optimizer]:
+        return [self.optimizer]
+
+    def plan_epoch(self, epoch: int) -> EpochPlan:
+        cfg, ctx = self.config, self.ctx
+        set_lr(self.optimizer, step_decay(cfg.lr, epoch, cfg.lr_update))
+        return EpochPlan(ctx.train.id_batches(self.train_ids, cfg.batch_size, generator=ctx.generator, min_size=2))
 
 
 def build_config(cls: type, values: dict[str, Any]):
