@@ -35,8 +35,8 @@ import torch
 '''
 
 SINGLE = _HEADER + '''
-from ncbench.engine.method import EpochPlan, Method, MethodConfig, TrainContext
-from ncbench.engine.optim import optimizer_step, set_lr, step_decay
+from ncbench.engine.method import EpochPlan, MethodConfig, SingleNetwork
+from ncbench.engine.optim import optimizer_step
 from ncbench.kernels.losses import triplet_loss
 from ncbench.registry import METHODS
 
@@ -48,37 +48,24 @@ class {cls}Config(MethodConfig):
 
 
 @METHODS.register("{name}")
-class {cls}(Method):
+class {cls}(SingleNetwork):
     """TODO: the one line `ncbench list` shows."""
 
     Config = {cls}Config
     dataset_defaults = {{"synthetic": {{"epochs": 12, "lr": 2e-3, "lr_update": 8}}}}
     ensemble_size = 1  # networks averaged at test time
 
-    def __init__(self, config: {cls}Config, ctx: TrainContext):
-        super().__init__(config, ctx)
-        self.net = ctx.build_backbone().to(ctx.device)  # never assume which backbone
-        self.optimizer = torch.optim.Adam(self.net.parameters(), lr=config.lr)
-
-    def networks(self):
-        return [self.net]
-
-    def optimizers(self):  # saved in checkpoints, so an interrupted run resumes exactly
-        return [self.optimizer]
+    # SingleNetwork builds self.net (never assume which backbone) and its Adam self.optimizer, both
+    # saved in checkpoints so that an interrupted run resumes exactly, and plans each epoch as
+    # shuffled batches with a step-decayed learning rate. An epoch is a plan of steps: if the run is
+    # stopped (SIGTERM, Ctrl-C) it saves the plan and resumes at the next step; everything a step
+    # changes must be in state_dict() (override it for label stores). Override plan_epoch to decide
+    # something per epoch first (a split: see methods/decl.py).
 
     def pair_weights(self, sims: torch.Tensor) -> torch.Tensor:
         """TODO: your estimate of how likely each pair of the batch is matched, in [0, 1].
         Everything is trusted here, which makes the skeleton the vanilla baseline."""
         return torch.ones(sims.shape[0], device=sims.device)
-
-    # An epoch is a plan of steps: if the run is stopped (SIGTERM, Ctrl-C) it saves the plan and
-    # resumes at the next step. Everything a step changes must be in state_dict() (the default
-    # saves networks() and optimizers(); override it for label stores).
-    def plan_epoch(self, epoch: int) -> EpochPlan:
-        cfg, ctx = self.config, self.ctx
-        set_lr(self.optimizer, step_decay(cfg.lr, epoch, cfg.lr_update))
-        # one step per batch of caption ids (a ranking loss needs two pairs)
-        return EpochPlan(ctx.train.id_batches(batch_size=cfg.batch_size, generator=ctx.generator, min_size=2))
 
     def train_step(self, epoch: int, plan: EpochPlan, i: int) -> dict[str, float]:
         cfg, ctx = self.config, self.ctx
