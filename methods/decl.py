@@ -18,9 +18,11 @@ Dirichlet over the batch's captions, each caption one over its images (``ncbench
   Defaults ``opts.py`` / ``train_f30k.sh`` (40 epochs, lr 2e-4, decay at 20); COCO ``train_coco.sh``
   (20, 5e-4, 10). DECL-SGRAF = the average of an SGR and a SAF run: ``--backbones sgraf``.
 
-Correspondence estimate (detection metrics, ``ncbench detect``): ``1 − u/2`` with DECL's
-uncertainty ``u = B/S_i2t + B/S_t2i`` in the pair's batch (the official computes ``u`` but only
-logs it); the split is the argmax decision.
+Correspondence estimate (detection metrics, ``ncbench detect``): the decision's own score, the
+pair's share ``E'[i, i]`` of its row of symmetrised evidence (the official ``norm_es_eye``); the
+split is the argmax decision. DECL's uncertainty ``u = B/S_i2t + B/S_t2i`` (which the official
+computes but only logs) is kept per pair too; as a detection score it ranks far worse (split AUC
+0.63 at 60% noise on the embedded data, against 0.95 for ``E'[i, i]``).
 
 Named deviations:
 
@@ -42,7 +44,7 @@ import torch
 
 from ncbench.engine.method import EpochPlan, MethodConfig, SingleNetwork, TrainContext
 from ncbench.engine.optim import optimizer_step, set_lr, step_decay
-from ncbench.kernels.evidential import decide, decl_loss, hardness, uncertainty
+from ncbench.kernels.evidential import decide, decision_score, decl_loss, hardness
 from ncbench.registry import METHODS
 
 
@@ -67,7 +69,8 @@ class DECL(SingleNetwork):
     """DECL (ACM MM'22): evidential learning with a batch-argmax clean/noisy decision and an annealed hinge."""
 
     Config = DECLConfig
-    correspondence_estimate = "1 - u/2, u = B/S_i2t + B/S_t2i the Dirichlet uncertainty of the pair in a batch of true pairs"
+    correspondence_estimate = ("the decision score E'[i,i]: the pair's share of its row of symmetrised evidence "
+                               "(e + e^T, row-normalised) in a batch of true pairs")
     dataset_defaults = {
         "coco": {"epochs": 20, "lr": 5e-4, "lr_update": 10, "warmup_low": 2, "warmup_high": 1},
         "synthetic": {"epochs": 6, "lr": 2e-3, "lr_update": 5, "warmup_low": 1, "warmup_high": 1, "eta": 0.4},
@@ -89,7 +92,8 @@ class DECL(SingleNetwork):
             self.warmup = config.warmup_low if ctx.train.noise_ratio <= 0.4 + 1e-9 else config.warmup_high
         self.step = 0  # global iteration counter, warm-up included (anneals the hinge's K)
         self.clean: np.ndarray | None = None  # the last decision, per training caption
-        self.u: np.ndarray | None = None  # its uncertainty
+        self.score: np.ndarray | None = None  # its score E'[i, i]
+        self.u: np.ndarray | None = None  # the pair's Dirichlet uncertainty
 
     @property
     def total_epochs(self) -> int:
@@ -103,17 +107,18 @@ class DECL(SingleNetwork):
         return self.warmup
 
     @torch.no_grad()
-    def _decide(self) -> tuple[np.ndarray, np.ndarray]:
-        """The clean/noisy decision of every training pair, batch by batch in a shuffled order."""
+    def _decide(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The clean/noisy decision of every training pair, batch by batch in a shuffled order, with
+        its score and the pair's uncertainty."""
         ctx, cfg = self.ctx, self.config
         self.net.eval()
-        clean = np.ones(len(ctx.train), dtype=bool)
-        u = np.zeros(len(ctx.train))
+        n = len(ctx.train)
+        clean, score, u = np.ones(n, dtype=bool), np.zeros(n), np.zeros(n)
         for ids in ctx.train.id_batches(None, cfg.batch_size, generator=ctx.generator):
             b = ctx.train.batch(ids).to(ctx.device)
-            c, unc = decide(self.net.signed(self.net(b.images, b.tokens, b.lengths)).float(), cfg.tau)
-            clean[ids], u[ids] = c.cpu().numpy(), unc.cpu().numpy()
-        return clean, u
+            c, sc, unc = decide(self.net.signed(self.net(b.images, b.tokens, b.lengths)).float(), cfg.tau)
+            clean[ids], score[ids], u[ids] = c.cpu().numpy(), sc.cpu().numpy(), unc.cpu().numpy()
+        return clean, score, u
 
     def plan_epoch(self, epoch: int) -> EpochPlan:
         cfg, ctx = self.config, self.ctx
@@ -122,7 +127,7 @@ class DECL(SingleNetwork):
             return EpochPlan(ctx.train.id_batches(None, cfg.batch_size, generator=ctx.generator, min_size=2),
                              {"clean": None})
         set_lr(self.optimizer, step_decay(cfg.lr, epoch - self.warmup, cfg.lr_update))
-        self.clean, self.u = self._decide()
+        self.clean, self.score, self.u = self._decide()
         batches = ctx.train.id_batches(None, cfg.batch_size, generator=ctx.generator, min_size=cfg.mu + 1)
         return EpochPlan(batches, {"clean": self.clean.copy()})
 
@@ -142,24 +147,20 @@ class DECL(SingleNetwork):
         return {"loss": loss, "loss_edl": float(l_edl), "loss_rdh": float(l_rdh), "hardness": float(k)}
 
     def clean_probability(self) -> np.ndarray | None:
-        return None if self.u is None else 1.0 - self.u / 2.0
+        return None if self.score is None else self.score.copy()
 
     def clean_split(self) -> np.ndarray | None:
         return None if self.clean is None else self.clean.copy()
 
     def correspondence(self, pairs) -> np.ndarray:
         tau = self.config.tau
-
-        def kernel(scores: torch.Tensor) -> torch.Tensor:
-            return 1.0 - uncertainty(self.net.signed(scores), tau) / 2.0
-
-        return pairs.in_context(self.net, kernel).cpu().numpy()
+        return pairs.in_context(self.net, lambda scores: decision_score(self.net.signed(scores), tau)).cpu().numpy()
 
     def state_dict(self):
-        return {**super().state_dict(), "step": self.step, "clean": self.clean, "u": self.u}
+        return {**super().state_dict(), "step": self.step, "clean": self.clean, "score": self.score, "u": self.u}
 
     def load_state_dict(self, state):
         super().load_state_dict(state)
         self.step = int(state["step"])
-        self.clean = None if state["clean"] is None else np.asarray(state["clean"]).copy()
-        self.u = None if state["u"] is None else np.asarray(state["u"]).copy()
+        for key in ("clean", "score", "u"):
+            setattr(self, key, None if state[key] is None else np.asarray(state[key]).copy())

@@ -52,9 +52,11 @@ def test_decision_and_uncertainty_by_hand():
     """Pair 1's caption scores higher with image 0 than with its own image: the symmetrised
     evidence's argmax for row 1 is 0, so pair 1 is noisy; u = B/S_i2t + B/S_t2i."""
     t = torch.tensor([[1.0, 0.8, -0.5], [0.95, 0.1, -0.2], [-0.3, 0.0, 0.7]], dtype=torch.float64)
-    clean, u = ev.decide(t, 0.1)
+    clean, score, u = ev.decide(t, 0.1)
     assert clean.tolist() == [True, False, True]
     e = torch.exp(t / 0.1)
+    shared = e + e.T
+    assert score.tolist() == pytest.approx((shared.diagonal() / shared.sum(1)).tolist())
     assert u.tolist() == pytest.approx((3 / (e.sum(1) + 3) + 3 / (e.sum(0) + 3)).tolist())
     assert ((u > 0) & (u <= 2)).all()
 

@@ -183,8 +183,8 @@ def test_matching_probability_correspondence_in_the_pairs_batch(tmp_path, small_
         assert got[p] == pytest.approx(float(expected), abs=1e-6)
 
 
-def test_decl_correspondence_is_one_minus_half_the_uncertainty_in_the_pairs_batch(tmp_path, small_context):
-    """DECL's estimate from an explicit batch: u = B/S_i2t + B/S_t2i with α = exp(t/τ) + 1."""
+def test_decl_correspondence_is_the_decision_score_in_the_pairs_batch(tmp_path, small_context):
+    """DECL's estimate from an explicit batch: the pair's share of its row of e + eᵀ, e = exp(t/τ)."""
     ctx, ds = small_context(tmp_path)
     judged = _judged_from(ds)
     method = _method("decl", ctx)
@@ -192,9 +192,8 @@ def test_decl_correspondence_is_one_minus_half_the_uncertainty_in_the_pairs_batc
     for p in range(len(judged)):
         t = method.net.signed(_forward(method.net, judged, p)).double()
         e = torch.exp(t / method.config.tau)
-        b = t.shape[0]
-        u = b / (e[0].sum() + b) + b / (e[:, 0].sum() + b)
-        assert got[p] == pytest.approx(float(1 - u / 2), abs=1e-5)
+        shared = e + e.T
+        assert got[p] == pytest.approx(float(shared[0, 0] / shared[0].sum()), abs=1e-5)
     assert ((got > 0) & (got < 1)).all()
 
 

@@ -13,7 +13,8 @@ logit for SGR/SAF, the cosine for global backbones):
   (``γ = 0.2``), with ``K = max(⌊B₀ − η · step⌋, μ)`` annealed over the global step (``B₀`` the
   configured batch size, η = 0.025, μ = 5; ``B − 1`` for a smaller batch);
 * **decision** (``get_correspondence``): ``E' = e + eᵀ`` row-normalised; pair ``i`` is clean iff
-  ``argmax_j E'[i, j] = i``; **uncertainty** ``u = B/S_i2t + B/S_t2i`` (0 < u ≤ 2).
+  ``argmax_j E'[i, j] = i``; its continuous form, the pair's own share ``E'[i, i]`` (the official
+  ``norm_es_eye``), is the decision score; **uncertainty** ``u = B/S_i2t + B/S_t2i`` (0 < u ≤ 2).
 """
 
 from __future__ import annotations
@@ -81,10 +82,21 @@ def uncertainty(signed: torch.Tensor, tau: float = 0.1) -> torch.Tensor:
     return b / a_i2t.sum(dim=1) + b / a_t2i.sum(dim=1)
 
 
-def decide(signed: torch.Tensor, tau: float = 0.1) -> tuple[torch.Tensor, torch.Tensor]:
-    """``(clean, u)`` per pair of a batch: the symmetrised-evidence argmax decision and the uncertainty."""
+def shared_evidence(signed: torch.Tensor, tau: float = 0.1) -> torch.Tensor:
+    """``E' = e + eᵀ`` row-normalised: each image's share of the symmetrised evidence per caption."""
     e = evidence(signed, tau)
     both = e + e.T
-    norm = both / both.sum(dim=1, keepdim=True)
+    return both / both.sum(dim=1, keepdim=True)
+
+
+def decision_score(signed: torch.Tensor, tau: float = 0.1) -> torch.Tensor:
+    """``E'[i, i]`` per pair: the pair's own share of its row (the official ``norm_es_eye``)."""
+    return shared_evidence(signed, tau).diagonal()
+
+
+def decide(signed: torch.Tensor, tau: float = 0.1) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """``(clean, score, u)`` per pair of a batch: the argmax decision, its score ``E'[i, i]`` and
+    the uncertainty."""
+    norm = shared_evidence(signed, tau)
     clean = norm.argmax(dim=1) == torch.arange(signed.shape[0], device=signed.device)
-    return clean, uncertainty(signed, tau)
+    return clean, norm.diagonal(), uncertainty(signed, tau)

@@ -791,7 +791,7 @@ def check_decl(d) -> None:
           rtol=1e-8)
     for k in (9, 5):
         close(ev.rdh_loss(t, k), d[f"rdh_{k}"], f"decl: dynamic hinge, K = {k}")
-    clean_dec, _ = ev.decide(t)
+    clean_dec, _, _ = ev.decide(t)
     assert clean_dec.long().tolist() == d["decision"].tolist(), "decl: clean/noisy decision"
     # the warm-up and a training step: every pair clean / the given decision; K from the global step;
     # the signed score from the sigmoid as ncbench computes it (tanh(z) in closed form)
