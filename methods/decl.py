@@ -144,7 +144,7 @@ class DECL(SingleNetwork):
         l_edl, l_rdh = decl_loss(signed, clean, k, cfg.tau, cfg.lambda1, cfg.lambda2, cfg.margin)
         loss = optimizer_step(self.optimizer, l_edl + l_rdh, self.net.parameters(), cfg.grad_clip,
                               f"epoch {epoch}, step {i}")
-        return {"loss": loss, "loss_edl": float(l_edl), "loss_rdh": float(l_rdh), "hardness": float(k)}
+        return {"loss": loss, "loss_edl": float(l_edl.detach()), "loss_rdh": float(l_rdh.detach()), "hardness": float(k)}
 
     def clean_probability(self) -> np.ndarray | None:
         return None if self.score is None else self.score.copy()

@@ -237,11 +237,13 @@ def _region_context(tmp_path, backbone: str, seed: int = 0):
 PHASE = {"vanilla": ({"epochs": 6, "lr": 2e-3, "batch_size": 64, "warmup_epochs": 0}, "loss"),
          "ncr": ({"warmup_epochs": 6, "epochs": 1, "lr": 2e-3, "batch_size": 64}, "loss_A"),
          "bicro": ({"warmup_epochs": 6, "epochs": 1, "lr": 2e-3, "batch_size": 64}, "loss_A"),
-         "crcl": ({"schedules": (6,), "warm_epochs": 0, "lr": 2e-3, "batch_size": 64, "augment": 0.0}, "loss")}
+         "crcl": ({"schedules": (6,), "warm_epochs": 0, "lr": 2e-3, "batch_size": 64, "augment": 0.0}, "loss"),
+         "decl": ({"warmup_epochs": 6, "epochs": 1, "lr": 2e-3, "batch_size": 64, "eta": 0.0}, "loss"),  # K fixed
+         "rcl": ({"epochs": 6, "lr": 2e-3, "batch_size": 64}, "loss")}
 
 
 @pytest.mark.parametrize("backbone", ["sgr", "saf", "vse_inf", "vse_bow"])
-@pytest.mark.parametrize("method", ["vanilla", "ncr", "bicro", "crcl"])
+@pytest.mark.parametrize("method", ["vanilla", "ncr", "bicro", "crcl", "decl", "rcl"])
 def test_every_method_trains_with_every_backbone_and_its_loss_falls(tmp_path, method, backbone):
     ctx = _region_context(tmp_path, backbone)
     M = METHODS.get(method)
