@@ -85,7 +85,8 @@ def test_label_store_follows_the_momentum_rule(tmp_path, small_context, monkeypa
     probability fixed at 0.3 so the expected values can be computed by hand."""
     import ncbench.methods.crcl as crcl_module
 
-    monkeypatch.setattr(crcl_module, "match_probability", lambda p1, p2: torch.full((p1.shape[0],), 0.3, dtype=p1.dtype))
+    monkeypatch.setattr(crcl_module, "batch_match_probability",
+                        lambda scores, tau: torch.full((scores.shape[0],), 0.3, dtype=scores.dtype))
     m, ctx = _crcl(tmp_path, small_context, schedules=(2, 1), warm_epochs=2, augment=0.0)
     assert m.total_epochs == 7 and [m.stage_of(e) for e in (0, 3, 4, 6)] == [(0, 0), (0, 3), (1, 0), (1, 2)]
     expected = 1.0
