@@ -24,6 +24,7 @@ from typing import Any, Callable, Iterator
 from . import __version__
 from .atomic import write_text_atomic
 from .config import RunConfig
+from .data.noise import type_suffix
 from .errors import ResultError
 from .locks import RunLock
 
@@ -37,8 +38,7 @@ TUNING = "tuning"  # the trials of ``ncbench tune`` (dev-split only, never on a 
 def noise_folder(noise_ratio: float, noise_type: str = "caption") -> str:
     """``noise-0.2`` for caption-level noise (the layout results had before image-level noise
     existed, so they stay where they are), ``noise-image-0.2`` for image-level noise."""
-    kind = "" if noise_type == "caption" else f"{noise_type}-"
-    return f"noise-{kind}{float(noise_ratio):g}"
+    return f"noise{type_suffix(noise_type)}-{float(noise_ratio):g}"
 
 
 def run_folder(root: Path, protocol_version: str, dataset: str, noise_ratio: float, method: str, backbone: str,

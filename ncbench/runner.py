@@ -32,7 +32,7 @@ from .checkpoint import Checkpointer
 from .config import RunConfig
 from .data.batching import TrainingSet
 from .data.cards import Dataset, DatasetCard, SyntheticCard
-from .data.noise import NoiseIndex, check_noise_type, check_ratio, load_noise_index, obtain_noise_index
+from .data.noise import NoiseIndex, check_noise_type, check_ratio, load_noise_index, obtain_noise_index, type_suffix
 from .engine.method import TrainContext, build_config
 from .engine.trainer import train_with_selection
 from .ensemble import build as build_ensemble
@@ -255,8 +255,7 @@ class Runner:
         if cfg.noise_file:
             return load_noise_index(cfg.noise_file, true_rows, ds.train.n_rows, cfg.noise_ratio, cfg.noise_type)
         version = f"-{cfg.dataset_version}" if cfg.dataset_version else ""
-        kind = "" if cfg.noise_type == "caption" else f"_{cfg.noise_type}"
-        name = f"{cfg.dataset}{version}_{cfg.noise_ratio:g}{kind}_seed{cfg.noise_seed}.npy"
+        name = f"{cfg.dataset}{version}_{cfg.noise_ratio:g}{type_suffix(cfg.noise_type, '_')}_seed{cfg.noise_seed}.npy"
         return obtain_noise_index(true_rows, ds.train.n_rows, cfg.noise_ratio, cfg.noise_seed,
                                   self.s.results_dir / "noise_index" / name, cfg.noise_type)
 

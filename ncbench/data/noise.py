@@ -53,6 +53,12 @@ def check_ratio(ratio: float) -> float:
     return float(ratio)
 
 
+def type_suffix(noise_type: str, sep: str = "-") -> str:
+    """What names of files, folders and boards add for a noise type: nothing for caption-level
+    (the names they had before image-level noise existed), ``sep + type`` otherwise."""
+    return "" if noise_type == "caption" else f"{sep}{noise_type}"
+
+
 def check_noise_type(noise_type: str) -> str:
     if noise_type not in NOISE_TYPES:
         raise ConfigError(f"noise type must be one of {', '.join(NOISE_TYPES)}, got {noise_type!r}")
@@ -180,12 +186,10 @@ def describe_index_file(path: str | Path, captions_per_image: int = 5) -> dict:
     raw = read_index_file(path)
     validate_index(raw, len(raw), max(len(raw), 1), str(path), unit="entry")
     n = len(raw)
-    if n and n % captions_per_image == 0 and int(raw.max()) < n // captions_per_image:
-        true = np.arange(n, dtype=np.int64) // captions_per_image
-        t2i, layout = raw.astype(np.int64), "per-caption"
-    else:
-        true = np.repeat(np.arange(n, dtype=np.int64), captions_per_image)
-        t2i, layout = raw.astype(np.int64)[true], "per-image"
+    caption_layout = n and n % captions_per_image == 0 and int(raw.max()) < n // captions_per_image
+    n_rows = n // captions_per_image if caption_layout else n
+    true = np.arange(n_rows * captions_per_image, dtype=np.int64) // captions_per_image
+    t2i, layout = per_caption(raw.astype(np.int64), true, n_rows, str(path))
     return {"layout": layout, "entries": n, "captions": len(t2i), "noise_type": detect_noise_type(t2i, true),
             "min": int(raw.min()) if n else 0, "max": int(raw.max()) if n else 0,
             "realised": float((t2i != true).mean()) if len(t2i) else 0.0, "sha256": array_sha256(t2i)}

@@ -75,18 +75,25 @@ def decl_loss(signed: torch.Tensor, clean: torch.Tensor, k: int, tau: float = 0.
     return l_edl, l_rdh
 
 
+def _uncertainty(e: torch.Tensor) -> torch.Tensor:
+    a_i2t, a_t2i = dirichlets(e)
+    b = e.shape[0]
+    return b / a_i2t.sum(dim=1) + b / a_t2i.sum(dim=1)
+
+
+def _shared(e: torch.Tensor) -> torch.Tensor:
+    both = e + e.T
+    return both / both.sum(dim=1, keepdim=True)
+
+
 def uncertainty(signed: torch.Tensor, tau: float = 0.1) -> torch.Tensor:
     """``u = B/S_i2t + B/S_t2i`` per pair of a batch (0 < u ≤ 2; high for pairs without evidence)."""
-    a_i2t, a_t2i = dirichlets(evidence(signed, tau))
-    b = signed.shape[0]
-    return b / a_i2t.sum(dim=1) + b / a_t2i.sum(dim=1)
+    return _uncertainty(evidence(signed, tau))
 
 
 def shared_evidence(signed: torch.Tensor, tau: float = 0.1) -> torch.Tensor:
     """``E' = e + eᵀ`` row-normalised: each image's share of the symmetrised evidence per caption."""
-    e = evidence(signed, tau)
-    both = e + e.T
-    return both / both.sum(dim=1, keepdim=True)
+    return _shared(evidence(signed, tau))
 
 
 def decision_score(signed: torch.Tensor, tau: float = 0.1) -> torch.Tensor:
@@ -96,7 +103,8 @@ def decision_score(signed: torch.Tensor, tau: float = 0.1) -> torch.Tensor:
 
 def decide(signed: torch.Tensor, tau: float = 0.1) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """``(clean, score, u)`` per pair of a batch: the argmax decision, its score ``E'[i, i]`` and
-    the uncertainty."""
-    norm = shared_evidence(signed, tau)
+    the uncertainty (the evidence computed once)."""
+    e = evidence(signed, tau)
+    norm = _shared(e)
     clean = norm.argmax(dim=1) == torch.arange(signed.shape[0], device=signed.device)
-    return clean, norm.diagonal(), uncertainty(signed, tau)
+    return clean, norm.diagonal(), _uncertainty(e)

@@ -23,6 +23,7 @@ import pandas as pd
 
 from ..atomic import write_atomic, write_text_atomic
 from ..errors import ConfigError
+from ..data.noise import type_suffix
 from ..results import load_results, noise_type_of
 from . import html, latex, markdown
 from .aggregate import (
@@ -85,7 +86,7 @@ def _figures(board: Board, agg: pd.DataFrame, results: list[dict[str, Any]]) -> 
     block = agg[agg.protocol_version.astype(str) == board.protocol]
     if "noise_type" in block:
         block = block[block.noise_type == board.noise_type]
-    kind = "" if board.noise_type == "caption" else f"-{board.noise_type}"
+    kind = type_suffix(board.noise_type)
     for b in board.benchmarks:
         png = noise_curve_png(block, b, f"{LABELS.get(b, b)}: test rSum vs {board.noise_type}-level noise "
                                         "(mean ± std over seeds)")
@@ -127,7 +128,7 @@ def agreement_boards(results: list[dict[str, Any]], allow_mixed: bool = False) -
     boards = build_agreement_boards(agg, estimates)
     for board in boards:
         dataset = board.key.removeprefix("human-")
-        block = counts.get(dataset if board.noise_type == "caption" else dataset.removesuffix(f"-{board.noise_type}"), {})
+        block = counts.get(dataset.removesuffix(type_suffix(board.noise_type)), {})
         sizes = [f"{kind} {subset} {m['n']} ({m['n_describes']} describe / {m['n_not']} do not)"
                  for kind in ("expert", "crowd") for subset in ("all", "heldout")
                  if (m := (block.get(kind) or {}).get(subset))]

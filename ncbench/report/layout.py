@@ -31,6 +31,7 @@ from dataclasses import dataclass, field
 import pandas as pd
 
 from .. import PROTOCOL_VERSION
+from ..data.noise import type_suffix
 from .aggregate import AGREEMENT_METRICS, METRICS
 from .reported import ReportedRow
 
@@ -146,7 +147,7 @@ def typed_table(key: str, title: str, benches: tuple[str, ...], noise_type: str)
     titled with the protocol (tables of real-noise benchmarks only have no injected noise type)."""
     if all(b in REAL_NOISE_BENCHMARKS for b in benches):
         return key, title
-    return (key if noise_type == "caption" else f"{key}-{noise_type}"), f"{title}, {NOISE_TITLES[noise_type]}"
+    return f"{key}{type_suffix(noise_type)}", f"{title}, {NOISE_TITLES[noise_type]}"
 
 
 def _measured_rows(block: pd.DataFrame, metrics: tuple[str, ...] = METRICS, digits: int = 1) -> list[Row]:
@@ -264,7 +265,7 @@ def build_agreement_boards(agg: pd.DataFrame, estimates: dict[str, str] | None =
             groups.append(NoiseGroup(ratio, noise_label(ratio, present), rows))
         methods = sorted({r.method for g in groups for r in g.rows})
         notes = [f"{m}: {(estimates or {}).get(m, 'estimate not recorded')}" for m in methods]
-        key = f"human-{dataset}" if kind == "caption" else f"human-{dataset}-{kind}"
+        key = f"human-{dataset}{type_suffix(str(kind))}"
         title = f"Noise detection vs human judgments ({dataset}, {NOISE_TITLES[str(kind)]})"
         boards.append(Board(key, title, str(protocol), present, groups, {}, AGREEMENT_METRICS, AGREEMENT_HEADERS,
                             notes, noise_type=str(kind)))
