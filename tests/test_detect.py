@@ -218,7 +218,10 @@ def test_bicro_correspondence_is_the_consistency_label_against_the_anchors_of_a_
             # nearest anchor by cosine in each modality, ratio of the two closeness values there
             s_v = torch.nn.functional.cosine_similarity(img, ref_img[anchors])
             s_t = torch.nn.functional.cosine_similarity(cap, ref_cap[anchors])
-            ratio = [min(float(s_v[a] / s_t[a]), float(s_t[a] / s_v[a])) for a in (int(s_v.argmax()), int(s_t.argmax()))]
+            # the official's form: v/t where v/t < 1, else t/v (the image ratio; the text one mirrors it)
+            a_v, a_t = int(s_v.argmax()), int(s_t.argmax())
+            q_v, q_t = float(s_v[a_v] / s_t[a_v]), float(s_t[a_t] / s_v[a_t])
+            ratio = [q_v if q_v < 1 else 1 / q_v, q_t if q_t < 1 else 1 / q_t]
             score = sum(ratio) / 2
             labels.append(0.0 if score <= cfg.label_threshold else min(score, 1.0))
         assert got[p] == pytest.approx(np.mean(labels), abs=1e-5)
@@ -234,14 +237,23 @@ def test_vanilla_correspondence_is_the_cosine_similarity(tmp_path, small_context
 
 
 def test_bicro_consistency_kernel_agrees_with_the_loop_above():
-    # guards the explicit reference in the BiCro test: the kernel on one sample equals the hand formula
-    img, txt = torch.randn(1, 5), torch.randn(1, 5)
-    a_img, a_txt = torch.randn(3, 5), torch.randn(3, 5)
-    r_v, _ = consistency.consistency_ratios(img, txt, a_img, a_txt)
-    s_v = torch.nn.functional.cosine_similarity(img, a_img)
-    s_t = torch.nn.functional.cosine_similarity(txt, a_txt)
-    a = int(s_v.argmax())
-    assert float(r_v) == pytest.approx(min(float(s_v[a] / s_t[a]), float(s_t[a] / s_v[a])), rel=1e-5)
+    # guards the explicit reference in the BiCro test: the kernel on one sample equals the official hand
+    # formula, v/t where v/t < 1 else t/v (difference B: not min(v/t, t/v) when the signs differ), on
+    # many seeded draws so that both branches and opposite signs occur
+    gen = torch.Generator().manual_seed(0)
+    branches = set()
+    for _ in range(200):
+        img, txt = torch.randn(1, 5, generator=gen), torch.randn(1, 5, generator=gen)
+        a_img, a_txt = torch.randn(3, 5, generator=gen), torch.randn(3, 5, generator=gen)
+        r_v, _ = consistency.consistency_ratios(img, txt, a_img, a_txt)
+        s_v = torch.nn.functional.cosine_similarity(img, a_img)
+        s_t = torch.nn.functional.cosine_similarity(txt, a_txt)
+        a = int(s_v.argmax())
+        v, t = float(s_v[a]), float(s_t[a])
+        expected = v / t if v / t < 1 else t / v
+        branches.add((v / t < 1, v * t < 0))
+        assert float(r_v) == pytest.approx(expected, rel=1e-5)
+    assert branches == {(True, False), (False, False), (True, True)}
 
 
 # -- agreement metrics --------------------------------------------------------------------------------
