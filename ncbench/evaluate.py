@@ -155,15 +155,18 @@ def evaluate_split(nets: list[Backbone], split: Split, device: torch.device, fol
 
 # -- noise detection --------------------------------------------------------------------------
 def detection_metrics(
-    prob: np.ndarray, split: np.ndarray, labels: np.ndarray | None, true_clean: np.ndarray
-) -> dict[str, float | None]:
+    prob: np.ndarray, split: np.ndarray, labels: np.ndarray | None, true_clean: np.ndarray,
+    subsets: dict[str, np.ndarray] | None = None,
+) -> dict[str, Any]:
     """How well a method's clean/noisy estimate matches the injected noise.
 
     ``auc``: ROC AUC of the clean probability for "truly clean" (None if only one class exists);
     ``clean_precision`` / ``clean_recall``: of the pairs the method treats as clean, the fraction
     truly clean, and of the truly clean pairs, the fraction it found; ``noisy_precision`` /
     ``noisy_recall`` likewise for the noisy side; ``label_clean`` / ``label_noisy``: the mean soft
-    label the method trained truly clean / truly noisy pairs with (pairs it did not label are left out).
+    label the method trained truly clean / truly noisy pairs with (pairs it did not label are left out);
+    ``subsets`` (a division into more parts, e.g. CREAM's clean / hard / noisy): per part its share of
+    the pairs (``fraction``) and the share of its pairs that are truly clean (``true_clean``).
     """
     from sklearn.metrics import roc_auc_score
 
@@ -188,6 +191,10 @@ def detection_metrics(
             vals = labels[mask]
             vals = vals[~np.isnan(vals)]
             out[key] = float(vals.mean()) if vals.size else None
+    if subsets:
+        out["subsets"] = {name: {"fraction": float(np.mean(mask)) if len(mask) else None,
+                                 "true_clean": ratio(int((mask & true_clean).sum()), int(mask.sum()))}
+                          for name, mask in ((n, np.asarray(m, dtype=bool)) for n, m in subsets.items())}
     return out
 
 

@@ -5,7 +5,8 @@ score matrix and ``score`` on cached embeddings for evaluation. Global-embedding
 with one matrix product; cross-attention backbones (SGR, SAF) score every pair, which is why
 evaluation calls ``score`` on chunks of embeddings. ``global_features`` is the hook methods such as
 BiCro use for per-sample image/text vectors; ``pair_scores`` scores given (image, caption) pairs;
-``signed`` maps scores to a logit-like value in [−1, 1] (DECL).
+``signed`` maps scores to a logit-like value in [−1, 1] (DECL), ``nonnegative`` to a similarity in
+[0, 1] (CREAM's negative weights).
 """
 
 from __future__ import annotations
@@ -77,6 +78,12 @@ class Backbone(nn.Module):
         ``tanh(z)``). Default: the scores themselves (a cosine already is one); a sigmoid head
         overrides this with ``tanh`` of its logit."""
         return scores
+
+    def nonnegative(self, scores: torch.Tensor) -> torch.Tensor:
+        """Scores as a similarity in [0, 1], for methods that share mass in proportion to it (CREAM's
+        negative weights). Default: a cosine mapped to ``(s + 1) / 2``; a sigmoid head's scores are
+        one already (SGR/SAF override this with the identity)."""
+        return (scores + 1) / 2
 
     def forward(self, images: torch.Tensor, tokens: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         return self.score(self.encode_images(images), self.encode_captions(tokens, lengths))

@@ -184,6 +184,10 @@ class SGRAF(Backbone):
         ``tanh(z) = (2s − 1) / (s² + (1 − s)²)`` (exact, finite for every ``s`` in [0, 1])."""
         return (2 * scores - 1) / (scores.pow(2) + (1 - scores).pow(2))
 
+    def nonnegative(self, scores: torch.Tensor) -> torch.Tensor:
+        """The head's sigmoid scores, in [0, 1] already (CREAM's official weights use them as they are)."""
+        return scores
+
     def _attend(self, attn: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """SCAN t2i weights from logits ``(..., R, L)``: normalised over valid words, softmax over regions."""
         attn = l2norm(F.leaky_relu(attn, 0.1) * mask, dim=-1)

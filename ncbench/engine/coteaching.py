@@ -28,6 +28,7 @@ from ..backbones.base import Backbone
 from ..data.batching import Batch
 from ..kernels.losses import per_sample_triplet
 from ..kernels.mixture import SplitFit, split_clean
+from .division import per_sample_statistic
 from .method import EpochPlan, Method, MethodConfig, TrainContext
 from .optim import optimizer_step, set_lr, step_decay
 
@@ -173,18 +174,15 @@ class CoTeaching(Method):
         self._prob, self._split = mean_prob, split_clean(torch.from_numpy(mean_prob), self.config.p_threshold).numpy()
         return {**logs, "clean_fraction": float(self._split.mean())}
 
-    @torch.no_grad()
+    def split_statistic(self, scores: torch.Tensor) -> torch.Tensor:
+        """The per-pair loss the division is fitted to: the mean hinge at the fixed margin (NCR, BiCro)."""
+        return per_sample_triplet(scores, self.config.margin)
+
     def per_sample_losses(self) -> list[torch.Tensor]:
-        """Both networks' per-sample mean hinge (fixed margin) over the training set, same shuffled batches."""
+        """Both networks' ``split_statistic`` over the training set, on the same shuffled batches."""
         ctx = self.ctx
-        for net in self.nets:
-            net.eval()
-        out = [torch.zeros(len(ctx.train), device=ctx.device) for _ in self.nets]
-        for batch in ctx.train.loader(batch_size=self.config.batch_size, generator=ctx.generator):
-            b = batch.to(ctx.device)
-            for net, store in zip(self.nets, out):
-                store[b.ids] = per_sample_triplet(net(b.images, b.tokens, b.lengths), self.config.margin).float()
-        return out
+        return per_sample_statistic(self.nets, ctx.train, self.config.batch_size, ctx.generator, ctx.device,
+                                    self.split_statistic)
 
     def record_labels(self, ids: torch.Tensor, labels: torch.Tensor) -> None:
         """Remember the soft labels given to pairs this epoch (for the detection diagnostics)."""

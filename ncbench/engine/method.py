@@ -5,7 +5,10 @@ co-teaching networks). It declares its hyperparameters as a dataclass with the p
 per-dataset overrides in ``dataset_defaults``, and trains an epoch as a plan of steps:
 ``plan_epoch`` decides at the epoch's start what its steps are (their batches' caption ids, and
 whatever they share, e.g. a co-divide split), ``train_step`` does one optimisation step and
-``finish_epoch`` turns the steps' averaged logs into the epoch's logs. Because the plan is data, a
+``finish_epoch`` turns the steps' averaged logs into the epoch's logs. A step is one iteration: it
+may make several optimiser updates (NCR: a clean and a noisy one; CREAM: up to three) and update
+auxiliary modules with their own optimisers (L2RM's learned cost), all kept in ``state_dict()``;
+``observe_validation`` lets a method see each epoch's validation metrics. Because the plan is data, a
 run stopped between two steps (SIGTERM, preemption) saves it with the networks and resumes at the
 next step, with the same batches. A method that cannot be cut into steps overrides ``train_epoch``
 instead; it is then resumed at epoch boundaries only.
@@ -33,6 +36,7 @@ from ..kernels.mixture import SplitFit
 from .optim import set_lr, step_decay
 
 if TYPE_CHECKING:
+    from ..evaluate import RetrievalMetrics
     from .correspondence import PairContext
 
 
@@ -134,7 +138,7 @@ class Method:
         raise NotImplementedError
 
     def train_step(self, epoch: int, plan: EpochPlan, i: int) -> dict[str, float]:
-        """Step ``i`` of ``plan`` (one optimiser update); return its scalar logs (e.g. ``{"loss": ...}``).
+        """Step ``i`` of ``plan`` (one iteration: one or more optimiser updates); return its scalar logs (e.g. ``{"loss": ...}``).
         Everything it changes must be in ``state_dict()``: a resumed epoch continues from there."""
         raise NotImplementedError
 
@@ -142,6 +146,12 @@ class Method:
         """The epoch's logs from its steps' mean ``logs``; may set diagnostics, must not change
         ``state_dict()`` (a stop during it resumes after the last step, then finishes again)."""
         return logs
+
+    def observe_validation(self, epoch: int, metrics: "RetrievalMetrics") -> None:
+        """The harness's validation metrics of ``epoch``, right after they are computed and before the
+        epoch's checkpoint (CREAM keeps the warm-up epoch that improves all seven numbers). State it
+        changes belongs in ``state_dict()``; it must be idempotent for the same epoch and metrics (a
+        stop during validation validates the epoch again after the resume)."""
 
     def train_epoch(self, epoch: int) -> dict[str, float]:
         """Train one epoch; return scalar logs. By default: the plan, each step, the finish. A method
@@ -170,6 +180,11 @@ class Method:
         """Per training caption, whether the method currently treats the pair as clean (or None)."""
         p = self.clean_probability()
         return None if p is None else p > 0.5
+
+    def subsets(self) -> dict[str, np.ndarray] | None:
+        """A division into more than clean and noisy (CREAM: clean / hard / noisy), as boolean masks
+        over the training captions, for the detection diagnostics (or None)."""
+        return None
 
     def soft_labels(self) -> np.ndarray | None:
         """Per training caption, the soft correspondence label it last trained with (NaN if unused)."""

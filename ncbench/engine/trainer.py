@@ -119,6 +119,7 @@ def train_with_selection(
                 with autocast(device, amp):
                     logs = method.finish_epoch(epoch, trained.plan, trained.logs) if trained.plan else trained.logs
                 val = evaluate_split(method.networks(), dev, device, amp=amp)
+                method.observe_validation(epoch, val.full)
             except Preempted as stop:
                 if trained.plan is None or checkpoint is None:
                     raise
@@ -136,7 +137,7 @@ def train_with_selection(
             det = None
             prob = method.clean_probability()
             if prob is not None and true_clean is not None:
-                det = detection_metrics(prob, method.clean_split(), method.soft_labels(), true_clean)
+                det = detection_metrics(prob, method.clean_split(), method.soft_labels(), true_clean, method.subsets())
                 row["detection"] = det
             run.history.append(row)
             best = run.best
