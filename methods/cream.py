@@ -101,7 +101,7 @@ class CREAM(CoTeaching):
         "f30k": {"warmup_epochs": 5, "epochs": 40, "lr_update": 10},
         "coco": {"warmup_epochs": 5, "epochs": 20, "lr_update": 10},
         "cc152k": {"warmup_epochs": 5, "epochs": 40, "lr_update": 10},
-        "synthetic": {"warmup_epochs": 2, "epochs": 10, "lr": 1e-3, "lr_update": 8, "hard_from": 3, "noisy_from": 5},
+        "synthetic": {"warmup_epochs": 2, "epochs": 6, "lr": 1e-3, "lr_update": 5, "hard_from": 2, "noisy_from": 3},
     }
     search_space = {
         "lr": (2e-4, 5e-4, 1e-3, 2e-3),

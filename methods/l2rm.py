@@ -129,7 +129,7 @@ class L2RM(Method):
         "f30k": {"epochs": 35, "lr_update": 15, "warmup_epochs": 5, "reg": 0.01},
         "coco": {"epochs": 20, "lr_update": 10, "warmup_epochs": 10, "reg": 0.07},
         "cc152k": {"epochs": 40, "lr_update": 20, "warmup_epochs": 10, "reg": 0.07},
-        "synthetic": {"epochs": 10, "lr": 2e-3, "lr_update": 8, "warmup_epochs": 2, "batch_size": 64},
+        "synthetic": {"epochs": 6, "lr": 5e-4, "lr_update": 4, "warmup_epochs": 2, "batch_size": 64},
     }
     search_space = {
         "lr": (2e-4, 5e-4, 1e-3, 2e-3),
@@ -153,10 +153,10 @@ class L2RM(Method):
         self.cost = COSTS[config.cost](b).to(ctx.device)
         self.cost_optimizer = torch.optim.Adam(self.cost.parameters(), lr=config.lr_cost)
         n_images = ctx.train.split.images.shape[0]
-        # the image queue: rows of the image array (the previous noisy batch's images; random at first)
-        self.queue = torch.randperm(n_images, generator=ctx.generator)[:b].numpy()
-        if len(self.queue) < b:
-            raise ConfigError(f"l2rm: batch_size {b} exceeds the {n_images} training images (the queue holds a batch)")
+        # the image queue: rows of the image array (the previous noisy batch's images; at first B random
+        # distinct images, or drawn with replacement from a training set with fewer than B images)
+        self.queue = (torch.randperm(n_images, generator=ctx.generator)[:b] if n_images >= b
+                      else torch.randint(n_images, (b,), generator=ctx.generator)).numpy()
         self._prob: np.ndarray | None = None
         self._fit: SplitFit | None = None
         self._range: tuple[float, float] | None = None  # raw loss range of the last division

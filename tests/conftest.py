@@ -59,13 +59,13 @@ def sweep_root(tmp_path_factory) -> Path:
     return tmp_path_factory.mktemp("sweep")
 
 
-NOISY_SWEEP_METHODS = "vanilla,ncr,bicro,crcl,decl,rcl"
+NOISY_SWEEP_METHODS = "vanilla,ncr,bicro,crcl,decl,rcl,l2rm,cream"
 
 
 @pytest.fixture(scope="session")
 def noisy_sweep(sweep_root, cache_dir):
     """``noisy_sweep(method)``: results of vanilla and ``method`` at 60% noise over seeds 0, 1, 2 on the
-    embedded dataset. The first call trains all six built-in methods in one sweep (18 runs shared by
+    embedded dataset. The first call trains all eight built-in methods in one sweep (24 runs shared by
     two local workers of one thread each: one thread makes the numbers independent of the machine's
     core count, which ``benchmarks/accuracy_golden.json`` relies on); later calls only read."""
     from ncbench.cli import main

@@ -20,7 +20,7 @@ from ncbench.atomic import write_text_atomic
 GOLDEN = Path(__file__).resolve().parents[1] / "benchmarks" / "accuracy_golden.json"
 RSUM_TOL = 3.0
 AUC_TOL = 0.01
-METHODS = ["vanilla", "ncr", "bicro", "crcl", "decl", "rcl"]
+METHODS = ["vanilla", "ncr", "bicro", "crcl", "decl", "rcl", "l2rm", "cream"]
 
 
 def summarise(results: list[dict], method: str) -> dict:

@@ -239,11 +239,13 @@ PHASE = {"vanilla": ({"epochs": 6, "lr": 2e-3, "batch_size": 64, "warmup_epochs"
          "bicro": ({"warmup_epochs": 6, "epochs": 1, "lr": 2e-3, "batch_size": 64}, "loss_A"),
          "crcl": ({"schedules": (6,), "warm_epochs": 0, "lr": 2e-3, "batch_size": 64, "augment": 0.0}, "loss"),
          "decl": ({"warmup_epochs": 6, "epochs": 1, "lr": 2e-3, "batch_size": 64, "eta": 0.0}, "loss"),  # K fixed
-         "rcl": ({"epochs": 6, "lr": 2e-3, "batch_size": 64}, "loss")}
+         "rcl": ({"epochs": 6, "lr": 2e-3, "batch_size": 64}, "loss"),
+         "l2rm": ({"warmup_epochs": 6, "epochs": 1, "lr": 2e-3, "batch_size": 64}, "loss"),
+         "cream": ({"warmup_epochs": 6, "epochs": 1, "lr": 2e-3, "batch_size": 64}, "loss_A")}
 
 
 @pytest.mark.parametrize("backbone", ["sgr", "saf", "vse_inf", "vse_bow"])
-@pytest.mark.parametrize("method", ["vanilla", "ncr", "bicro", "crcl", "decl", "rcl"])
+@pytest.mark.parametrize("method", ["vanilla", "ncr", "bicro", "crcl", "decl", "rcl", "l2rm", "cream"])
 def test_every_method_trains_with_every_backbone_and_its_loss_falls(tmp_path, method, backbone):
     ctx = _region_context(tmp_path, backbone)
     M = METHODS.get(method)
@@ -253,6 +255,28 @@ def test_every_method_trains_with_every_backbone_and_its_loss_falls(tmp_path, me
     assert np.isfinite(losses).all(), losses
     assert losses[-1] < losses[0], losses
 
+
+
+# the division phases too: each subset's loss is finite on every backbone
+DIVISION = {"l2rm": ({"warmup_epochs": 1, "epochs": 2, "batch_size": 8, "p_threshold": 0.3}, ("loss", "loss_noisy", "cost_loss")),
+            "cream": ({"warmup_epochs": 1, "epochs": 2, "batch_size": 8, "hard_from": 0, "noisy_from": 0},
+                      ("loss_A", "loss_noisy_A", "loss_B"))}
+
+
+@pytest.mark.parametrize("backbone", ["sgr", "saf", "vse_inf", "vse_bow"])
+@pytest.mark.parametrize("method", sorted(DIVISION))
+def test_the_rematching_and_mining_methods_train_every_subset_with_every_backbone(tmp_path, method, backbone):
+    ctx = _region_context(tmp_path, backbone)
+    M = METHODS.get(method)
+    options, keys = DIVISION[method]
+    m = M(M.make_config("synthetic", options), ctx)
+    logs = [m.train_epoch(e) for e in range(3)]
+    found = {k: v for row in logs[1:] for k, v in row.items() if k in keys}
+    assert set(found) == set(keys), logs
+    assert np.isfinite(list(found.values())).all(), logs
+    assert m.clean_probability() is not None
+    if any(row.get("hard_fraction", 0) > 0 for row in logs):  # the networks disagreed on some pairs
+        assert any(np.isfinite(row.get("loss_hard_A", np.nan)) for row in logs[1:]), logs
 
 
 # -- the sgraf ensemble ----------------------------------------------------------------------------

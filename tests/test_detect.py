@@ -183,6 +183,39 @@ def test_matching_probability_correspondence_in_the_pairs_batch(tmp_path, small_
         assert got[p] == pytest.approx(float(expected), abs=1e-6)
 
 
+def test_cream_correspondence_is_the_matching_probability_of_both_networks(tmp_path, small_context):
+    ctx, ds = small_context(tmp_path)
+    judged = _judged_from(ds)
+    method = _method("cream", ctx)
+    got = method.correspondence(PairContext(judged, torch.device("cpu")))
+    for p in range(len(judged)):
+        q = [float(match_probability(*batch_probabilities(_forward(net, judged, p), 0.07))[0]) for net in method.nets]
+        assert got[p] == pytest.approx(np.mean(q), abs=1e-6)
+
+
+def test_l2rm_correspondence_is_the_beta_posterior_of_the_pairs_hinge_after_a_division(tmp_path, small_context):
+    """Before a division: the similarity; after one: the last Beta mixture's clean posterior of the
+    pair's mean hinge in its batch, normalised by the division's loss range (a hand evaluation of
+    the Beta densities)."""
+    from scipy.stats import beta
+
+    ctx, ds = small_context(tmp_path)
+    judged = _judged_from(ds)
+    cls = METHODS.get("l2rm")
+    method = cls(build_config(cls.Config, {"warmup_epochs": 0, "batch_size": 8}), ctx)
+    before = method.correspondence(PairContext(judged, torch.device("cpu")))
+    assert before == pytest.approx([float(_forward(method.net, judged, p)[0, 0]) for p in range(len(judged))], abs=1e-5)
+    method.train_epoch(0)
+    got = method.correspondence(PairContext(judged, torch.device("cpu")))
+    lo, hi = method._range
+    m, k = method._fit.mixture, method._fit.clean_component
+    for p in range(len(judged)):
+        loss = float(per_sample_triplet(_forward(method.net, judged, p), 0.2)[0])
+        x = min(max((loss - lo) / (hi - lo), 1e-3), 1 - 1e-3)
+        dens = [float(m.weights[j]) * beta.pdf(x, float(m.alphas[j]), float(m.betas[j])) for j in range(2)]
+        assert got[p] == pytest.approx(dens[k] / (sum(dens) + 1e-12), abs=1e-6)
+
+
 def test_decl_correspondence_is_the_decision_score_in_the_pairs_batch(tmp_path, small_context):
     """DECL's estimate from an explicit batch: the pair's share of its row of e + eᵀ, e = exp(t/τ)."""
     ctx, ds = small_context(tmp_path)

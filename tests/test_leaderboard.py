@@ -201,10 +201,24 @@ def test_caption_and_image_level_noise_never_share_a_table(tmp_path, write_resul
     img_rows = [r for g in img.groups for r in g.rows]
     assert "ncr" in cap_methods and "rcl" not in cap_methods and not {"DECL", "RCL"} & cap_methods
     assert {r.method for r in img_rows if not r.reported} == {"rcl"}
-    # the reported rows of each board are of its protocol: DECL's and RCL's tables are image-level,
-    # BiCro's Table 1 caption-level
-    assert {r.source for r in img_rows if r.reported} == {"decl-t12", "rcl-t245", "bicro-t1"}  # BiCro's copy of DECL
-    assert {r.source for g in cap.groups for r in g.rows if r.reported} >= {"bicro-t1", "ncr-t12"}
+    # the reported rows of each board are of its protocol: DECL's, RCL's and L2RM's tables are
+    # image-level, BiCro's Table 1 caption-level (CREAM's protocol is unverified; its code's is caption)
+    assert {r.source for r in img_rows if r.reported} == {"decl-t12", "rcl-t245", "bicro-t1",  # BiCro's copy of DECL
+                                                          "l2rm-ucpm", "l2rm-issue7"}
+    assert {"DECL", "RCL", "L2RM"} <= {r.method for r in img_rows if r.reported}
+    assert {r.source for g in cap.groups for r in g.rows if r.reported} >= {"bicro-t1", "ncr-t12", "cream-ucpm",
+                                                                             "cream-in2r"}
+    # CREAM's 80% row exists in two conflicting copies: both are on the board, each flagged
+    cream80 = [r for g in cap.groups if g.label == "80%" for r in g.rows if r.reported and r.method == "CREAM"]
+    assert len(cream80) >= 2 and {r.source for r in cream80} == {"cream-ucpm", "cream-in2r"}
+    assert all(r.conflict for r in cream80)
+    assert not any(r.conflict for g in cap.groups if g.label != "80%" for r in g.rows)
+    md_cap = markdown.render_markdown([cap])
+    assert "CREAM ≠" in md_cap and "published copies of this reported row disagree" in md_cap
+    from ncbench.report import html, latex
+
+    assert "≠ copies disagree" in html.render_board(cap)
+    assert r"CREAM$^\dagger$$^{\neq}$" in latex.render_latex([cap])
     assert [g.label for g in img.groups] == ["20%", "40%", "60%", "80%"]
     md = markdown.render_markdown(boards)
     assert "## Flickr30K 1K and MS-COCO 1K, image-level noise (protocol 1)" in md

@@ -26,7 +26,10 @@ from ncbench.registry import METHODS
 SHORT = {"ncr": ["--method-opt", "warmup_epochs=2", "--method-opt", "epochs=3"],
          "bicro": ["--method-opt", "warmup_epochs=2", "--method-opt", "epochs=1"],
          "crcl": ["--method-opt", "schedules=2,2", "--method-opt", "warm_epochs=1"],
-         "vanilla": ["--method-opt", "epochs=3"]}
+         "vanilla": ["--method-opt", "epochs=3"],
+         "l2rm": ["--method-opt", "warmup_epochs=1", "--method-opt", "epochs=3"],
+         "cream": ["--method-opt", "warmup_epochs=2", "--method-opt", "epochs=2", "--method-opt", "hard_from=0",
+                   "--method-opt", "noisy_from=1"]}
 
 
 def _stopping(base: type, name: str) -> type:
@@ -80,6 +83,9 @@ def _comparable(path: Path) -> dict:
     ("crcl", 4, 0.5, signal.SIGTERM),   # the second stage, after its network was re-initialised
     ("vanilla", 0, 0.0, signal.SIGTERM),  # after the very first step
     ("ncr", 2, None, signal.SIGTERM),   # while the first co-training epoch is finished and validated
+    ("l2rm", 2, 0.5, signal.SIGTERM),   # mid-epoch: the learned cost, its optimiser and the image queue resume
+    ("cream", 3, 0.6, signal.SIGTERM),  # clean + hard + noisy steps, after the kept warm-up epoch was reloaded
+    ("cream", 1, None, signal.SIGTERM),  # while a warm-up epoch is validated: the seven-number rule sees it again
 ])
 def test_a_stop_mid_epoch_saves_the_step_and_resumes_to_identical_metrics(tmp_path, cache_dir, capsys,
                                                                           base, epoch, fraction, sig):

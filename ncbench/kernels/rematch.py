@@ -29,7 +29,7 @@ def robust_warmup_loss(scores: torch.Tensor, tau: float = 0.05) -> torch.Tensor:
     """L2RM's warm-up loss ("RCE") of one batch."""
     out = scores.new_zeros(())
     eye = torch.eye(scores.shape[0], dtype=torch.bool, device=scores.device)
-    log_label = torch.where(eye, math.log1p(SMOOTH), math.log(SMOOTH)).to(scores.dtype)
+    log_label = torch.full_like(scores, math.log(SMOOTH)).masked_fill(eye, math.log1p(SMOOTH))
     for p in batch_probabilities(scores, tau):
         out = out - (log_label * p).sum(dim=1).mean() - p.diagonal().log().mean()
     return out / 2

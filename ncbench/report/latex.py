@@ -50,6 +50,7 @@ def render_board(board: Board) -> str:
             label = escape(g.label) if i == 0 else ""
             name = escape(r.method) + (r"$^\dagger$" if r.reported else "") + (r"$^\ddagger$" if r.mixed else "")
             name += r"$^\triangledown$" if r.below_floor else ""
+            name += r"$^{\neq}$" if r.conflict else ""
             name += rf" \small({escape(REFERENCE_LABELS[r.reference])})" if r.reference in REFERENCE_LABELS else ""
             if r.reported:
                 name = rf"\textit{{{name}}}"
@@ -65,6 +66,8 @@ def render_board(board: Board) -> str:
         caption += " $^\\ddagger$Different noise index."
     if any(r.below_floor for g in board.groups for r in g.rows):
         caption += " $^\\triangledown$Below the training-free floor (mean rSum under the probe's)."
+    if any(r.conflict for g in board.groups for r in g.rows):
+        caption += " $^{\\neq}$Published copies of this reported row disagree; all are shown."
     if board.notes:
         caption += " " + " ".join(escape(n) + "." for n in board.notes)
     lines += [rf"\caption{{{caption}}}", rf"\label{{tab:ncbench-{escape(board.key)}}}", r"\end{table*}"]

@@ -88,6 +88,8 @@ class Row:
     reference: str = ""  # measured reference rows: "floor" (training-free) or "ceiling" (ground truth)
     recipe: str = ""  # how the options were chosen (``aggregate.recipe_label``)
     below_floor: list[str] = field(default_factory=list)  # benchmarks where its mean rSum is below the floor's
+    copy_of: str = ""  # reported: the published result this row is a copy of (``reported.csv``)
+    conflict: bool = False  # reported: another published copy of the same result disagrees
 
     def seeds_text(self) -> str:
         ns = sorted(set(self.seeds.values()))
@@ -190,10 +192,26 @@ def _reported_rows(reported: list[ReportedRow], benches: tuple[str, ...], ratio:
             continue
         key = (rep.source, rep.method, rep.backbone)
         row = merged.setdefault(key, Row(rep.method, rep.backbone, {}, reported=True, source=rep.source,
-                                         note=rep.note, ensemble_size=rep.ensemble_size, selection="—"))
+                                         note=rep.note, ensemble_size=rep.ensemble_size, selection="—",
+                                         copy_of=rep.copy_of))
         row.cells[rep.benchmark] = {m: Cell(v, printed=rep.printed_rsum if m == "rsum" else None)
                                     for m, v in rep.metrics.items()}
-    return list(merged.values())
+    rows = list(merged.values())
+    _flag_conflicts(rows)
+    return rows
+
+
+def _flag_conflicts(rows: list[Row]) -> None:
+    """Mark reported rows of one noise group that are copies of the same published result (the same
+    ``copy_of`` key, e.g. CREAM's 80% row as printed in UCPM and in IN2R) but disagree on a shared
+    benchmark: all stay on the board, none is chosen. Re-runs by other papers are not copies."""
+    for i, a in enumerate(rows):
+        for b in rows[i + 1:]:
+            if not a.copy_of or a.copy_of != b.copy_of:
+                continue
+            shared = set(a.cells) & set(b.cells)
+            if any(a.cells[k][m].mean != b.cells[k][m].mean for k in shared for m in a.cells[k] if m in b.cells[k]):
+                a.conflict = b.conflict = True
 
 
 def _mark_best(rows: list[Row], benchmarks: list[str], metrics: tuple[str, ...] = METRICS, digits: int = 1) -> None:

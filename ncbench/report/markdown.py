@@ -14,6 +14,9 @@ from .layout import SHORT, Board, Row
 FAIRNESS = ["Backbone", "Ens.", "Selection", "Seeds", "GPU-h", "Recipe"]
 MIXED_MARK = "‡"
 FLOOR_MARK = "▽"
+CONFLICT_MARK = "≠"
+CONFLICT_NOTE = (f"{CONFLICT_MARK} published copies of this reported row disagree (different sources, different "
+                 "numbers for the same method, backbone and noise): all are shown, none is chosen.")
 REFERENCE_LABELS = {"floor": "floor (training-free)", "ceiling": "ceiling (clean pairs only)"}
 
 
@@ -41,7 +44,8 @@ def row_cells(board: Board, row: Row, bold: str = "**") -> list[str]:
 
 
 def method_label(row: Row) -> str:
-    return row.method + (f" {MIXED_MARK}" if row.mixed else "") + (f" {FLOOR_MARK}" if row.below_floor else "")
+    return (row.method + (f" {MIXED_MARK}" if row.mixed else "") + (f" {FLOOR_MARK}" if row.below_floor else "")
+            + (f" {CONFLICT_MARK}" if row.conflict else ""))
 
 
 def source_label(row: Row) -> str:
@@ -71,6 +75,8 @@ def board_notes(board: Board) -> list[str]:
     if any(r.mixed for r in rows):
         notes.append(f"{MIXED_MARK} trained on a different noise index than the other rows of its noise group "
                      "(shown because of --allow-mixed; not comparable).")
+    if any(r.conflict for r in rows):
+        notes.append(CONFLICT_NOTE)
     if any(c.printed is not None for r in rows for cells in r.cells.values() for c in cells.values()):
         notes.append("Reported Sums are recomputed from the printed recalls; \"(printed X)\": the paper printed "
                      "another Sum.")

@@ -39,6 +39,7 @@ class ReportedRow:
     note: str
     noise_type: str = "caption"  # the noise protocol of the paper's run: caption | image
     printed_rsum: float | None = None  # the paper's Sum where it differs from its recalls' (metrics has the recomputed one)
+    copy_of: str = ""  # rows with the same key are published copies of one result (they may disagree: flagged)
 
 
 def _read(name: str) -> str:
@@ -74,5 +75,5 @@ def load_reported(text: str | None = None) -> list[ReportedRow]:
         if kind not in NOISE_TYPES:
             raise ResultError(f"{where}: noise_type must be one of {', '.join(NOISE_TYPES)}, got {kind!r}")
         rows.append(ReportedRow(r["source"], r["method"], r["backbone"], ens, r["benchmark"], noise, metrics,
-                                r.get("note") or "", kind, printed))
+                                r.get("note") or "", kind, printed, (r.get("copy_of") or "").strip()))
     return rows

@@ -809,6 +809,113 @@ def check_decl(d) -> None:
         close(w.detach(), d[f"{mode}_after"], f"decl: {mode} logits after one step", rtol=1e-7, atol=1e-10)
 
 
+# -- L2RM/models.py: partial OT (SGRAF.partial_ot + sinkhorn_log_domain), RCE, sym_KL_Divergence -----------
+def l2rm_inputs() -> dict[str, np.ndarray]:
+    rng = np.random.default_rng(5)
+    b = 32
+    scores = rng.uniform(0.05, 0.95, size=(b, b))
+    narrow = np.clip(0.5 + 0.03 * rng.normal(size=(b, b)), 0, 1)
+    diag = rng.uniform(0, 0.3, size=(b, b)) + 0.6 * np.eye(b)
+    return {"uniform": scores, "narrow": narrow, "diag": diag}
+
+
+def make_l2rm() -> dict[str, np.ndarray]:
+    path = require("l2rm") / "models.py"
+    off = extract(path, ["SGRAF.sinkhorn_log_domain", "SGRAF.partial_ot", "RCE", "sym_KL_Divergence", "ContrastiveLoss",
+                         "FeedForward_Network"])
+    d = l2rm_inputs()
+    for noise in (0.2, 0.0):
+        this = type("S", (), {"noise_ratio": noise})()
+        this.sinkhorn_log_domain = lambda *a, _t=this, **k: off.SGRAF_sinkhorn_log_domain(_t, *a, **k)
+        for name in ("uniform", "narrow", "diag"):
+            with torch.no_grad():
+                cost = off.FeedForward_Network(d[name].shape[0])(T(d[name]).float()).clip(1e-10)  # the initial C_φ
+            p = np.ones(cost.shape[0]) / cost.shape[0]
+            for reg in (0.01, 0.07):
+                d[f"plan_{name}_{reg}_{noise}"] = off.SGRAF_partial_ot(this, torch.tensor(p), torch.Tensor(p), cost, s=0.1,
+                                                                       reg=reg)
+    s = T(d["uniform"]).float()
+    with cpu_only():
+        d["rce"] = off.RCE(tau=0.05)(s).numpy()
+        plan = torch.tensor(d["plan_uniform_0.01_0.2"])
+        d["sym_kl"] = off.sym_KL_Divergence(tau=0.05)(s, plan).numpy()
+        d["eval_loss"] = off.ContrastiveLoss(margin=0.2)(s.clone(), hard_negative="eval_loss").numpy()
+    return d
+
+
+def check_l2rm(d) -> None:
+    from ncbench.kernels.rematch import robust_warmup_loss, symmetric_kl_loss
+    from ncbench.kernels.transport import partial_ot_plan, transport_targets
+    import sys
+
+    from ncbench.registry import METHODS
+
+    BatchLinearCost = sys.modules[METHODS.get("l2rm").__module__].BatchLinearCost
+
+    for noise in (0.2, 0.0):
+        for name in ("uniform", "narrow", "diag"):
+            with torch.no_grad():
+                cost = BatchLinearCost(d[name].shape[0])(T(d[name]).float()).clamp_min(1e-10)
+            for reg in (0.01, 0.07):
+                close(partial_ot_plan(cost, 0.1, reg, forbid_diagonal=noise > 0), d[f"plan_{name}_{reg}_{noise}"],
+                      f"l2rm partial OT {name} reg {reg} noise {noise}", rtol=1e-6, atol=1e-12)
+    s = T(d["uniform"]).float()
+    close(robust_warmup_loss(s, 0.05), d["rce"], "l2rm RCE", rtol=1e-6)
+    targets = transport_targets(T(d["plan_uniform_0.01_0.2"]).float())
+    close(symmetric_kl_loss(s, targets[0], targets[1], 0.05), d["sym_kl"], "l2rm symmetric KL", rtol=1e-5)
+    close(per_sample_triplet(s, 0.2), d["eval_loss"], "l2rm division loss", rtol=1e-6)
+
+
+# -- CREAM: InfoNCELoss (every mode, filters 0 / between / ≥ 1) and train.split_samples ------------------
+def cream_inputs() -> dict[str, np.ndarray]:
+    rng = np.random.default_rng(6)
+    b = 24
+    return {"scores": rng.uniform(0.05, 0.95, size=(b, b)), "labels": rng.uniform(0, 1, size=b),
+            "prob_a": rng.uniform(0, 1, size=400), "prob_b": rng.uniform(0, 1, size=400)}
+
+
+FILTERS = (0.0, 0.02, 0.05, 1.0)
+
+
+def make_cream() -> dict[str, np.ndarray]:
+    root = require("cream")
+    off = load_module(root / "InfoNCELoss.py", "cream_infonce")
+    split = extract(root / "train.py", ["split_prob", "split_samples"])
+    d = cream_inputs()
+    crit = off.InfoNCELoss(temperature=0.07)
+    s, y = T(d["scores"]).float(), T(d["labels"]).float()[:, None]
+    d["warmup"] = crit(s.clone(), mode="warmup")[0].numpy()
+    d["eval_loss"] = crit(s.clone(), mode="eval_loss")[0].numpy()
+    d["predict"] = crit(s.clone(), mode="predict").numpy()[0]
+    for f in FILTERS:
+        w = s.clone().requires_grad_(True)
+        loss = crit(w, labels=y, mode="train", soft_label=True, smooth_label=False, filter=f)[0]
+        loss.backward()
+        d[f"train_{f}"], d[f"grad_{f}"] = loss.detach().numpy(), w.grad.numpy()
+    clean, hard, noisy = split.split_samples(d["prob_a"], d["prob_b"], 0.5)
+    d["clean"], d["hard"], d["noisy"] = clean, hard, noisy
+    return d
+
+
+def check_cream(d) -> None:
+    from ncbench.kernels.complementary import batch_match_probability
+    from ncbench.kernels.mining import info_nce_per_sample, soft_target_info_nce, three_way_split
+
+    s, y = T(d["scores"]).float(), T(d["labels"]).float()
+    close(info_nce_per_sample(s, 0.07).mean(), d["warmup"], "cream warm-up InfoNCE", rtol=1e-6)
+    close(info_nce_per_sample(s, 0.07), d["eval_loss"], "cream per-sample InfoNCE", rtol=1e-6)
+    close(batch_match_probability(s, 0.07), d["predict"], "cream prediction q", rtol=1e-6)
+    for f in FILTERS:
+        w = s.clone().requires_grad_(True)
+        loss = soft_target_info_nce(w, y, 0.07, f)
+        loss.backward()
+        close(loss.detach(), d[f"train_{f}"], f"cream soft-target InfoNCE, filter {f}", rtol=1e-6)
+        close(w.grad, d[f"grad_{f}"], f"cream gradient, filter {f}", rtol=1e-5, atol=1e-8)
+    masks = [split_clean(T(d[k]), 0.5) for k in ("prob_a", "prob_b")]
+    for got, name in zip(three_way_split(*masks), ("clean", "hard", "noisy")):
+        np.testing.assert_array_equal(got.numpy(), d[name], err_msg=f"cream {name} subset")
+
+
 CASES = {
     "recall": (make_recall, check_recall),
     "ncr_loss": (make_ncr_loss, check_ncr_loss),
@@ -824,4 +931,6 @@ CASES = {
     "decl": (make_decl, check_decl),
     "sgraf_step": (make_sgraf_step, check_sgraf_step),
     "vse_inf": (make_vse_inf, check_vse_inf),
+    "l2rm": (make_l2rm, check_l2rm),
+    "cream": (make_cream, check_cream),
 }

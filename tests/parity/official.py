@@ -29,6 +29,8 @@ REPOSITORIES = {
     "crcl": ("QinYang79/CRCL", "4a96406", "CRCL"),
     "rcl": ("penghu-cs/RCL", "1096a24", "RCL"),
     "decl": ("QinYang79/DECL", "1b0a775", "DECL"),
+    "l2rm": ("hhc1997/L2RM", "a766c22", "L2RM"),
+    "cream": ("XLearning-SCU/2024-TIP-CREAM", "f487d6f", "CREAM"),
 }
 ENV = "NCBENCH_OFFICIAL"
 
