@@ -315,17 +315,35 @@ def sgraf_inputs() -> dict[str, np.ndarray]:
             "lengths": lengths, "labels": rng.uniform(0, 1, 6)}
 
 
-def _official_sgraf(module: str):
+def _official_sgraf(module: str, repo: str = "ncr", dtype: torch.dtype = torch.float64):
+    """The official SGRAF wrapper (NCR's ``NCR/model.py``, or CREAM's ``model.py``: the same encoders),
+    in float64 with dropout off; its Adam optimiser holds the same parameters."""
+    import sys
     import types
 
-    off = load_module(require("ncr") / "NCR/model.py", "ncr_model")
+    if repo == "ncr":
+        off = load_module(require("ncr") / "NCR/model.py", "ncr_model")
+    else:  # CREAM's model.py imports its InfoNCELoss.py; L2RM's models.py imports POT (``ot``), unused
+        root = require(repo)
+        sys.path.insert(0, str(root))
+        stub = "ot" not in sys.modules
+        if stub:
+            sys.modules["ot"] = types.ModuleType("ot")
+        try:
+            off = load_module(root / ("model.py" if repo == "cream" else "models.py"), f"{repo}_model")
+        finally:
+            sys.path.remove(str(root))
+            if stub:
+                del sys.modules["ot"]
     opt = types.SimpleNamespace(**SGRAF_SIZES, grad_clip=2.0, no_imgnorm=False, num_layers=1, bi_gru=True,
-                                no_txtnorm=False, module_name=module, sgr_step=3, margin=0.2, learning_rate=2e-4)
-    torch.manual_seed(0)
+                                no_txtnorm=False, module_name=module, sgr_step=3, margin=0.2, learning_rate=2e-4,
+                                tau=0.05, reg=0.01, rho=0.1, noise_ratio=0.6)  # the last four: L2RM's
+    if repo == "ncr":
+        torch.manual_seed(0)
     with cpu_only():
         m = off.SGRAF(opt)
     for enc in (m.img_enc, m.txt_enc, m.sim_enc):
-        enc.double()
+        enc.to(dtype)
         for layer in enc.modules():  # dropout off on both sides: the random masks cannot be matched
             if isinstance(layer, torch.nn.Dropout):
                 layer.p = 0.0
@@ -356,12 +374,12 @@ def make_sgraf_step() -> dict[str, np.ndarray]:
     return d
 
 
-def _ncbench_sgraf(name: str, d, module: str):
+def _ncbench_sgraf(name: str, d, module: str, dtype: torch.dtype = torch.float64):
     """An ncbench backbone holding the official weights stored under ``{module}_w<i>``."""
     bcls = BACKBONES.get(name)
     cfg = build_config(bcls.Config, {"embed_dim": SGRAF_SIZES["embed_size"], "word_dim": SGRAF_SIZES["word_dim"],
                                      "sim_dim": SGRAF_SIZES["sim_dim"], "dropout": 0.0})
-    net = bcls(cfg, SGRAF_SIZES["vocab_size"], SGRAF_SIZES["img_dim"]).double()
+    net = bcls(cfg, SGRAF_SIZES["vocab_size"], SGRAF_SIZES["img_dim"]).to(dtype)
     keys = list(net.state_dict())
     weights = [d[f"{module}_w{i}"] for i in range(len(keys))]
     assert f"{module}_w{len(keys)}" not in d, "the official model has tensors ncbench does not map"
@@ -916,6 +934,203 @@ def check_cream(d) -> None:
         np.testing.assert_array_equal(got.numpy(), d[name], err_msg=f"cream {name} subset")
 
 
+# -- CREAM/train.py train_one_epoch: one iteration (clean, hard and noisy step) with CREAM's own SGR -----
+class _Loader:
+    """What ``train_one_epoch`` reads from a DataLoader: ``len``, ``.dataset`` (its size, for the filter),
+    and iterators with the Python-2 ``.next()`` the official calls (absent from today's DataLoader)."""
+
+    def __init__(self, batches: list, size: int):
+        self.batches, self.dataset = batches, range(size)
+
+    def __len__(self):
+        return len(self.batches)
+
+    def __iter__(self):
+        return _Iter(self.batches)
+
+
+class _Iter:
+    def __init__(self, batches):
+        self.left = list(batches)
+
+    def __iter__(self):
+        return self
+
+    def next(self):
+        if not self.left:
+            raise StopIteration
+        return self.left.pop(0)
+
+    __next__ = next
+
+
+CREAM_CASES = {"mixed": (60, 10, 30), "mostly_clean": (90, 5, 5)}  # subset sizes: clean share 0.6 and 0.9
+
+
+def cream_step_inputs() -> dict[str, np.ndarray]:
+    d = ncr_step_inputs()
+    rng = np.random.default_rng(8)
+    hard = {f"hard_{k}": v for k, v in sgraf_inputs().items()}
+    hard["hard_images"] = np.maximum(rng.normal(size=hard["hard_images"].shape), 0.0)
+    return d | hard | {"prob_a": rng.uniform(0, 1, 18), "prob_b": rng.uniform(0, 1, 18)}
+
+
+def make_cream_step() -> dict[str, np.ndarray]:
+    import time
+    import types
+
+    off = extract(require("cream") / "train.py", ["train_one_epoch"],
+                  {"AverageMeter": _Meter, "ProgressMeter": _Meter, "time": time})
+    d = cream_step_inputs()
+    b = 6
+    pa, pb = T(d["prob_a"]).float(), T(d["prob_b"]).float()
+
+    def rows(prefix, first):
+        ids = slice(first, first + b)
+        return (T(d[f"{prefix}images"]), T(d[f"{prefix}tokens"]), d[f"{prefix}lengths"].tolist(), list(range(b)),
+                torch.ones(b, 1).long(), pa[ids, None].double(), pb[ids, None].double(), torch.ones(b))
+
+    clean, hard = rows("", 0), rows("hard_", 6)
+    noisy = (T(d["noisy_images"]), T(d["noisy_tokens"]), d["noisy_lengths"].tolist(), list(range(b)), torch.zeros(b),
+             torch.ones(b))
+    opt = types.SimpleNamespace(hard_start_epoch=1, noisy_start_epoch=2, soft_label=True, smooth_label=False, log_step=100)
+    for case, sizes in CREAM_CASES.items():
+        nets = []
+        for seed, name in ((0, "A"), (1, "B")):
+            torch.manual_seed(seed)
+            m = _official_sgraf("SGR", "cream")
+            d |= {f"{case}_{name}_w{i}": v for i, (_, v) in enumerate(_state(m))}
+            nets.append(m)
+        loaders = [_Loader([batch], size) for batch, size in zip((clean, hard, noisy), sizes)]
+        with cpu_only():
+            off.train_one_epoch(opt, nets[0], nets[1], *loaders, epoch=2, model="A", ratio=sizes[0] / sum(sizes))
+        d |= {f"{case}_A_after{i}": v for i, (_, v) in enumerate(_state(nets[0]))}
+    return d
+
+
+def check_cream_step(d) -> None:
+    import types
+
+    from ncbench.data.batching import Batch
+    from ncbench.engine.method import EpochPlan
+    from ncbench.registry import METHODS
+
+    CREAM = METHODS.get("cream")
+    ids = torch.arange(6)
+    batches = {0: Batch(T(d["images"]), T(d["tokens"]), T(d["lengths"]), ids),
+               6: Batch(T(d["hard_images"]), T(d["hard_tokens"]), T(d["hard_lengths"]), ids + 6),
+               12: Batch(T(d["noisy_images"]), T(d["noisy_tokens"]), T(d["noisy_lengths"]), ids + 12)}
+    train = types.SimpleNamespace(batch=lambda rows: batches[int(rows[0])])
+    probs = [T(d["prob_a"]).float(), T(d["prob_b"]).float()]
+    for case, sizes in CREAM_CASES.items():
+        nets = [_ncbench_sgraf("sgr", d, f"{case}_{name}")[0] for name in ("A", "B")]
+        method = CREAM.__new__(CREAM)  # the method's own train_step, on the official networks' weights
+        method.nets, method.opts = nets, [torch.optim.Adam(n.parameters(), lr=2e-4) for n in nets]
+        method.config = CREAM.Config(warmup_epochs=0, hard_from=1, noisy_from=2)
+        method.ctx = types.SimpleNamespace(train=train, device=torch.device("cpu"))
+        method.record_labels = lambda ids, labels: None
+        step = (0, np.arange(6), np.arange(6, 12), True, np.arange(12, 18))
+        logs = method.train_step(2, EpochPlan([step], {"warmup": False, "probs": probs, "sizes": list(sizes)}), 0)
+        assert {"loss_A", "loss_hard_A", "loss_noisy_A"} <= set(logs), logs
+        for i, (k, v) in enumerate(nets[0].state_dict().items()):
+            close(v.detach().numpy(), d[f"{case}_A_after{i}"], f"cream ({case}): {k} after one iteration", rtol=1e-6,
+                  atol=1e-9)
+
+
+# -- L2RM/main_L2RM.py train: one iteration (cost step, queue, clean triplet + noisy symmetric KL) ---------
+L2RM_B = 10  # the official draws k ~ U{1..int(0.1 B)}: B ≥ 10
+
+
+def l2rm_step_inputs() -> dict[str, np.ndarray]:
+    rng = np.random.default_rng(9)
+    out = {}
+    for part in ("clean", "noisy", "queue"):
+        lengths = rng.integers(3, 9, L2RM_B)
+        # no all-zero region: its L2 norm has no gradient (NaN on both sides, which would compare equal)
+        out[f"{part}_images"] = np.abs(rng.normal(size=(L2RM_B, 36, SGRAF_SIZES["img_dim"]))) + 1e-3
+        out[f"{part}_tokens"] = rng.integers(1, SGRAF_SIZES["vocab_size"], size=(L2RM_B, 8)) * (np.arange(8)[None] < lengths[:, None])
+        out[f"{part}_lengths"] = lengths
+    return out
+
+
+def _l2rm_draws(seed: int = 3) -> tuple[int, list[int], list[int]]:
+    """The draws ``L2RM.cost_step`` makes from a generator seeded ``seed`` (k, clean pairs, queue slots)."""
+    gen = torch.Generator().manual_seed(seed)
+    k = int(torch.randint(1, max(int(L2RM_B * 0.1), 1) + 1, (1,), generator=gen))
+    return k, torch.randperm(L2RM_B, generator=gen)[:k].tolist(), torch.randperm(L2RM_B, generator=gen)[:k].tolist()
+
+
+def make_l2rm_step() -> dict[str, np.ndarray]:
+    import time
+    import types
+
+    k, pick, slots = _l2rm_draws()
+    draws = iter([pick, slots])
+    rand = types.SimpleNamespace(randint=lambda a, b: k, sample=lambda population, n: next(draws))
+    path = require("l2rm") / "main_L2RM.py"
+    off = extract(path, ["train"], {"AverageMeter": _Meter, "ProgressMeter": _Meter, "time": time, "random": rand})
+    cost_cls = extract(require("l2rm") / "models.py", ["FeedForward_Network"]).FeedForward_Network
+    d = l2rm_step_inputs()
+    torch.manual_seed(0)
+    # float32: the official similarity matrix is float32 whatever the weights (``torch.zeros`` in
+    # ``EncoderSimilarity.forward``); SGD in place of Adam, as in ``bicro_step``, so that float32 rounding
+    # cannot flip an update's sign; a cost learning rate that makes its step visible
+    net = _official_sgraf("SGR", "l2rm", torch.float32)
+    d |= {f"net_w{i}": v for i, (_, v) in enumerate(_state(net))}
+    cost = cost_cls(L2RM_B)
+    optimizer = torch.optim.SGD(net.parameters(), lr=0.1)
+    optimizer_c = torch.optim.SGD(cost.parameters(), lr=0.01)
+    t = {key: T(v).float() if v.dtype == np.float64 else T(v) for key, v in d.items()}
+    clean = (t["clean_images"], t["clean_tokens"], t["clean_lengths"].tolist(), np.zeros(L2RM_B), None, None)
+    noisy = (t["noisy_images"], t["noisy_tokens"], t["noisy_lengths"].tolist(), None, None)
+    queue = t["queue_images"].clone()
+    opt = types.SimpleNamespace(lr=0.1, lr_cost=0.01, lr_update=15, batch_size=L2RM_B, grad_clip=2.0, log_step=100)
+    with cpu_only():
+        off.train(opt, [clean], [noisy], net, optimizer, 0, queue, cost, optimizer_c)
+    return d | {f"net_after{i}": v for i, (_, v) in enumerate(_state(net))} | {
+        "cost_weight": cost.fc.weight.detach().numpy().copy(), "cost_bias": cost.fc.bias.detach().numpy().copy(),
+        "queue_after": queue.numpy().copy()}
+
+
+def check_l2rm_step(d) -> None:
+    import sys
+    import types
+
+    from ncbench.data.batching import Batch
+    from ncbench.engine.method import EpochPlan
+    from ncbench.registry import METHODS
+
+    L2RM = METHODS.get("l2rm")
+    module = sys.modules[L2RM.__module__]
+    images = np.concatenate([d["clean_images"], d["noisy_images"], d["queue_images"]]).astype(np.float32)  # rows 0-9, 10-19, 20-29
+    tokens = {"clean": (T(d["clean_tokens"]), T(d["clean_lengths"])), "noisy": (T(d["noisy_tokens"]), T(d["noisy_lengths"]))}
+
+    def batch(ids):
+        part = "clean" if int(ids[0]) < L2RM_B else "noisy"
+        return Batch(T(images[np.asarray(ids)]), *tokens[part], torch.as_tensor(ids))
+
+    net, _ = _ncbench_sgraf("sgr", d, "net", torch.float32)
+    method = L2RM.__new__(L2RM)  # the method's own train_step, on the official network's weights
+    method.config = L2RM.Config(batch_size=L2RM_B)
+    method.net, method.optimizer = net, torch.optim.SGD(net.parameters(), lr=0.1)
+    method.cost = module.BatchLinearCost(L2RM_B)
+    method.cost_optimizer = torch.optim.SGD(method.cost.parameters(), lr=0.01)
+    method.queue = np.arange(2 * L2RM_B, 3 * L2RM_B)
+    train = types.SimpleNamespace(batch=batch, t2i=np.arange(2 * L2RM_B), split=types.SimpleNamespace(images=images),
+                                  pin_memory=False, noise_ratio=0.6)
+    method.ctx = types.SimpleNamespace(train=train, device=torch.device("cpu"), generator=torch.Generator().manual_seed(3))
+    step = (np.arange(L2RM_B), np.arange(L2RM_B, 2 * L2RM_B))
+    logs = method.train_step(0, EpochPlan([step], {"warmup": False}), 0)
+    assert {"loss", "loss_noisy", "cost_loss"} <= set(logs), logs
+    close(method.cost.fc.weight.detach(), d["cost_weight"], "l2rm: learned cost weight after its step", rtol=1e-5,
+          atol=1e-7)
+    close(method.cost.fc.bias.detach(), d["cost_bias"], "l2rm: learned cost bias after its step", rtol=1e-5, atol=1e-7)
+    close(images[method.queue], d["queue_after"], "l2rm: the image queue holds the noisy batch", rtol=0)
+    for i, (k, v) in enumerate(net.state_dict().items()):
+        assert np.isfinite(d[f"net_after{i}"]).all(), f"l2rm: the official {k} is not finite after the step"
+        close(v.detach().numpy(), d[f"net_after{i}"], f"l2rm: {k} after one iteration", rtol=1e-4, atol=1e-6)
+
+
 CASES = {
     "recall": (make_recall, check_recall),
     "ncr_loss": (make_ncr_loss, check_ncr_loss),
@@ -933,4 +1148,6 @@ CASES = {
     "vse_inf": (make_vse_inf, check_vse_inf),
     "l2rm": (make_l2rm, check_l2rm),
     "cream": (make_cream, check_cream),
+    "cream_step": (make_cream_step, check_cream_step),
+    "l2rm_step": (make_l2rm_step, check_l2rm_step),
 }
