@@ -277,6 +277,9 @@ def _official_partial_ot():
     path = Path(root or ".") / "L2RM" / "models.py"
     if not root or not path.is_file():
         return None
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository root: tests.parity
     from tests.parity.official import extract
 
     off = extract(path, ["SGRAF.sinkhorn_log_domain", "SGRAF.partial_ot"])
