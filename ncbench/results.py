@@ -10,6 +10,8 @@ submissions) reads only these files. Files live at
 
 from __future__ import annotations
 
+import hashlib
+
 import json
 import os
 import platform
@@ -183,10 +185,12 @@ def claim_result(root: Path, path: Path, config_hash: str, log: Callable[[str], 
 
 
 # -- provenance --------------------------------------------------------------------------------
-def git_revision() -> dict[str, Any]:
-    """Commit and dirty flag of the source tree ncbench runs from, when that tree is a git
-    checkout (an installed copy inside some other repository reports none)."""
-    src = Path(__file__).resolve().parent.parent
+def git_revision(src: Path | None = None) -> dict[str, Any]:
+    """Commit and dirty flag of the source tree ncbench runs from (``src``: its root), when that
+    tree is a git checkout (an installed copy inside some other repository reports none). Dirty means
+    a changed tracked file *or* a method file git does not track (``methods/*.py``: a result made by
+    an uncommitted method is not reproducible from the commit); those are listed with their sha256."""
+    src = Path(__file__).resolve().parent.parent if src is None else Path(src).resolve()
 
     def git(*args: str) -> str | None:
         try:
@@ -199,7 +203,13 @@ def git_revision() -> dict[str, Any]:
     if top is None or Path(top).resolve() != src:
         return {"commit": None, "dirty": None}
     dirty = git("status", "--porcelain", "--untracked-files=no")
-    return {"commit": git("rev-parse", "HEAD"), "dirty": None if dirty is None else bool(dirty)}
+    untracked = git("ls-files", "--others", "--exclude-standard", "--", "methods/*.py")
+    out: dict[str, Any] = {"commit": git("rev-parse", "HEAD"), "dirty": None if dirty is None else bool(dirty)}
+    if untracked:
+        out["dirty"] = True
+        out["untracked_methods"] = {name: hashlib.sha256((src / name).read_bytes()).hexdigest()
+                                    for name in sorted(untracked.splitlines())}
+    return out
 
 
 def environment(device: str) -> dict[str, Any]:

@@ -166,12 +166,16 @@ def review(paths: list[Path], dest: Path) -> list[Verdict]:
             if seed in seen:
                 v.reasons.append(f"seed {seed} of this configuration is also in {seen[seed]}")
             seen.setdefault(seed, v.path)
-        have = {v.data["identity"]["seed"] for v in members if v.accepted} | _accepted_seeds(dest, group)
+        earlier = _accepted_seeds(dest, group)
+        have = {v.data["identity"]["seed"] for v in members if v.accepted} | earlier
         lacking = sorted(set(PROTOCOL_SEEDS) - have)
         if lacking:
             label = f"{group[1]} at {group[5]}-level noise {group[2]:g}, {group[3]}/{group[4]}"
+            present = sorted({v.data["identity"]["seed"] for v in members} | earlier)
+            refused = sorted(set(present) - have)
+            why = f"; seeds {refused} are refused for the reasons given with them" if refused else ""
             for v in members:
-                v.reasons.append(f"incomplete seed set for {label}: seeds {sorted(have)} present, "
+                v.reasons.append(f"incomplete seed set for {label}: seeds {present} present{why}, "
                                  f"the protocol needs {list(PROTOCOL_SEEDS)} (missing {lacking})")
     for v in verdicts:
         if v.data is not None:

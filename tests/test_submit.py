@@ -175,3 +175,48 @@ def test_new_method_skeleton_registers_and_trains(tmp_path, capsys, small_contex
     assert "already registered" in capsys.readouterr().err
     assert main(["new-method", "Bad-Name", "--dir", str(tmp_path)]) == 2
     assert "must be 2–40 lower-case" in capsys.readouterr().err
+
+
+def test_an_incomplete_set_names_the_seeds_present_even_when_they_are_refused(tmp_path, write_result, capsys):
+    """Issue 23 item 5: with seed 0 present but refused for its own reason, the refusal said
+    ``seeds [] present``; it now lists the seeds submitted and says which of them are refused."""
+    root = tmp_path / "sub"
+    path = write_result(root, method="m", noise=0.2, seed=0)
+    data = json.loads(path.read_text())
+    data["identity"]["noise_index_sha256"] = "ab" * 32  # refused: not the canonical index (the file is read)
+    path.write_text(json.dumps(data))
+    (v,) = review([root], tmp_path / "d")
+    assert any("is not the canonical" in r for r in v.reasons), v.reasons
+    msg = next(r for r in v.reasons if "incomplete seed set" in r)
+    assert "seeds [0] present; seeds [0] are refused for the reasons given with them" in msg
+    assert "(missing [0, 1, 2])" in msg
+
+
+def test_an_untracked_method_file_makes_the_revision_dirty_and_is_hashed(tmp_path):
+    """Issue 23 item 5: a result made by a method file git does not track recorded ``dirty: false``
+    at a commit that does not contain it; now it is dirty, and the file's sha256 is recorded."""
+    import hashlib
+    import subprocess
+
+    from ncbench.results import git_revision
+
+    repo = tmp_path / "repo"
+    (repo / "methods").mkdir(parents=True)
+    (repo / "methods" / "kept.py").write_text("x = 1\n")
+
+    def git(*args):
+        subprocess.run(["git", "-C", str(repo), *args], check=True, capture_output=True,
+                       env={"GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t", "GIT_COMMITTER_NAME": "t",
+                            "GIT_COMMITTER_EMAIL": "t@t", "HOME": str(tmp_path), "PATH": "/usr/bin:/bin"})
+
+    git("init", "-q")
+    git("add", "-A")
+    git("commit", "-q", "-m", "init")
+    clean = git_revision(repo)
+    assert clean["dirty"] is False and "untracked_methods" not in clean and len(clean["commit"]) == 40
+    (repo / "methods" / "lowsim.py").write_text("# a new method, not committed\n")
+    (repo / "notes.txt").write_text("an untracked file elsewhere is not a method\n")
+    got = git_revision(repo)
+    assert got["dirty"] is True and got["commit"] == clean["commit"]
+    assert got["untracked_methods"] == {
+        "methods/lowsim.py": hashlib.sha256(b"# a new method, not committed\n").hexdigest()}
