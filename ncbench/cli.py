@@ -840,7 +840,12 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return 2
     try:
-        return COMMANDS[args.command](args)
+        code = COMMANDS[args.command](args)
+        sys.stdout.flush()  # a reader that has gone away (``| head``) is noticed here, not at exit
+        return code
+    except BrokenPipeError:  # the output's reader closed it (``ncbench status | head``): stop quietly
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # nothing left to flush at exit
+        return 0
     except NcbenchError as exc:
         print(f"ncbench: error: {exc}", file=sys.stderr)
         return 2

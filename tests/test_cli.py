@@ -178,3 +178,17 @@ def test_image_level_run_end_to_end(capsys, tmp_path, make_precomp):
 def test_noise_info_on_the_papers_files(capsys, shared_data):
     code, out, _ = run_cli(capsys, "noise", "info", str(shared_data / "noise_index_f30k/bicro/f30k_precomp_0.6.npy"))
     assert code == 0 and "145000 captions" in out and "realised noise 0.59997" in out
+
+
+def test_output_into_a_closed_pipe_stops_quietly():
+    """Issue 23 item 7: ``ncbench status | head`` printed ``internal error: BrokenPipeError``. Here the
+    reader of the output is gone before anything is written (as after ``head`` has its lines)."""
+    import subprocess
+    import sys
+
+    code = ("import os, sys\n"
+            "r, w = os.pipe(); os.close(r); os.dup2(w, 1)\n"
+            "from ncbench.cli import main\n"
+            "sys.exit(main(['list']))\n")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0 and proc.stderr == "", proc.stderr
