@@ -575,6 +575,9 @@ def cmd_status(args) -> int:
     from .runner import checkpoint_path
 
     runs, results = _plan(args), Path(args.results)
+    if not results.is_dir():
+        raise NcbenchError(f"results folder {str(results)!r} does not exist: give the --results of the sweep "
+                           "(nothing has run there yet, or the path is mistyped)")
     rows, counts, seconds, gpu = [], Counter(), {}, False
     for cfg in runs:
         path = result_path(results, cfg)
@@ -600,7 +603,10 @@ def cmd_status(args) -> int:
     print("\n" + ", ".join(f"{n} {s}" for s, n in sorted(counts.items())) + f" ({len(runs)} run(s))")
     todo = [cfg for cfg, row in zip(runs, rows) if row[0] != "done"]
     known = [np.mean(seconds[k]) for k in ((c.method, c.backbone, c.dataset) for c in todo) if k in seconds]
-    if todo:
+    if todo and not known:
+        print(f"still to run: {len(todo)}; no time estimate yet (it needs a finished run of the same "
+              "method/backbone/dataset)")
+    elif todo:
         unit = "GPU-hours" if gpu else "hours"
         print(f"still to run: {len(todo)}; estimated {sum(known) / 3600:.2f} {unit} for {len(known)} of them "
               f"(mean time of finished runs of the same method/backbone/dataset)"

@@ -192,3 +192,17 @@ def test_output_into_a_closed_pipe_stops_quietly():
             "sys.exit(main(['list']))\n")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0 and proc.stderr == "", proc.stderr
+
+
+def test_status_of_a_missing_results_folder_is_an_error_and_no_estimate_is_said_as_such(tmp_path, capsys,
+                                                                                      write_result):
+    """Issue 23 item 7: a mistyped --results listed every run as missing with exit 0, and a sweep with
+    nothing finished printed ``estimated 0.00 hours for 0 of them``."""
+    argv = ["status", "--dataset", "synthetic", "--methods", "vanilla", "--noise", "0.2"]
+    assert main([*argv, "--results", str(tmp_path / "typo")]) == 2
+    err = capsys.readouterr().err
+    assert "results folder" in err and "typo" in err and "does not exist" in err
+    (tmp_path / "r").mkdir()
+    assert main([*argv, "--results", str(tmp_path / "r")]) == 0
+    out = capsys.readouterr().out
+    assert "no time estimate yet" in out and "0.00" not in out
