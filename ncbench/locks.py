@@ -1,9 +1,12 @@
 """Per-run locks, so concurrent workers on one results folder never train the same run twice.
 
 A worker takes ``seed-<s>.lock`` beside the run's result with ``flock`` before training it and
-holds it until the result is written. The kernel releases the lock when the process dies, even by
-SIGKILL, so a crashed worker never leaves a stale lock behind; the file itself only records who
-held it last (host, pid, time) for ``ncbench status``. ``flock`` works on local file systems and on
+holds it until the result is written; then it deletes the file while still holding the lock, so a
+finished results folder holds results, not lock files. The kernel releases the lock when the process
+dies, even by SIGKILL, so a crashed worker never leaves a stale lock behind (only its file, which
+records who held it last: host, pid, time, for ``ncbench status``). Because a lock file can be
+deleted, a process that obtains the lock checks that the path still names the file it locked, and
+starts over otherwise (the usual protocol for removable ``flock`` files). ``flock`` works on local file systems and on
 NFS (Linux maps it to POSIX locks through the NFS lock manager).
 """
 
@@ -26,12 +29,16 @@ class RunLock:
     def acquire(self, record: bool = True) -> bool:
         """Take the lock; False if another process holds it. ``record`` writes who holds it."""
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            os.close(fd)
-            return False
+        while True:
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                os.close(fd)
+                return False
+            if _same_file(fd, self.path):
+                break
+            os.close(fd)  # the holder deleted the file we opened: lock the one at the path now
         if record:
             os.ftruncate(fd, 0)
             os.write(fd, f"{socket.gethostname()} pid {os.getpid()} since {time.strftime('%Y-%m-%dT%H:%M:%S')}\n".encode())
@@ -39,7 +46,10 @@ class RunLock:
         return True
 
     def release(self) -> None:
+        """Delete the lock file (still holding the lock, so nobody can have it), then let go."""
         if self._fd is not None:
+            if _same_file(self._fd, self.path):
+                self.path.unlink()
             fcntl.flock(self._fd, fcntl.LOCK_UN)
             os.close(self._fd)
             self._fd = None
@@ -49,6 +59,16 @@ class RunLock:
 
     def __exit__(self, *exc) -> None:
         self.release()
+
+
+def _same_file(fd: int, path: Path) -> bool:
+    """Whether ``path`` still names the open file ``fd``."""
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        return False
+    held = os.fstat(fd)
+    return (st.st_dev, st.st_ino) == (held.st_dev, held.st_ino)
 
 
 def is_locked(path: Path) -> str | None:

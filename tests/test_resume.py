@@ -142,9 +142,43 @@ def test_a_run_lock_excludes_others_and_dies_with_its_holder(tmp_path):
     assert f"pid {holder.pid}" in is_locked(path)
     holder.kill()
     holder.wait()
+    assert path.exists()  # a killed holder leaves its file (who held it), not its lock
     assert is_locked(path) is None
     with RunLock(path) as lock:
         assert lock.acquire()
+
+
+def test_a_released_lock_leaves_no_file_and_a_deleted_file_is_never_locked_twice(tmp_path):
+    """Issue 23 item 8: a ``.lock`` was left beside every finished result. Released locks delete their
+    file (while still held); a process that locked a file that was deleted meanwhile starts over on
+    the file at the path, so two processes never hold "the" lock at once."""
+    import fcntl
+    import os
+
+    path = tmp_path / "seed-0.lock"
+    lock = RunLock(path)
+    assert lock.acquire() and path.exists()
+    lock.release()
+    assert not path.exists()
+    # a late process opened the old file before the holder deleted it and locks it afterwards
+    first = RunLock(path)
+    assert first.acquire()
+    stale_fd = os.open(path, os.O_RDWR)
+    first.release()  # deletes the file the late process has open
+    fcntl.flock(stale_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # it gets a lock on a deleted file ...
+    second = RunLock(path)
+    assert second.acquire()  # ... which must not keep anyone from the lock at the path
+    assert path.exists() and is_locked(path) is not None
+    os.close(stale_fd)
+    second.release()
+
+
+def test_a_finished_sweep_leaves_results_not_lock_files(tmp_path, cache_dir):
+    done = _run([sys.executable, "-m", "ncbench", "run", "--dataset", "synthetic-small", "--methods", "vanilla",
+                 "--noise", "0.2", "--results", str(tmp_path / "r"), "--cache-dir", str(cache_dir), "--threads", "1",
+                 "--no-progress", "--method-opt", "epochs=1"])
+    assert done.returncode == 0, done.stderr
+    assert [p.name for p in (tmp_path / "r").rglob("seed-0.*")] == ["seed-0.json"]
 
 
 def test_shards_split_a_sweep_and_auto_reads_the_launcher(tmp_path, monkeypatch, capsys):
