@@ -27,10 +27,10 @@ from .registry import METHODS
 from .results import (
     SCHEMA_VERSION,
     claim_result,
+    store_result,
     environment,
     inspect_result,
     result_path,
-    write_json_atomic,
 )
 
 ENSEMBLES: dict[str, tuple[str, ...]] = {"sgraf": ("sgr", "saf")}
@@ -78,11 +78,11 @@ def build(name: str, members: list[RunConfig], runner, log) -> tuple[str, dict[s
     with claim_result(runner.s.results_dir, path, cfg.config_hash, log, cfg.label) as (state, record):
         if state != "free":
             return state, record
-        return _build(name, members, cfg, path, runner, log)
+        return _build(name, members, cfg, path, runner, log, previous=record)
 
 
 def _build(name: str, members: list[RunConfig], cfg: RunConfig, path: Path, runner,
-           log) -> tuple[str, dict[str, Any] | None]:
+           log, previous: str = "missing") -> tuple[str, dict[str, Any] | None]:
     root = runner.s.results_dir
     nets, member_records = [], []
     for m in members:
@@ -114,7 +114,7 @@ def _build(name: str, members: list[RunConfig], cfg: RunConfig, path: Path, runn
         "env": environment(runner.s.device),
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "error": None,
     }
-    write_json_atomic(path, record)
+    store_result(root, path, record, previous, log, cfg.label)
     log(f"{cfg.label}: test rSum {test.primary.rsum:.1f} ({len(nets)} networks of "
         f"{' + '.join(m.backbone for m in members)} averaged) -> {path}")
     return "done", record

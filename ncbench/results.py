@@ -163,8 +163,10 @@ def lock_path(path: Path) -> Path:
 def claim_result(root: Path, path: Path, config_hash: str, log: Callable[[str], None], where: str):
     """Claim the result file ``path`` before producing it (a run, an ensemble), with the check
     repeated under its lock: yields ``("done", record)`` when it is already finished, ``("busy",
-    None)`` when another worker holds its lock, otherwise ``("free", None)`` while holding the lock,
-    a stale or corrupt file having been moved under ``superseded/`` first."""
+    None)`` when another worker holds its lock, otherwise ``("free", previous)`` while holding the
+    lock, ``previous`` the state of the file there (missing, failed, stale, corrupt). Nothing is moved
+    yet: ``store_result`` replaces the file once the new record exists, so a run that fails to start
+    (a bad input) or fails leaves a finished result where it is."""
     state, record = inspect_result(path, config_hash)
     if state == "done":
         yield state, record
@@ -179,9 +181,21 @@ def claim_result(root: Path, path: Path, config_hash: str, log: Callable[[str], 
         if state == "done":
             yield state, record
             return
-        if state in ("stale", "corrupt"):
-            log(f"{where}: existing result is {state}, moved to {set_aside(root, path, state)}")
-        yield "free", None
+        yield "free", state
+
+
+def store_result(root: Path, path: Path, record: dict, previous: str, log: Callable[[str], None], where: str) -> bool:
+    """Write a new ``record`` at ``path`` (atomically), where ``previous`` was found by ``claim_result``.
+    A stale result (another config's, finished) is moved under ``superseded/`` only when the new run
+    succeeded; a failed run then leaves it in place and is not written (False). A corrupt file is
+    always set aside first."""
+    if previous == "stale" and record.get("status") != "ok":
+        log(f"{where}: the run failed; the finished result of another config stays at {path}")
+        return False
+    if previous in ("stale", "corrupt"):
+        log(f"{where}: existing result is {previous}, moved to {set_aside(root, path, previous)}")
+    write_json_atomic(path, record)
+    return True
 
 
 # -- provenance --------------------------------------------------------------------------------

@@ -45,10 +45,10 @@ from .results import (
     SCHEMA_VERSION,
     SUPERSEDED,
     claim_result,
+    store_result,
     environment,
     inspect_result,
     result_path,
-    write_json_atomic,
 )
 
 
@@ -426,7 +426,7 @@ def run_sweep(runs: list[RunConfig], settings: RunSettings, ensembles: list[str]
                 continue
             ckpt = Checkpointer(checkpoint_path(path), cfg.config_hash, aside=root / SUPERSEDED / "checkpoints", log=log)
             record = runner.run(cfg, ckpt, keep=nets_path(path) if settings.keep_networks else None)
-            write_json_atomic(path, record)
+            store_result(root, path, record, data, log, where)
             ckpt.remove()
         report.ran += 1
         if record["status"] == "ok":

@@ -2,6 +2,7 @@
 
 import json
 
+import numpy as np
 import pytest
 
 from ncbench.cli import main
@@ -152,3 +153,21 @@ def test_bf16_autocast_runs_end_to_end_and_is_recorded(tmp_path, cache_dir, caps
     (r,) = load_results(out).results
     assert r["status"] == "ok" and r["meta"]["amp"] == "bf16"
     assert all(h["pairs_per_s"] > 0 and h["eta_s"] >= 0 for h in r["history"]) and r["history"][-1]["eta_s"] == 0
+
+
+def test_a_bad_input_after_a_finished_run_leaves_the_result_in_place(tmp_path, cache_dir, capsys):
+    """Issue 23 item 1 (first part): a run of another config with a bad --noise-file moved the finished
+    result aside to superseded/ before rejecting the file, and status then showed the run missing.
+    Nothing is moved until the replacing run has produced its result."""
+    args = ("--noise", "0.2", "--method-opt", "epochs=1")
+    assert sweep(tmp_path, cache_dir, "r", *args) == 0
+    path = next((tmp_path / "r").rglob("seed-0.json"))
+    before = path.read_text()
+    bad = tmp_path / "short.npy"
+    np.save(bad, np.arange(10))
+    capsys.readouterr()
+    code = sweep(tmp_path, cache_dir, "r", "--noise", "0.2", "--method-opt", "epochs=2", "--noise-file", str(bad))
+    assert code == 2 and "short.npy" in capsys.readouterr().err
+    assert path.read_text() == before and not (tmp_path / "r" / "superseded").exists()
+    assert main(["status", "--dataset", "synthetic", "--methods", "vanilla", *args, "--results", str(tmp_path / "r")]) == 0
+    assert "1 done" in capsys.readouterr().out
