@@ -87,6 +87,19 @@ class Checkpointer:
         state = self._read()[0] if self.path.exists() else None
         return None if state is None else describe(state)
 
+    def foreign(self) -> tuple[str, str] | None:
+        """``(config hash, where)`` of a readable checkpoint written for *another* config of the same
+        run (other method options), e.g. for ``ncbench status``; None otherwise. Moves nothing."""
+        if not self.path.exists():
+            return None
+        try:
+            state = torch.load(self.path, map_location="cpu", weights_only=False)
+        except Exception:
+            return None
+        if isinstance(state, dict) and state.get("format") == FORMAT and state.get("config_hash") != self.config_hash:
+            return str(state.get("config_hash")), describe(state)
+        return None
+
     def _read(self) -> tuple[dict[str, Any] | None, tuple[str, str] | None]:
         """``(state, None)`` for a usable checkpoint, else ``(None, (reason, why))``."""
         try:

@@ -592,9 +592,15 @@ def cmd_status(args) -> int:
             detail = str(r.get("error"))[:80]
         if state != "done":
             holder = is_locked(lock_path(path))
-            where = Checkpointer(checkpoint_path(path), cfg.config_hash).where()
+            ckpt = Checkpointer(checkpoint_path(path), cfg.config_hash)
+            where = ckpt.where()
+            other = ckpt.foreign() if where is None else None
             if where is not None:
                 state, detail = ("partial" if state == "missing" else state), f"checkpoint {where}"
+            elif other is not None:  # interrupted with other --method-opt values than these
+                state = "partial-other" if state == "missing" else state
+                detail = (f"checkpoint {other[1]} of another config ({other[0][:12]}): give that run's "
+                          "--method-opt values to see or resume it")
             if holder:
                 state, detail = "running", f"{holder}" + (f"; {detail}" if detail else "")
         counts[state] += 1

@@ -206,3 +206,21 @@ def test_status_of_a_missing_results_folder_is_an_error_and_no_estimate_is_said_
     assert main([*argv, "--results", str(tmp_path / "r")]) == 0
     out = capsys.readouterr().out
     assert "no time estimate yet" in out and "0.00" not in out
+
+
+def test_status_shows_an_interrupted_run_of_another_config_as_partial(tmp_path, capsys):
+    """Issue 23 item 7: a run interrupted with some --method-opt showed as ``missing`` unless every
+    option was repeated to ``status``; its checkpoint is now reported, as another config's."""
+    from ncbench.checkpoint import Checkpointer
+    from ncbench.results import result_path
+    from ncbench.runner import SweepSpec, checkpoint_path, plan
+
+    results = tmp_path / "r"
+    (run,) = plan(SweepSpec(methods=["vanilla"], datasets=["synthetic"], noise=[0.2], method_options={"epochs": "3"}))
+    Checkpointer(checkpoint_path(result_path(results, run)), run.config_hash).save(1, {"partial": None})
+    argv = ["status", "--dataset", "synthetic", "--methods", "vanilla", "--noise", "0.2", "--results", str(results)]
+    assert main([*argv, "--method-opt", "epochs=3"]) == 0
+    assert "partial " in capsys.readouterr().out  # with the same options: its own checkpoint
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    assert "partial-other" in out and f"of another config ({run.config_hash[:12]})" in out and "after epoch 1" in out
