@@ -82,32 +82,27 @@ class Checkpointer:
         self.log(f"    resuming {describe(state)} from {self.path}")
         return state
 
-    def where(self) -> str | None:
-        """Where a usable checkpoint stands (see :func:`describe`; None without one); moves nothing."""
-        state = self._read()[0] if self.path.exists() else None
-        return None if state is None else describe(state)
+    def where(self) -> tuple[str, str] | None:
+        """``(where, config hash)`` of a readable checkpoint (see :func:`describe`), written for this
+        config or another of the same run (other method options); None without one. Moves nothing."""
+        state = self._load()[0] if self.path.exists() else None
+        return None if state is None else (describe(state), str(state.get("config_hash")))
 
-    def foreign(self) -> tuple[str, str] | None:
-        """``(config hash, where)`` of a readable checkpoint written for *another* config of the same
-        run (other method options), e.g. for ``ncbench status``; None otherwise. Moves nothing."""
-        if not self.path.exists():
-            return None
-        try:
-            state = torch.load(self.path, map_location="cpu", weights_only=False)
-        except Exception:
-            return None
-        if isinstance(state, dict) and state.get("format") == FORMAT and state.get("config_hash") != self.config_hash:
-            return str(state.get("config_hash")), describe(state)
-        return None
-
-    def _read(self) -> tuple[dict[str, Any] | None, tuple[str, str] | None]:
-        """``(state, None)`` for a usable checkpoint, else ``(None, (reason, why))``."""
+    def _load(self) -> tuple[dict[str, Any] | None, str | None]:
+        """``(state, None)`` if the file is an ncbench checkpoint (of any config), else ``(None, why)``."""
         try:
             state = torch.load(self.path, map_location="cpu", weights_only=False)
         except Exception as exc:  # truncated or foreign file: kept for inspection
-            return None, ("corrupt", f"unreadable ({type(exc).__name__})")
+            return None, f"unreadable ({type(exc).__name__})"
         if not isinstance(state, dict) or state.get("format") != FORMAT:
-            return None, ("corrupt", "not an ncbench checkpoint")
+            return None, "not an ncbench checkpoint"
+        return state, None
+
+    def _read(self) -> tuple[dict[str, Any] | None, tuple[str, str] | None]:
+        """``(state, None)`` for a usable checkpoint, else ``(None, (reason, why))``."""
+        state, why = self._load()
+        if state is None:
+            return None, ("corrupt", why)
         if state.get("config_hash") != self.config_hash:
             return None, ("stale", f"written for config {state.get('config_hash')}")
         return state, None

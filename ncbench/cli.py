@@ -592,14 +592,12 @@ def cmd_status(args) -> int:
             detail = str(r.get("error"))[:80]
         if state != "done":
             holder = is_locked(lock_path(path))
-            ckpt = Checkpointer(checkpoint_path(path), cfg.config_hash)
-            where = ckpt.where()
-            other = ckpt.foreign() if where is None else None
-            if where is not None:
-                state, detail = ("partial" if state == "missing" else state), f"checkpoint {where}"
-            elif other is not None:  # interrupted with other --method-opt values than these
+            found = Checkpointer(checkpoint_path(path), cfg.config_hash).where()  # one read of the file
+            if found is not None and found[1] == cfg.config_hash:
+                state, detail = ("partial" if state == "missing" else state), f"checkpoint {found[0]}"
+            elif found is not None:  # interrupted with other --method-opt values than these
                 state = "partial-other" if state == "missing" else state
-                detail = (f"checkpoint {other[1]} of another config ({other[0][:12]}): give that run's "
+                detail = (f"checkpoint {found[0]} of another config ({found[1][:12]}): give that run's "
                           "--method-opt values to see or resume it")
             if holder:
                 state, detail = "running", f"{holder}" + (f"; {detail}" if detail else "")
