@@ -62,7 +62,7 @@ from ncbench.engine.method import EpochPlan, Method, MethodConfig, TrainContext
 from ncbench.engine.optim import optimizer_step, set_lr, step_decay
 from ncbench.errors import ConfigError
 from ncbench.kernels.losses import per_sample_triplet, triplet_loss
-from ncbench.kernels.mixture import BMM1D, SplitFit, fit_bmm_1d, minmax
+from ncbench.kernels.mixture import BMM1D, SplitFit, bmm_split
 from ncbench.kernels.rematch import robust_warmup_loss, symmetric_kl_loss
 from ncbench.kernels.transport import PLAN_FLOOR, partial_ot_plan, transport_targets
 from ncbench.registry import METHODS
@@ -189,12 +189,8 @@ class L2RM(Method):
     def divide(self, losses: torch.Tensor) -> tuple[SplitFit, tuple[float, float]]:
         """The official ``BMM_pred``: min-max, clip, Beta mixture, posterior of the component that is
         larger at x = 10⁻³."""
-        raw = losses.to(torch.float64).flatten()
-        x = minmax(raw).clamp(CLIP, 1 - CLIP)
-        bmm = fit_bmm_1d(x, self.config.bmm_iters, CLIP)
-        at = torch.tensor([CLIP], dtype=x.dtype, device=x.device)
-        k = int(torch.stack([bmm.posterior(at, j) for j in range(2)]).argmax())
-        return SplitFit(x, bmm.posterior(x, k).to(losses.dtype), bmm, k), (float(raw.min()), float(raw.max()))
+        fit = bmm_split(losses, self.config.bmm_iters, CLIP, clean_at=CLIP)
+        return fit, (float(losses.min()), float(losses.max()))
 
     # -- the epoch -----------------------------------------------------------------------------
     def plan_epoch(self, epoch: int) -> EpochPlan:

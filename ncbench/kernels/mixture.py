@@ -200,13 +200,19 @@ def fit_bmm_1d(x: torch.Tensor, max_iter: int = 10, eps: float = 1e-4) -> BMM1D:
     return bmm
 
 
-def bmm_split(losses: torch.Tensor, max_iter: int = 10, eps: float = 1e-4) -> SplitFit:
+def bmm_split(losses: torch.Tensor, max_iter: int = 10, eps: float = 1e-4, clean_at: float | None = None) -> SplitFit:
     """BiCro's division: min-max normalise, clip, fit the Beta mixture, and take the posterior
     of the component with the lower mean, chosen *after* EM (the official code assumes component 0
-    and evaluates the density on unclipped losses, which gives NaN at exact 0/1, §4.7 4b)."""
+    and evaluates the density on unclipped losses, which gives NaN at exact 0/1, §4.7 4b). With
+    ``clean_at`` the clean component is instead the one with the larger posterior at that point
+    (L2RM's ``BMM_pred``, at x = 10⁻³)."""
     x = minmax(losses.to(torch.float64).flatten()).clamp(eps, 1 - eps)
     bmm = fit_bmm_1d(x, max_iter, eps)
-    k = int(bmm.means.argmin())
+    if clean_at is None:
+        k = int(bmm.means.argmin())
+    else:
+        at = torch.tensor([clean_at], dtype=x.dtype, device=x.device)
+        k = int(torch.stack([bmm.posterior(at, j) for j in range(2)]).argmax())
     return SplitFit(x, bmm.posterior(x, k).to(losses.dtype), bmm, k)
 
 
