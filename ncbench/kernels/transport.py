@@ -30,8 +30,6 @@ weight 0 instead; see ``methods/l2rm.py``).
 
 from __future__ import annotations
 
-import math
-
 import torch
 
 SINKHORN_TOL = 1e-3
@@ -60,8 +58,6 @@ def partial_ot_plan(cost: torch.Tensor, mass: float = 0.1, reg: float = 0.01, fo
     """L2RM's plan ``π`` (``B×B``, or ``N×B×B`` for a batch of costs): the official partial OT of
     ``mass`` between uniform marginals ``1/B`` under ``cost ≥ 0`` (dummy row and column, the diagonal
     forbidden if ``forbid_diagonal``), with the dummy block removed; float64."""
-    if cost.ndim == 2:
-        return _plan_one(cost.detach().to(torch.float64), mass, reg, forbid_diagonal, max_iter, tol)
     c = cost.detach().to(torch.float64).reshape(-1, *cost.shape[-2:])
     n, b = c.shape[0], c.shape[-1]
     k, xi = _kernel(c, reg, forbid_diagonal)
@@ -69,9 +65,12 @@ def partial_ot_plan(cost: torch.Tensor, mass: float = 0.1, reg: float = 0.01, fo
     marg[:, b] = 1.0 - mass
     # u = v = 0 of the original problem, as scalings of the absorbed one: 1, and exp(−ξ/ε) for the
     # dummy row and column; then u = ε log a up to that shift, and ‖Δu‖ = ε ‖log(a / a_prev)‖
-    sa = torch.ones_like(marg)
-    sa[:, b] = torch.exp(xi / -reg)
-    sb = sa.clone()
+    log_start = torch.zeros_like(marg)
+    log_start[:, b] = xi / -reg  # exact, even where its exp underflows
+    if n == 1:
+        sa, sb = _iterate_one(k[0], marg[0], log_start[0], reg, max_iter, tol)
+        return (k[0, :b, :b] * sa[:b, None] * sb[None, :b]).reshape(*cost.shape[:-2], b, b)
+    sa, sb = log_start.exp(), log_start.exp()
     kt = k.transpose(-2, -1)
     active = torch.ones(n, dtype=torch.bool, device=c.device)
     for _ in range(max_iter):
@@ -87,30 +86,19 @@ def partial_ot_plan(cost: torch.Tensor, mass: float = 0.1, reg: float = 0.01, fo
     return plan.reshape(*cost.shape[:-2], b, b)
 
 
-def _plan_one(c: torch.Tensor, mass: float, reg: float, forbid_diagonal: bool, max_iter: int,
-              tol: float, chunk: int = CHUNK) -> torch.Tensor:
-    """``partial_ot_plan`` of one ``B×B`` problem (a training step's). The iterations run in chunks
-    of ``chunk`` without a host synchronisation: each stores ``log a`` in a buffer, then one check per
-    chunk finds the first iteration whose ``ε ‖log a − log a_prev‖`` fell below ``tol``, and the state
-    of that iteration is rebuilt from its ``log a`` (``b = q / Kᵀa``): the official stopping iterate,
-    with less overhead per iteration on the CPU and no per-iteration sync on a GPU."""
-    b = c.shape[-1]
-    peak = float(c.max())
-    k = torch.empty(b + 1, b + 1, dtype=c.dtype, device=c.device)
-    torch.mul(c, -1.0 / reg, out=k[:b, :b]).exp_()
-    if forbid_diagonal:
-        k[:b, :b].fill_diagonal_(0.0)
-    k[:b, b] = 1.0
-    k[b, :b] = 1.0
-    k[b, b] = math.exp(-peak / reg)
+def _iterate_one(k: torch.Tensor, marg: torch.Tensor, log_start: torch.Tensor, reg: float, max_iter: int,
+                 tol: float, chunk: int = CHUNK) -> tuple[torch.Tensor, torch.Tensor]:
+    """The scalings ``(a, b)`` of one problem (a training step's) at the official stopping iterate.
+    The iterations run in chunks of ``chunk`` without a host synchronisation: each stores ``log a`` in
+    a buffer, then one check per chunk finds the first iteration whose ``ε ‖log a − log a_prev‖`` fell
+    below ``tol``, and that iteration's state is rebuilt from its ``log a`` (``b = q / Kᵀa``): less
+    overhead per iteration on the CPU and no per-iteration sync on a GPU. Matrix-vector products
+    into reused buffers (the batched loop does the same with ``bmm`` and a mask)."""
     kt = k.T
-    marg = torch.full((b + 1,), 1.0 / b, dtype=c.dtype, device=c.device)
-    marg[b] = 1.0 - mass
-    sb = torch.ones_like(marg)
-    sb[b] = math.exp(-100.0 * peak / reg)
+    sb = log_start.exp()
     sa, prod = torch.empty_like(marg), torch.empty_like(marg)
-    logs = torch.zeros(chunk + 1, b + 1, dtype=c.dtype, device=c.device)
-    logs[0, b] = -100.0 * peak / reg  # log a of u = 0 (exact, even where exp underflows)
+    logs = torch.empty(chunk + 1, len(marg), dtype=marg.dtype, device=marg.device)
+    logs[0] = log_start
     done = 0
     while done < max_iter:
         m = min(chunk, max_iter - done)
@@ -128,7 +116,7 @@ def _plan_one(c: torch.Tensor, mass: float, reg: float, forbid_diagonal: bool, m
             break
         logs[0] = logs[m]
         done += m
-    return k[:b, :b] * sa[:b, None] * sb[None, :b]
+    return sa, sb
 
 
 def transport_targets(plan: torch.Tensor, massless: str = "uniform",
