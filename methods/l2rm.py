@@ -55,10 +55,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from ncbench.backbones.base import Backbone
 from ncbench.data.batching import gather_rows
 from ncbench.engine.division import per_sample_statistic
-from ncbench.engine.method import EpochPlan, Method, MethodConfig, TrainContext
+from ncbench.engine.method import EpochPlan, MethodConfig, SingleNetwork, TrainContext
 from ncbench.engine.optim import optimizer_step, set_lr, step_decay
 from ncbench.errors import ConfigError
 from ncbench.kernels.losses import per_sample_triplet, triplet_loss
@@ -121,7 +120,7 @@ COSTS = {"batch_linear": BatchLinearCost, "elementwise": ElementwiseCost}
 
 
 @METHODS.register("l2rm")
-class L2RM(Method):
+class L2RM(SingleNetwork):
     """L2RM (CVPR'24): Beta-mixture division, learned cost, partial-OT rematching of noisy pairs."""
 
     Config = L2RMConfig
@@ -146,10 +145,8 @@ class L2RM(Method):
             raise ConfigError(f"l2rm: unknown cost {config.cost!r} (one of {', '.join(COSTS)})")
         if config.massless not in ("uniform", "drop"):
             raise ConfigError(f"l2rm: massless must be 'uniform' or 'drop', not {config.massless!r}")
-        super().__init__(config, ctx)
+        super().__init__(config, ctx)  # the network and its Adam optimiser
         b = config.batch_size
-        self.net: Backbone = ctx.build_backbone().to(ctx.device)
-        self.optimizer = torch.optim.Adam(self.net.parameters(), lr=config.lr)
         self.cost = COSTS[config.cost](b).to(ctx.device)
         self.cost_optimizer = torch.optim.Adam(self.cost.parameters(), lr=config.lr_cost)
         n_images = ctx.train.split.images.shape[0]
@@ -172,9 +169,6 @@ class L2RM(Method):
     @property
     def first_steady_epoch(self) -> int:
         return self.config.warmup_epochs
-
-    def networks(self) -> list[Backbone]:
-        return [self.net]
 
     def optimizers(self) -> list[torch.optim.Optimizer]:
         return [self.optimizer, self.cost_optimizer]

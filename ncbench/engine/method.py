@@ -223,7 +223,7 @@ class Method:
 class SingleNetwork(Method):
     """The skeleton of a one-network method: a backbone and its Adam optimiser, the learning rate
     step-decayed per epoch, shuffled batches of the pairs in ``train_ids`` (None: all). Subclasses
-    write ``train_step`` (and ``finish_epoch``); vanilla, RCL and DECL share it."""
+    write ``train_step`` (and ``finish_epoch``); vanilla, RCL, DECL and L2RM share it."""
 
     def __init__(self, config: MethodConfig, ctx: TrainContext):
         super().__init__(config, ctx)
