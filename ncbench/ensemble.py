@@ -21,16 +21,17 @@ import torch
 
 from .atomic import write_atomic
 from .config import RunConfig
+from .engine.context import make_context
 from .engine.method import build_config
 from .evaluate import evaluate_split
 from .registry import METHODS
 from .results import (
     SCHEMA_VERSION,
     claim_result,
-    store_result,
     environment,
     inspect_result,
     result_path,
+    store_result,
 )
 
 ENSEMBLES: dict[str, tuple[str, ...]] = {"sgraf": ("sgr", "saf")}
@@ -122,8 +123,6 @@ def _build(name: str, members: list[RunConfig], cfg: RunConfig, path: Path, runn
 
 def _networks(cfg: RunConfig, runner, path: Path) -> list[torch.nn.Module]:
     """The member's networks, rebuilt through its method (which knows e.g. CRCL's extra token)."""
-    from .runner import make_context
-
     ds = runner.dataset(cfg.dataset)
     device = torch.device(runner.s.device)
     ctx = make_context(ds, runner.noise_index(cfg, ds), cfg.backbone, cfg.backbone_config, device,

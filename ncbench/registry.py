@@ -5,6 +5,8 @@ Built-ins register themselves with a decorator when their module is imported::
     @METHODS.register("vanilla")
     class Vanilla(Method): ...
 
+(the built-in dataset cards are a plain tuple, ``data.cards.BUILTIN_CARDS``, registered here).
+
 Third-party packages add plugins through the entry-point groups ``ncbench.methods``,
 ``ncbench.backbones`` and ``ncbench.datasets``: each entry point names a module (or an object in
 it) whose import registers the plugin with the same decorator. Plugins load only from these two
@@ -174,8 +176,17 @@ def _load_builtin_methods() -> None:
     _import_all(_builtin_methods_package())
 
 
+def _register_builtin_cards() -> None:
+    """The built-in dataset cards are plain data in ``data.cards`` (which imports nothing of this
+    module, so the two never import each other); each is registered under its name."""
+    from .data.cards import BUILTIN_CARDS
+
+    for card in BUILTIN_CARDS:
+        DATASETS.register(card.name)(card)
+
+
 METHODS: Registry = Registry("method", "ncbench.methods", _load_builtin_methods)
 BACKBONES: Registry = Registry("backbone", "ncbench.backbones", lambda: _import_all("ncbench.backbones"))
-DATASETS: Registry = Registry("dataset", "ncbench.datasets", lambda: importlib.import_module("ncbench.data.cards"))
+DATASETS: Registry = Registry("dataset", "ncbench.datasets", _register_builtin_cards)
 
 REGISTRIES = {"methods": METHODS, "backbones": BACKBONES, "datasets": DATASETS}

@@ -11,7 +11,6 @@ submissions) reads only these files. Files live at
 from __future__ import annotations
 
 import hashlib
-
 import json
 import os
 import platform

@@ -30,10 +30,17 @@ from . import PROTOCOL_VERSION
 from .agreement import human_agreement
 from .checkpoint import Checkpointer
 from .config import RunConfig
-from .data.batching import TrainingSet
 from .data.cards import Dataset, DatasetCard, SyntheticCard
-from .data.noise import NoiseIndex, check_noise_type, check_ratio, load_noise_index, obtain_noise_index, type_suffix
-from .engine.method import TrainContext, build_config
+from .data.noise import (
+    NoiseIndex,
+    check_noise_type,
+    check_ratio,
+    load_noise_index,
+    obtain_noise_index,
+    type_suffix,
+)
+from .engine.context import make_context
+from .engine.method import build_config
 from .engine.trainer import train_with_selection
 from .ensemble import build as build_ensemble
 from .ensemble import ensemble_config, expand, group_members, nets_path, save_networks
@@ -45,10 +52,10 @@ from .results import (
     SCHEMA_VERSION,
     SUPERSEDED,
     claim_result,
-    store_result,
     environment,
     inspect_result,
     result_path,
+    store_result,
 )
 
 
@@ -208,27 +215,6 @@ def _noise_file(spec: SweepSpec, dataset: str, ratio: float) -> str | None:
                             f"(looked for {' or '.join(names)})")
         return str(found[0].resolve())
     return None
-
-
-def make_context(ds: Dataset, noise: NoiseIndex, backbone: str, backbone_config: dict[str, Any],
-                 device: torch.device, generator: torch.Generator, progress: bool = False,
-                 compile: bool = False) -> TrainContext:
-    """What a method is given: the noisy training set and a way to build fresh backbones (with
-    ``compile``, their kernels compiled, ``Backbone.compile_kernels``). The backbone is looked up
-    when first built: a method with its own similarity model (``fixed_backbone``) builds none."""
-    feature_dim = int(ds.train.images.shape[-1])
-
-    def build_backbone(extra_tokens: int = 0):
-        bcls = BACKBONES.get(backbone)
-        net = bcls(build_config(bcls.Config, backbone_config), len(ds.vocab) + extra_tokens, feature_dim)
-        if compile:
-            net.compile_kernels()
-        return net
-
-    return TrainContext(
-        train=TrainingSet(ds.train, noise, pin_memory=device.type == "cuda"),
-        build_backbone=build_backbone, vocab_size=len(ds.vocab), device=device, generator=generator, progress=progress,
-    )
 
 
 def seed_everything(seed: int) -> torch.Generator:

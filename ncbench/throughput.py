@@ -28,11 +28,12 @@ from .data.cards import Dataset, SyntheticCard
 from .data.noise import make_noise_index
 from .data.shaped import shaped_dataset
 from .data.synthetic import SyntheticSpec
+from .engine.context import make_context
 from .errors import ConfigError, DataError
 from .evaluate import evaluate_split
 from .precision import autocast
 from .registry import METHODS
-from .runner import make_context, seed_everything
+from .runner import seed_everything
 
 
 @dataclass

@@ -145,7 +145,7 @@ def test_batches_gather_the_noisy_rows_and_cuda_runs_pin_them(tmp_path, make_pre
 
     from ncbench.data.batching import TrainingSet, gather_rows
     from ncbench.data.noise import make_noise_index
-    from ncbench.runner import make_context
+    from ncbench.engine.context import make_context
 
     feats, _ = make_precomp(tmp_path, "train", 12, regions=3)
     split = load_split(tmp_path, "train", VOCAB)

@@ -25,7 +25,6 @@ from ..errors import ConfigError
 from ..registry import BACKBONES
 from .base import BackboneConfig, CosineBackbone, mean_regions
 
-
 IMAGE_HEADS = ("mlp", "linear", "shift")
 
 

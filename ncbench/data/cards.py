@@ -13,7 +13,6 @@ from pathlib import Path
 from typing import Callable
 
 from ..errors import DataError
-from ..registry import DATASETS
 from .globalfeat import GlobalSource, load_table, table_splits
 from .judgments import JudgedPairs, JudgmentSource, build_judged_pairs
 from .precomp import Split, load_split
@@ -153,30 +152,25 @@ class GlobalFeatureCard(DatasetCard):
                        lambda: build_judged_pairs(table, root, judgments) if judgments else None)
 
 
-DATASETS.register("synthetic")(
+# the built-in cards; ``registry.DATASETS`` registers each under its name (entry points add more)
+BUILTIN_CARDS: tuple[DatasetCard, ...] = (
     SyntheticCard(
         "synthetic",
         "embedded deterministic dataset (1000 train / 200 dev / 500 test images, 5 captions each); CPU-sized",
-    )
-)
-DATASETS.register("synthetic-small")(
+    ),
     SyntheticCard(
         "synthetic-small",
         "a smaller embedded dataset (300 train / 100 dev / 100 test images) for smoke tests: a run in seconds",
         spec=SyntheticSpec(n_train=300, n_dev=100, n_test=100),
         schedule="synthetic",
-    )
-)
-DATASETS.register("f30k")(
+    ),
     DatasetCard(
         "f30k",
         "Flickr30K precomp features (29K train / 1,014 dev / 1K test images); needs --data-root",
         folder="f30k_precomp",
         vocab_file="vocab/f30k_precomp_vocab.json",
         layout=PrecompLayout((("train", 29000), ("dev", 1014), ("test", 1000)), vocab_words=8480),
-    )
-)
-DATASETS.register("coco")(
+    ),
     DatasetCard(
         "coco",
         "MS-COCO precomp features (113,287 train; test = testall as 5-fold 1K and 5K); needs --data-root",
@@ -184,9 +178,7 @@ DATASETS.register("coco")(
         vocab_file="vocab/coco_precomp_vocab.json",
         test=TestProtocol(split="testall", folds=5, full=True),
         layout=PrecompLayout((("train", 113287), ("dev", 1000), ("testall", 5000)), vocab_words=11352),
-    )
-)
-DATASETS.register("cc152k")(
+    ),
     DatasetCard(
         "cc152k",
         "CC152K precomp features (150K web pairs with real noise; 1 caption per image); needs --data-root",
@@ -195,9 +187,7 @@ DATASETS.register("cc152k")(
         folder="cc152k_precomp",
         vocab_file="vocab/cc152k_precomp_vocab.json",
         layout=PrecompLayout((("train", 150000), ("dev", 1000), ("test", 1000))),
-    )
-)
-DATASETS.register("flickr8k-clip")(
+    ),
     GlobalFeatureCard(
         "flickr8k-clip",
         "Flickr8k, 499 images as CLIP ViT-B/32 embeddings (seeded split 299/100/100, 5 captions each); needs --data-root",
@@ -208,9 +198,7 @@ DATASETS.register("flickr8k-clip")(
             split_sizes=(299, 100, 100), transform="l2",
         ),
         default_backbone="vse_bow",
-    )
-)
-DATASETS.register("flickr8k-xception")(
+    ),
     GlobalFeatureCard(
         "flickr8k-xception",
         "Flickr8k's 1000 official test images as Xception ImageNet posteriors (log, standardised; seeded split "
@@ -224,5 +212,5 @@ DATASETS.register("flickr8k-xception")(
         judgments=JudgmentSource(expert="flickr8k/text/ExpertAnnotations.txt",
                                  crowd="flickr8k/text/CrowdFlowerAnnotations.txt"),
         default_backbone="vse_bow",
-    )
+    ),
 )

@@ -27,7 +27,6 @@ import numpy as np
 from ..atomic import write_atomic
 from ..errors import ConfigError, DataError
 
-
 NOISE_TYPES = ("caption", "image")
 
 

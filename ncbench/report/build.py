@@ -22,8 +22,8 @@ from typing import Any
 import pandas as pd
 
 from ..atomic import write_atomic, write_text_atomic
-from ..errors import ConfigError
 from ..data.noise import type_suffix
+from ..errors import ConfigError
 from ..results import load_results, noise_type_of
 from . import html, latex, markdown
 from .aggregate import (

@@ -1,0 +1,61 @@
+"""``ncbench leaderboard``: result files into tables in the papers' layout."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from .options import (
+    names,
+)
+
+NAMES = ("leaderboard",)
+
+
+EPILOG = """\
+examples:
+  ncbench leaderboard                               measured results of ./results into ./leaderboards
+  ncbench leaderboard --with-reported               ... with the papers' numbers as marked reference rows
+  ncbench leaderboard --results runs/a --results runs/b --format md,html --out boards/
+"""
+
+
+
+def add_parser(sub) -> None:
+    lb = sub.add_parser(
+        "leaderboard", help="aggregate result files into tables in the papers' layout (Markdown, HTML, LaTeX)",
+        description="Aggregate result files over seeds (mean, sample std, 95%% CI) into tables laid out like BiCro's "
+                    "Table 1: rows grouped by noise ratio then method, a column group per benchmark. Writes "
+                    "leaderboard.md/.tex/.csv, index.html with one self-contained page per table, and plots/.",
+        epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    lb.add_argument("--results", action="append", metavar="DIR",
+                    help="results folder; repeatable (default: ./results and, if present, <out>/results)")
+    lb.add_argument("--out", default="leaderboards", help="output folder (default: ./leaderboards)")
+    lb.add_argument("--format", type=names, default=["md", "html", "tex"], metavar="md,html,tex",
+                    help="formats to write (default: all three; leaderboard.csv is always written)")
+    lb.add_argument("--with-reported", action="store_true",
+                    help="add the papers' published numbers as reference rows, marked 'reported'")
+    lb.add_argument("--allow-mixed", action="store_true",
+                    help="show runs trained on a different noise index (marked ‡) instead of refusing them")
+    lb.add_argument("--no-plots", action="store_true", help="skip the PNG plots")
+
+
+def command(args) -> int:
+    from ..report.build import LeaderboardRequest, build_leaderboard
+
+    folders = [Path(p) for p in args.results] if args.results else [Path("results")]
+    if not args.results and Path(args.out, "results").is_dir():
+        folders.append(Path(args.out, "results"))  # accepted submissions
+    req = LeaderboardRequest(results=folders, out=Path(args.out), formats=tuple(args.format),
+                             with_reported=args.with_reported, allow_mixed=args.allow_mixed, plots=not args.no_plots)
+    out = build_leaderboard(req)
+    for err in out.skipped:
+        print(f"warning: skipped unreadable result: {err}", file=sys.stderr)
+    print(out.markdown)
+    shown = sorted({p.parent if p.parent.name == "plots" else p for p in out.written})
+    print(f"read {out.n_results} result file(s) from {', '.join(map(str, folders))} ({len(out.skipped)} unreadable); "
+          f"wrote {len(out.written)} file(s):")
+    for p in shown:
+        print(f"  {p}{'/' if p.name == 'plots' else ''}")
+    return 0

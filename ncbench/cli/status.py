@@ -1,0 +1,79 @@
+"""``ncbench status`` (alias ``plan``): the state of every run of a sweep and the time still needed."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from ..errors import NcbenchError
+from .options import (
+    planned_runs,
+    sweep_options,
+)
+
+NAMES = ("status", "plan")
+
+
+def add_parser(sub) -> None:
+    st = sub.add_parser(
+        "status", aliases=["plan"], help="show which runs of a sweep are done, running, failed or missing",
+        description="For the sweep the same options would run: each run's state (done, failed, running in some "
+                    "worker, partial with the epoch of its checkpoint, missing, stale, corrupt), counts, and an "
+                    "estimate of the time still needed from the finished runs of the same method/backbone/dataset. "
+                    "Starts nothing.")
+    sweep_options(st, methods=["vanilla"], datasets=["synthetic"], noise=[0.0, 0.2, 0.6],
+                   dataset_help="comma-separated datasets (default: synthetic)")
+
+
+def command(args) -> int:
+    from collections import Counter
+
+    import numpy as np
+    from tabulate import tabulate
+
+    from ..checkpoint import Checkpointer
+    from ..locks import is_locked
+    from ..results import inspect_result, lock_path, result_path
+    from ..runner import checkpoint_path
+
+    runs, results = planned_runs(args), Path(args.results)
+    if not results.is_dir():
+        raise NcbenchError(f"results folder {str(results)!r} does not exist: give the --results of the sweep "
+                           "(nothing has run there yet, or the path is mistyped)")
+    rows, counts, seconds, gpu = [], Counter(), {}, False
+    for cfg in runs:
+        path = result_path(results, cfg)
+        (state, r), detail = inspect_result(path, cfg.config_hash), ""
+        key = (cfg.method, cfg.backbone, cfg.dataset)
+        if state == "done":
+            t = r["test"][r["test"]["primary"]]
+            seconds.setdefault(key, []).append(float(r["timings"]["total_s"]))
+            gpu = gpu or str(r.get("env", {}).get("device", "")).startswith("cuda")
+            detail = f"test rSum {t['rsum']:.1f}"
+        elif state == "failed":
+            detail = str(r.get("error"))[:80]
+        if state != "done":
+            holder = is_locked(lock_path(path))
+            found = Checkpointer(checkpoint_path(path), cfg.config_hash).where()  # one read of the file
+            if found is not None and found[1] == cfg.config_hash:
+                state, detail = ("partial" if state == "missing" else state), f"checkpoint {found[0]}"
+            elif found is not None:  # interrupted with other --method-opt values than these
+                state = "partial-other" if state == "missing" else state
+                detail = (f"checkpoint {found[0]} of another config ({found[1][:12]}): give that run's "
+                          "--method-opt values to see or resume it")
+            if holder:
+                state, detail = "running", f"{holder}" + (f"; {detail}" if detail else "")
+        counts[state] += 1
+        rows.append([state, cfg.label, detail])
+    print(tabulate(rows, ["state", "run", "detail"], tablefmt="simple"))
+    print("\n" + ", ".join(f"{n} {s}" for s, n in sorted(counts.items())) + f" ({len(runs)} run(s))")
+    todo = [cfg for cfg, row in zip(runs, rows) if row[0] != "done"]
+    known = [np.mean(seconds[k]) for k in ((c.method, c.backbone, c.dataset) for c in todo) if k in seconds]
+    if todo and not known:
+        print(f"still to run: {len(todo)}; no time estimate yet (it needs a finished run of the same "
+              "method/backbone/dataset)")
+    elif todo:
+        unit = "GPU-hours" if gpu else "hours"
+        print(f"still to run: {len(todo)}; estimated {sum(known) / 3600:.2f} {unit} for {len(known)} of them "
+              f"(mean time of finished runs of the same method/backbone/dataset)"
+              + (f"; {len(todo) - len(known)} without an estimate" if len(todo) > len(known) else ""))
+    return 0
