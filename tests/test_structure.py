@@ -105,3 +105,14 @@ def test_help_texts_are_unchanged(name, monkeypatch):
     with contextlib.redirect_stdout(buf), pytest.raises(SystemExit):
         build_parser().parse_args([*argv, "--help"])
     assert buf.getvalue() == (HELP / f"{name}.txt").read_text()
+
+
+def test_every_subpackage_is_shipped_in_the_wheel():
+    """``pyproject.toml`` lists the packages by name: a new folder missing there works in a source
+    checkout and is absent from ``pip install .`` (and from tox, which tests the wheel)."""
+    import re
+
+    text = (PACKAGE.parent / "pyproject.toml").read_text()
+    listed = set(re.findall(r'"(ncbench[\w.]*)"', text.split("packages = [", 1)[1].split("]", 1)[0]))
+    found = {".".join(p.parent.relative_to(PACKAGE.parent).parts) for p in PACKAGE.rglob("__init__.py")}
+    assert found - listed == set()
