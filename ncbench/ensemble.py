@@ -104,7 +104,7 @@ def _build(name: str, members: list[RunConfig], cfg: RunConfig, path: Path, runn
         "identity": {**member_records[0]["identity"], "backbone": name},
         "config": cfg.to_dict(), "config_hash": cfg.config_hash,
         "test": {**test.to_dict(), "split": ds.card.test.split},
-        "ranks": {"i2t": test.ranks_i2t, "t2i": test.ranks_t2i},
+        "ranks": test.ranks_record(),
         "meta": {"ensemble_size": len(nets), "selection": "members_best_val_rsum",
                  "members": [{"backbone": m.backbone, "config_hash": m.config_hash,
                               "best_val_rsum": r["best_val"]["rsum"], "best_epoch": r["best_val"]["epoch"]}

@@ -123,11 +123,20 @@ class SplitEvaluation:
     ranks_t2i: list[int]
     fold_mean: RetrievalMetrics | None = None
     folds: list[RetrievalMetrics] | None = None
+    fold_ranks: list[tuple[list[int], list[int]]] | None = None  # (i2t, t2i) per fold, indices within the fold
 
     @property
     def primary(self) -> RetrievalMetrics:
         """The headline figure: the fold mean where folds exist (COCO 1K), else the full split."""
         return self.fold_mean or self.full
+
+    def ranks_record(self) -> dict:
+        """The per-query ranks a result stores (``ncbench.significance`` reads them): the whole split,
+        and per fold where the headline figure is a fold mean."""
+        out: dict = {"i2t": self.ranks_i2t, "t2i": self.ranks_t2i}
+        if self.fold_ranks:
+            out["folds"] = [{"i2t": i, "t2i": t} for i, t in self.fold_ranks]
+        return out
 
     def to_dict(self) -> dict:
         out = {"full": self.full.to_dict(), "primary": "fold_mean" if self.fold_mean else "full"}
@@ -145,11 +154,11 @@ def evaluate_split(nets: list[Backbone], split: Split, device: torch.device, fol
     result = SplitEvaluation(full, ri.tolist(), rt.tolist())
     if folds > 1:
         n = split.n_images // folds
-        per_fold = [
-            retrieval_metrics(sims[k * n : (k + 1) * n, k * n * cpi : (k + 1) * n * cpi], cpi, device=device)[0]
-            for k in range(folds)
-        ]
-        result.folds, result.fold_mean = per_fold, RetrievalMetrics.mean(per_fold)
+        per_fold = [retrieval_metrics(sims[k * n : (k + 1) * n, k * n * cpi : (k + 1) * n * cpi], cpi, device=device)
+                    for k in range(folds)]
+        result.folds = [m for m, _, _ in per_fold]
+        result.fold_mean = RetrievalMetrics.mean(result.folds)
+        result.fold_ranks = [(ri.tolist(), rt.tolist()) for _, ri, rt in per_fold]
     return result
 
 

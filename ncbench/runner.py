@@ -295,7 +295,7 @@ class Runner:
         )
         if test is not None:
             record.update(test={**test.to_dict(), "split": ds.card.test.split},
-                          ranks={"i2t": test.ranks_i2t, "t2i": test.ranks_t2i})
+                          ranks=test.ranks_record())
         if judged is not None:
             record["human_agreement"] = judged
         return record

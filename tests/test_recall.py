@@ -151,3 +151,11 @@ def test_evaluate_split_coco_protocol_folds_and_full():
     assert ev.fold_mean.rsum == pytest.approx(RetrievalMetrics.mean(folds).rsum)
     assert ev.primary is ev.fold_mean and ev.to_dict()["primary"] == "fold_mean"
     assert len(ev.ranks_i2t) == n_img and len(ev.ranks_t2i) == n_img * cpi
+    # the stored ranks: per fold too, and they give back each fold's rSum (what `ncbench compare` tests)
+    from ncbench.significance import Ranks, rsum
+
+    stored = Ranks.from_record(ev.ranks_record())
+    assert len(stored.folds) == 5 and all(f.i2t.size == 10 and f.t2i.size == 50 for f in stored.folds)
+    assert [rsum(f) for f in stored.folds] == pytest.approx([f.rsum for f in folds])
+    assert rsum(stored) == pytest.approx(ev.fold_mean.rsum)
+    assert "folds" not in evaluate_split([Fixed()], split, torch.device("cpu")).ranks_record()

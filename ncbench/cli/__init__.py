@@ -22,6 +22,7 @@ from .. import __version__
 from ..errors import NcbenchError, Preempted
 from . import (
     bench,
+    compare,
     data,
     detect,
     leaderboard,
@@ -35,7 +36,7 @@ from . import (
 )
 
 # in the order ``ncbench --help`` lists them
-MODULES = (run, detect, tune, status, listing, leaderboard, bench, submit, new_method, data, noise)
+MODULES = (run, detect, tune, status, listing, leaderboard, compare, bench, submit, new_method, data, noise)
 COMMANDS = {name: m.command for m in MODULES for name in m.NAMES}
 
 

@@ -25,7 +25,7 @@ examples:
 def add_parser(sub) -> None:
     lb = sub.add_parser(
         "leaderboard", help="aggregate result files into tables in the papers' layout (Markdown, HTML, LaTeX)",
-        description="Aggregate result files over seeds (mean, sample std, 95%% CI) into tables laid out like BiCro's "
+        description="Aggregate result files over seeds (mean, sample std, 95% CI) into tables laid out like BiCro's "
                     "Table 1: rows grouped by noise ratio then method, a column group per benchmark. Writes "
                     "leaderboard.md/.tex/.csv, index.html with one self-contained page per table, and plots/.",
         epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)

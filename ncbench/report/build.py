@@ -34,6 +34,7 @@ from .aggregate import (
     results_frame,
 )
 from .layout import LABELS, Board, build_agreement_boards, build_boards
+from .marks import mark_not_worse
 from .plots import noise_curve_png, split_histogram_png
 from .reported import load_reported, load_sources
 
@@ -152,6 +153,7 @@ def build_leaderboard(req: LeaderboardRequest) -> LeaderboardOutput:
     agg = aggregate(frame)
     reported = load_reported() if req.with_reported else []
     boards = build_boards(agg, reported, load_sources() if req.with_reported else {})
+    mark_not_worse(boards, results)
     human, human_agg = agreement_boards(results, req.allow_mixed)
     out = LeaderboardOutput(boards + human, n_results=len(results), skipped=skipped)
     target = Path(req.out)

@@ -14,7 +14,14 @@ from jinja2 import Environment, PackageLoader, select_autoescape
 
 from .. import __version__
 from .layout import SHORT, Board
-from .markdown import FAIRNESS, FLOOR_MARK, REFERENCE_LABELS, board_notes, fairness
+from .markdown import (
+    FAIRNESS,
+    FLOOR_MARK,
+    REFERENCE_LABELS,
+    TIED_MARK,
+    board_notes,
+    fairness,
+)
 
 
 @dataclass
@@ -52,7 +59,7 @@ def render_board(board: Board, figures: list[Figure] | None = None) -> str:
     return _env().get_template("board.html").render(
         board=board, columns=_columns(board), metrics=board.metrics, fairness=fairness, figures=figures or [],
         n_fairness=len(FAIRNESS), notes=board_notes(board) + board.notes, references=REFERENCE_LABELS,
-        floor_mark=FLOOR_MARK,
+        floor_mark=FLOOR_MARK, tied_mark=TIED_MARK,
     )
 
 

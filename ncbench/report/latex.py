@@ -9,7 +9,7 @@ caption. Every piece of text from a result file is escaped.
 from __future__ import annotations
 
 from .layout import LABELS, Board, Row
-from .markdown import FAIRNESS, REFERENCE_LABELS, fairness
+from .markdown import FAIRNESS, REFERENCE_LABELS, TIED_MARK, fairness
 
 _SPECIAL = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_",
             "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}",
@@ -25,7 +25,8 @@ def _cell(row: Row, bench: str, metric: str) -> str:
     if c is None:
         return "--"
     text = c.text().replace(" ± ", r"$\pm$")
-    return rf"\textbf{{{text}}}" if c.best else text
+    text = rf"\textbf{{{text}}}" if c.best else text
+    return text + (r"$^\diamond$" if c.tied else "")
 
 
 def render_board(board: Board) -> str:
@@ -69,7 +70,7 @@ def render_board(board: Board) -> str:
     if any(r.conflict for g in board.groups for r in g.rows):
         caption += " $^{\\neq}$Published copies of this reported row disagree; all are shown."
     if board.notes:
-        caption += " " + " ".join(escape(n) + "." for n in board.notes)
+        caption += " " + " ".join(escape(n).replace(TIED_MARK, r"$^\diamond$") + "." for n in board.notes)
     lines += [rf"\caption{{{caption}}}", rf"\label{{tab:ncbench-{escape(board.key)}}}", r"\end{table*}"]
     return "\n".join(lines) + "\n"
 

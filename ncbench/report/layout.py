@@ -61,6 +61,8 @@ class Cell:
     best: bool = False
     digits: int = 1
     printed: float | None = None  # a reported Sum as printed, where it differs from the sum of the recalls
+    p_value: float | None = None  # Sum: paired permutation p against the best row of its group (``marks``)
+    tied: bool = False  # Sum: not significantly below the best of its noise group (``marks``)
 
     def text(self) -> str:
         if math.isnan(self.mean):
@@ -90,6 +92,10 @@ class Row:
     below_floor: list[str] = field(default_factory=list)  # benchmarks where its mean rSum is below the floor's
     copy_of: str = ""  # reported: the published result this row is a copy of (``reported.csv``)
     conflict: bool = False  # reported: another published copy of the same result disagrees
+
+    def cells_of(self, metric: str) -> list[Cell]:
+        """This row's cells of ``metric``, one per benchmark it has."""
+        return [cells[metric] for cells in self.cells.values() if metric in cells]
 
     def seeds_text(self) -> str:
         ns = sorted(set(self.seeds.values()))

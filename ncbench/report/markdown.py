@@ -15,6 +15,7 @@ FAIRNESS = ["Backbone", "Ens.", "Selection", "Seeds", "GPU-h", "Recipe"]
 MIXED_MARK = "‡"
 FLOOR_MARK = "▽"
 CONFLICT_MARK = "≠"
+TIED_MARK = "◇"  # Sum not significantly below the best of its noise group (``marks``)
 CONFLICT_NOTE = (f"{CONFLICT_MARK} published copies of this reported row disagree (different sources, different "
                  "numbers for the same method, backbone and noise): all are shown, none is chosen.")
 REFERENCE_LABELS = {"floor": "floor (training-free)", "ceiling": "ceiling (clean pairs only)"}
@@ -39,7 +40,8 @@ def row_cells(board: Board, row: Row, bold: str = "**") -> list[str]:
     for b in board.benchmarks:
         for m in board.metrics:
             c = row.cells.get(b, {}).get(m)
-            out.append("—" if c is None else (f"{bold}{c.text()}{bold}" if c.best else c.text()))
+            text = "—" if c is None else (f"{bold}{c.text()}{bold}" if c.best else c.text())
+            out.append(text + (f" {TIED_MARK}" if c is not None and c.tied else ""))
     return out
 
 
