@@ -29,6 +29,7 @@ from . import (
     listing,
     new_method,
     noise,
+    report,
     run,
     status,
     submit,
@@ -36,7 +37,7 @@ from . import (
 )
 
 # in the order ``ncbench --help`` lists them
-MODULES = (run, detect, tune, status, listing, leaderboard, compare, bench, submit, new_method, data, noise)
+MODULES = (run, detect, tune, status, listing, leaderboard, compare, report, bench, submit, new_method, data, noise)
 COMMANDS = {name: m.command for m in MODULES for name in m.NAMES}
 
 

@@ -9,7 +9,9 @@ and writes every output atomically into the output folder:
 * ``index.html`` and one ``leaderboard-p<protocol>-<table>.html`` per board, self-contained;
 * ``leaderboard.csv``: the aggregated numbers, numeric, with CI and fairness columns;
   ``human-agreement.csv`` likewise for the human-judgment scores of ``ncbench detect`` runs;
-* ``plots/*.png``: rSum-vs-noise curves per benchmark and each run's loss-split histogram.
+* ``plots/*.png``: rSum-vs-noise curves per benchmark, training curves per noise group (loss,
+  validation rSum, split AUC, clean precision/recall; mean ± std over seeds) and each run's
+  loss-split histogram.
 """
 
 from __future__ import annotations
@@ -33,9 +35,10 @@ from .aggregate import (
     check_noise_indices,
     results_frame,
 )
+from .curves import curve_frame, curve_stats
 from .layout import LABELS, Board, build_agreement_boards, build_boards
 from .marks import mark_not_worse
-from .plots import noise_curve_png, split_histogram_png
+from .plots import curves_png, noise_curve_png, split_histogram_png
 from .reported import load_reported, load_sources
 
 FORMATS = ("md", "html", "tex")
@@ -81,8 +84,10 @@ def _slug(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "_", text)[:80]
 
 
-def _figures(board: Board, agg: pd.DataFrame, results: list[dict[str, Any]]) -> list[tuple[str, str, bytes]]:
-    """(file name, caption, PNG) for one board: noise curves, then split histograms of its runs."""
+def _figures(board: Board, agg: pd.DataFrame, results: list[dict[str, Any]],
+             curves: pd.DataFrame) -> list[tuple[str, str, bytes]]:
+    """(file name, caption, PNG) for one board: noise curves, training curves per noise group
+    (``curves``: ``curve_stats`` of all results), then split histograms of its runs."""
     figs = []
     block = agg[agg.protocol_version.astype(str) == board.protocol]
     if "noise_type" in block:
@@ -95,6 +100,14 @@ def _figures(board: Board, agg: pd.DataFrame, results: list[dict[str, Any]]) -> 
             figs.append((f"p{board.protocol}-{b}{kind}-rsum-vs-noise.png",
                          f"{LABELS.get(b, b)}: rSum vs {board.noise_type}-level noise ratio", png))
     datasets = {b.rsplit("-", 1)[0] if b.endswith(("-1k", "-5k")) else b for b in board.benchmarks}
+    stats = curves[(curves.protocol_version.astype(str) == board.protocol) & (curves.noise_type == board.noise_type)
+                   & curves.dataset.isin(datasets)]
+    for (dataset, ratio), block in stats.groupby(["dataset", "noise_ratio"], sort=True):
+        caption = (f"{LABELS.get(dataset, dataset)}, {ratio:.0%} {board.noise_type}-level noise: training curves "
+                   "(mean ± std over seeds per epoch)")
+        png = curves_png(block, caption)
+        if png:
+            figs.append((_slug(f"p{board.protocol}-{dataset}-{ratio:g}{kind}-curves") + ".png", caption, png))
     first: dict[tuple, dict[str, Any]] = {}
     for r in sorted(results, key=lambda r: r["identity"]["seed"]):
         ident = r["identity"]
@@ -176,8 +189,9 @@ def build_leaderboard(req: LeaderboardRequest) -> LeaderboardOutput:
         put("human-agreement.csv", human_agg.to_csv(index=False))
     figures: dict[str, list[html.Figure]] = {}
     if req.plots:
+        curves = curve_stats(curve_frame(results))
         for board in boards:
-            for name, caption, png in _figures(board, agg, results):
+            for name, caption, png in _figures(board, agg, results, curves):
                 put(f"plots/{name}", png)
                 figures.setdefault(html.page_name(board), []).append(html.Figure(caption, png))
     if "html" in req.formats:

@@ -34,7 +34,8 @@ class Figure:
         return base64.b64encode(self.png).decode("ascii")
 
 
-def _env() -> Environment:
+def templates() -> Environment:
+    """The Jinja environment of the pages (autoescaping every value)."""
     return Environment(loader=PackageLoader("ncbench.report", "templates"),
                        autoescape=select_autoescape(["html"], default=True), trim_blocks=False)
 
@@ -56,7 +57,7 @@ def _columns(board: Board) -> list[dict]:
 
 
 def render_board(board: Board, figures: list[Figure] | None = None) -> str:
-    return _env().get_template("board.html").render(
+    return templates().get_template("board.html").render(
         board=board, columns=_columns(board), metrics=board.metrics, fairness=fairness, figures=figures or [],
         n_fairness=len(FAIRNESS), notes=board_notes(board) + board.notes, references=REFERENCE_LABELS,
         floor_mark=FLOOR_MARK, tied_mark=TIED_MARK,
@@ -72,6 +73,6 @@ def render_html(boards: list[Board], figures: dict[str, list[Figure]] | None = N
         "measured": sum(not r.reported for g in b.groups for r in g.rows),
         "reported": sum(r.reported for g in b.groups for r in g.rows),
     } for b in boards]
-    pages["index.html"] = _env().get_template("index.html").render(
+    pages["index.html"] = templates().get_template("index.html").render(
         pages=listing, version=__version__)
     return pages
