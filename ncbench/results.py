@@ -34,6 +34,7 @@ REQUIRED = ("schema_version", "status", "identity", "config", "config_hash")
 IDENTITY = ("method", "backbone", "dataset", "noise_ratio", "seed", "protocol_version")
 SUPERSEDED = "superseded"  # results replaced by a run with another config are moved here
 TUNING = "tuning"  # the trials of ``ncbench tune`` (dev-split only, never on a leaderboard)
+LOGS = "logs"  # live logs of ``--log tensorboard|wandb`` (``ncbench.live_log``), not results
 
 
 def noise_folder(noise_ratio: float, noise_type: str = "caption") -> str:
@@ -108,7 +109,7 @@ class LoadedResults:
 def iter_result_files(root: Path) -> Iterator[Path]:
     for p in sorted(Path(root).rglob("*.json")):
         parts = p.relative_to(root).parts
-        if SUPERSEDED not in parts and parts[0] != TUNING and not p.name.startswith("."):
+        if SUPERSEDED not in parts and parts[0] not in (TUNING, LOGS) and not p.name.startswith("."):
             yield p
 
 

@@ -46,9 +46,11 @@ from .ensemble import build as build_ensemble
 from .ensemble import ensemble_config, expand, group_members, nets_path, save_networks
 from .errors import ConfigError, DataError, TrainingError
 from .evaluate import evaluate_split
+from .live_log import LiveLog
 from .recipes import Recipe, RecipeError, load_recipes
 from .registry import BACKBONES, DATASETS, METHODS
 from .results import (
+    LOGS,
     SCHEMA_VERSION,
     SUPERSEDED,
     claim_result,
@@ -93,6 +95,8 @@ class RunSettings:
     compile: bool = False  # torch.compile the backbones' kernels (``Backbone.compile_kernels``)
     keep_networks: bool = False  # keep each run's selected networks (``ensemble.nets_path``)
     log: Callable[[str], None] = print
+    live_log: tuple[str, ...] = ()  # ``--log``: tensorboard and/or wandb (``ncbench.live_log``)
+    log_dir: Path | None = None  # where live logs go (None: <results_dir>/logs)
 
 
 def configure_torch(threads: int | None) -> None:
@@ -257,9 +261,16 @@ class Runner:
         ctx = make_context(ds, noise, cfg.backbone, cfg.backbone_config, device, generator, self.s.progress,
                            self.s.compile)
         record = self._record(cfg, noise)
+        live = self._live_log(cfg)
         try:
             method = mcls(build_config(mcls.Config, cfg.method_config), ctx)
-            on_epoch = (lambda row: self.s.log(_epoch_line(row))) if self.s.verbose else None
+
+            def on_epoch(row: dict[str, Any]) -> None:
+                if self.s.verbose:
+                    self.s.log(_epoch_line(row))
+                if live is not None:
+                    live.log(row)
+
             sel = train_with_selection(method, ds.dev, device, method.total_epochs, true_clean=noise.clean,
                                        desc=cfg.label, progress=self.s.progress, on_epoch=on_epoch,
                                        checkpoint=checkpoint, amp=self.s.amp)
@@ -275,6 +286,9 @@ class Runner:
             record.update(status="failed", error=str(exc))
             record["timings"] = {"total_s": round(time.perf_counter() - t_start, 3)}
             return record
+        finally:
+            if live is not None:
+                live.close()
         t_end = time.perf_counter()
         total = t_end - t_start
         record.update(
@@ -299,6 +313,14 @@ class Runner:
         if judged is not None:
             record["human_agreement"] = judged
         return record
+
+    def _live_log(self, cfg: RunConfig) -> LiveLog | None:
+        """The run's TensorBoard / W&B loggers, under the log folder as its result is under the results."""
+        if not self.s.live_log:
+            return None
+        relative = result_path(Path(), cfg).with_suffix("")
+        return LiveLog(self.s.live_log, Path(self.s.log_dir or self.s.results_dir / LOGS), relative, cfg.label,
+                       cfg.to_dict())
 
     def _record(self, cfg: RunConfig, noise: NoiseIndex) -> dict[str, Any]:
         return {

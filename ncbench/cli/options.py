@@ -99,6 +99,11 @@ def sweep_options(p: argparse.ArgumentParser, methods: list[str], datasets: list
     p.add_argument("--dry-run", action="store_true", help="print the runs and whether each is done, then stop")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.add_argument("-v", "--verbose", action="store_true", help="print one line per epoch (loss, validation rSum, time)")
+    p.add_argument("--log", type=names, default=[], metavar="tensorboard,wandb",
+                   help="also log every epoch's scalars live: tensorboard (torch's SummaryWriter; pip install "
+                        "tensorboard) and/or wandb (offline unless WANDB_MODE is set; pip install wandb)")
+    p.add_argument("--log-dir", metavar="DIR",
+                   help="where --log writes, one folder per run as under the results (default: <results>/logs)")
     p.add_argument("--shard", metavar="I/N",
                    help="train only every N-th run starting at I (0-based); 'auto' takes I and N from "
                         "SLURM_PROCID/SLURM_NTASKS or RANK/WORLD_SIZE, for ranks launched by srun or torchrun")

@@ -8,6 +8,7 @@ import sys
 import time
 from pathlib import Path
 
+from ..live_log import check_kinds
 from .options import key_values, planned_runs
 
 
@@ -19,6 +20,7 @@ def execute(args, runs=None):
     from .. import preemption
     from ..results import existing_status, result_path
 
+    check_kinds(args.log)  # a logger that is not installed stops the sweep before anything trains
     if runs is None:
         runs = planned_runs(args)
     results = Path(args.results)
@@ -53,7 +55,8 @@ def _train_here(args, runs, results):
         results_dir=results, data_root=Path(args.data_root) if args.data_root else None, cache_dir=Path(args.cache_dir),
         device=check_device(args.device or default_device()), progress=not args.no_progress and sys.stderr.isatty(),
         verbose=args.verbose, amp=args.amp, compile=args.compile, keep_networks=bool(ensembles),
-        log=lambda msg: print(prefix + msg, flush=True),
+        log=lambda msg: print(prefix + msg, flush=True), live_log=check_kinds(args.log),
+        log_dir=Path(args.log_dir) if args.log_dir else None,
     )
     print(f"{prefix}ncbench: {len(runs)} run(s) on {settings.device}; results in {results}/", flush=True)
     t0 = time.perf_counter()
@@ -143,7 +146,9 @@ def _slurm(args, runs):
     if todo:
         settings = JobSettings(results_dir=str(results), data_root=str(Path(args.data_root).resolve()) if args.data_root
                                else None, cache_dir=str(Path(args.cache_dir).resolve()), device=args.device,
-                               threads=args.threads, amp=args.amp, compile=args.compile, keep_networks=bool(ensembles))
+                               threads=args.threads, amp=args.amp, compile=args.compile, keep_networks=bool(ensembles),
+                               live_log=check_kinds(args.log),
+                               log_dir=str(Path(args.log_dir).resolve()) if args.log_dir else None)
         jobs = submit(todo, settings, options)
         array = jobs[0].job_id.split("_")[0]
         print(f"submitted {len(jobs)} run(s) as SLURM job array {array} "
