@@ -66,8 +66,13 @@ def test_leaderboard_pages_carry_the_training_curves(tmp_path, result_dict):
     curves = [p for p in out.written if p.name.endswith("-curves.png")]
     assert [p.name for p in curves] == ["p1-synthetic-0.2-curves.png"]
     assert curves[0].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    page = (tmp_path / "lb" / "leaderboard-p1-synthetic.html").read_text()
-    assert "Synthetic, 20% caption-level noise: training curves (mean ± std over seeds per epoch)" in page
+    page = tmp_path / "lb" / "leaderboard-p1-synthetic.html"
+    caption = "Synthetic, 20% caption-level noise: training curves (mean ± std over seeds per epoch)"
+    assert caption in page.read_text()
+    browser = _browser()
+    if browser is not None:  # the page with its embedded figure, as a browser builds it
+        dom = _dom(browser, page, tmp_path)
+        assert f'<img alt="{caption}" src="data:image/png;base64,' in dom and "sort-ready" in dom
 
 
 def _hostile_run(tmp_path, result_dict):
@@ -119,8 +124,20 @@ def test_run_page_holds_every_part_and_escapes_the_result(tmp_path, result_dict,
     assert "not valid JSON" in capsys.readouterr().err
 
 
+def _browser() -> str | None:
+    return next((shutil.which(n) for n in ("chromium", "chromium-browser", "google-chrome") if shutil.which(n)), None)
+
+
+def _dom(browser: str, page, tmp_path) -> str:
+    """The DOM after the page's scripts ran, from headless Chromium."""
+    cmd = [browser, "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
+           "--disable-component-update", "--disable-sync", f"--user-data-dir={tmp_path / 'profile'}",
+           "--virtual-time-budget=3000", "--dump-dom", page.as_uri()]
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=120, check=False).stdout
+
+
 def test_run_page_in_headless_chromium(tmp_path, result_dict):
-    browser = next((shutil.which(n) for n in ("chromium", "chromium-browser", "google-chrome") if shutil.which(n)), None)
+    browser = _browser()
     if browser is None:
         pytest.skip("no Chromium found (apt-get install chromium); the README says how to run this test")
     from ncbench.report.run_page import render_run_page
@@ -131,10 +148,7 @@ def test_run_page_in_headless_chromium(tmp_path, result_dict):
     result["_path"] = str(first)
     page = tmp_path / "run.html"
     page.write_text(render_run_page(result))
-    cmd = [browser, "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
-           "--disable-component-update", "--disable-sync", f"--user-data-dir={tmp_path / 'profile'}",
-           "--virtual-time-budget=3000", "--dump-dom", page.as_uri()]
-    dom = subprocess.run(cmd, capture_output=True, text=True, timeout=120, check=False).stdout
+    dom = _dom(browser, page, tmp_path)
     assert "<h1>ncr (vse_light) on synthetic, 20% caption-level noise, seed 0</h1>" in dom
     assert dom.count("<img ") == 2 and "<script>alert(1)" not in dom and "&lt;script&gt;alert(1)" in dom
     assert "onerror=alert(2)" not in dom.replace("&lt;img src=x onerror=alert(2)&gt;", "")
