@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from .errors import ConfigError, ResultError
-from .results import noise_type_of
+from .results import noise_type_of, row_of
 from .significance import PairedTest, Ranks, fold_shares, paired_test, rsum
 
 
@@ -41,7 +41,7 @@ def view_ranks(result: dict[str, Any], view: str) -> Ranks:
 
 @dataclass(frozen=True)
 class RowKey:
-    method: str
+    method: str  # as the board names the row: ``ncr``, or ``ncr@<tag>`` (``results.row_of``)
     backbone: str
     dataset: str
     noise_ratio: float
@@ -59,7 +59,7 @@ def select_row(results: list[dict[str, Any]], key: RowKey) -> dict[int, dict[str
     found: dict[int, list[dict[str, Any]]] = {}
     for r in results:
         ident = r["identity"]
-        if (r.get("status") == "ok" and ident["method"] == key.method and ident["backbone"] == key.backbone
+        if (r.get("status") == "ok" and row_of(ident) == key.method and ident["backbone"] == key.backbone
                 and ident["dataset"] == key.dataset and float(ident["noise_ratio"]) == float(key.noise_ratio)
                 and noise_type_of(ident) == key.noise_type
                 and (key.protocol_version is None or str(ident["protocol_version"]) == str(key.protocol_version))):

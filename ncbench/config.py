@@ -7,7 +7,9 @@ result with the same hash is not run again. Where a run executes (device, thread
 the result but is not part of the hash, and neither is ``recipe``: where the hyperparameters came
 from (a tuned recipe file, the method's defaults, the user's overrides), which is provenance, not
 behaviour. A run with ``trial`` set is one trial of ``ncbench tune``: it is selected on the dev
-split and never tested.
+split and never tested. A run with ``tag`` set (``--tag``) is a named variant of its method (other
+options, say): its results live beside the untagged ones under ``<method>@<tag>/`` and the boards
+show it as a row of its own.
 """
 
 from __future__ import annotations
@@ -15,10 +17,25 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
 from . import PROTOCOL_VERSION
+from .errors import ConfigError
+
+TAG = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,39}$")
+
+
+def row_name(method: str, tag: str | None) -> str:
+    return f"{method}@{tag}" if tag else method
+
+
+def check_tag(tag: str | None) -> str | None:
+    """A ``--tag`` value: letters, digits, ``_.-``, at most 40 characters (it names a folder)."""
+    if tag is not None and not TAG.match(tag):
+        raise ConfigError(f"--tag {tag!r}: use 1-40 letters, digits, '_', '.' or '-', starting with a letter or digit")
+    return tag
 
 
 @dataclass(frozen=True)
@@ -36,6 +53,7 @@ class RunConfig:
     dataset_version: str = ""  # e.g. the synthetic generator's folder name
     protocol_version: str = PROTOCOL_VERSION
     trial: int | None = None  # a tuning trial (``ncbench.tuning``): dev split only, no test
+    tag: str | None = None  # ``--tag``: a named variant of the method, kept beside its other configs
     recipe: dict[str, Any] = field(default_factory=dict, compare=False)  # provenance, not hashed
 
     def to_dict(self) -> dict[str, Any]:
@@ -49,11 +67,18 @@ class RunConfig:
             data.pop("trial")
         if data["noise_type"] == "caption":  # caption-level runs hash as before image-level noise existed
             data.pop("noise_type")
+        if data["tag"] is None:  # untagged runs hash as before tags existed
+            data.pop("tag")
         blob = json.dumps(data, sort_keys=True, separators=(",", ":"), default=str)
         return hashlib.sha256(blob.encode()).hexdigest()
+
+    @property
+    def row_name(self) -> str:
+        """The method as results, boards and ``compare`` name it: ``ncr``, or ``ncr@<tag>`` for a tagged run."""
+        return row_name(self.method, self.tag)
 
     @property
     def label(self) -> str:
         trial = "" if self.trial is None else f" (tuning trial {self.trial})"
         kind = "" if self.noise_type == "caption" else f" {self.noise_type}-level"
-        return f"{self.method}/{self.backbone} on {self.dataset} @{kind} noise {self.noise_ratio:g}, seed {self.seed}{trial}"
+        return f"{self.row_name}/{self.backbone} on {self.dataset} @{kind} noise {self.noise_ratio:g}, seed {self.seed}{trial}"

@@ -5,7 +5,8 @@ seed, protocol version), its full config and hash, test and best-validation metr
 per-query test ranks, per-epoch history, timings, package versions, git revision, hardware and a
 status (``ok`` or ``failed`` with the error). Everything downstream (leaderboards, plots,
 submissions) reads only these files. Files live at
-``<results>/<protocol>/<dataset>/noise-<r>/<method>/<backbone>/seed-<s>.json``.
+``<results>/<protocol>/<dataset>/noise-<r>/<method>/<backbone>/seed-<s>.json`` (``<method>@<tag>/`` for a
+run given ``--tag``, so configs of one method can live side by side).
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from typing import Any, Callable, Iterator
 
 from . import __version__
 from .atomic import write_text_atomic
-from .config import RunConfig
+from .config import RunConfig, row_name
 from .data.noise import type_suffix
 from .errors import ResultError
 from .locks import RunLock
@@ -56,18 +57,33 @@ def noise_type_of(ident: dict[str, Any]) -> str:
 
 def identity_path(root: Path, ident: dict[str, Any]) -> Path:
     """Where a result with this ``identity`` block lives under ``root``."""
-    folder = run_folder(root, *(ident[k] for k in ("protocol_version", "dataset", "noise_ratio", "method", "backbone")),
-                        noise_type_of(ident))
+    folder = run_folder(root, ident["protocol_version"], ident["dataset"], ident["noise_ratio"], row_of(ident),
+                        ident["backbone"], noise_type_of(ident))
     return folder / f"seed-{ident['seed']}.json"
+
+
+def config_key(config: dict[str, Any]) -> str:
+    """What the seeds of one board row must share: the config without its seed and provenance (an
+    ensemble's member hashes, which carry the seed, count by backbone)."""
+    data = {k: v for k, v in (config or {}).items() if k not in ("seed", "recipe")}
+    members = (data.get("backbone_config") or {}).get("members")
+    if isinstance(members, dict):
+        data["backbone_config"] = {**data["backbone_config"], "members": sorted(members)}
+    return hashlib.sha256(json.dumps(data, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def row_of(ident: dict[str, Any]) -> str:
+    """The method as boards name a result's row: ``ncr``, or ``ncr@<tag>`` for a run given ``--tag``."""
+    return row_name(ident["method"], ident.get("tag"))
 
 
 def result_path(root: Path, cfg: RunConfig) -> Path:
     """A run's result file; a tuning trial's lives under ``<root>/tuning/``, one folder per trial."""
     if cfg.trial is not None:
-        folder = (Path(root) / TUNING / f"protocol-{cfg.protocol_version}" / cfg.dataset / cfg.method / cfg.backbone
+        folder = (Path(root) / TUNING / f"protocol-{cfg.protocol_version}" / cfg.dataset / cfg.row_name / cfg.backbone
                   / f"trial-{cfg.trial}")
         return folder / f"{noise_folder(cfg.noise_ratio, cfg.noise_type)}-seed-{cfg.seed}.json"
-    return (run_folder(root, cfg.protocol_version, cfg.dataset, cfg.noise_ratio, cfg.method, cfg.backbone, cfg.noise_type)
+    return (run_folder(root, cfg.protocol_version, cfg.dataset, cfg.noise_ratio, cfg.row_name, cfg.backbone, cfg.noise_type)
             / f"seed-{cfg.seed}.json")
 
 

@@ -29,7 +29,7 @@ from tqdm.auto import tqdm
 from . import PROTOCOL_VERSION
 from .agreement import human_agreement
 from .checkpoint import Checkpointer
-from .config import RunConfig
+from .config import RunConfig, check_tag
 from .data.cards import Dataset, DatasetCard, SyntheticCard
 from .data.noise import (
     NoiseIndex,
@@ -79,6 +79,7 @@ class SweepSpec:
     references: bool = False  # also the boards' floor and ceiling rows (REFERENCE_METHODS)
     recipes: Path | None = None  # folder of recipe files (None: the ones shipped with ncbench)
     use_recipes: bool = True  # False: method defaults and dataset_defaults only
+    tag: str | None = None  # ``--tag``: these runs are a named variant, kept beside the others
 
 
 @dataclass
@@ -166,6 +167,7 @@ def plan(spec: SweepSpec) -> list[RunConfig]:
                             noise_seed=spec.noise_seed, noise_file=_noise_file(spec, d, r), noise_type=spec.noise_type,
                             method_config=mconf, backbone_config=bconf,
                             dataset_version=dataset_version(card), protocol_version=PROTOCOL_VERSION, recipe=recipe,
+                            tag=check_tag(spec.tag),
                         ))
     return runs
 
@@ -327,7 +329,8 @@ class Runner:
             "schema_version": SCHEMA_VERSION,
             "status": "running",
             "identity": {
-                "method": cfg.method, "backbone": cfg.backbone, "dataset": cfg.dataset,
+                "method": cfg.method, **({"tag": cfg.tag} if cfg.tag else {}), "backbone": cfg.backbone,
+                "dataset": cfg.dataset,
                 "noise_ratio": cfg.noise_ratio, "noise_type": cfg.noise_type, "seed": cfg.seed,
                 "protocol_version": cfg.protocol_version,
                 "noise_index_sha256": noise.sha256, "noise_realised_ratio": noise.realised_ratio,

@@ -28,7 +28,7 @@ from typing import Any
 from . import PROTOCOL_VERSION
 from .atomic import write_text_atomic
 from .evaluate import RetrievalMetrics
-from .results import identity_path, noise_type_of, run_folder
+from .results import identity_path, iter_result_files, noise_type_of, row_of, run_folder
 
 KNOWN_PROTOCOLS = (PROTOCOL_VERSION,)
 PROTOCOL_SEEDS = (0, 1, 2)
@@ -133,15 +133,16 @@ def load_submission_file(path: Path) -> Verdict:
 
 
 def expand(paths: list[Path]) -> list[Path]:
-    """Files as given; folders searched recursively for ``*.json``."""
+    """Files as given; folders searched recursively for result files (``results.iter_result_files``:
+    not the superseded, tuning or live-log folders)."""
     out = []
     for p in map(Path, paths):
-        out += sorted(q for q in p.rglob("*.json") if not q.name.startswith(".")) if p.is_dir() else [p]
+        out += list(iter_result_files(p)) if p.is_dir() else [p]
     return out
 
 
 def _group(ident: dict[str, Any]) -> tuple:
-    return (ident["protocol_version"], ident["dataset"], float(ident["noise_ratio"]), ident["method"], ident["backbone"],
+    return (ident["protocol_version"], ident["dataset"], float(ident["noise_ratio"]), row_of(ident), ident["backbone"],
             noise_type_of(ident))
 
 

@@ -84,6 +84,10 @@ def sweep_options(p: argparse.ArgumentParser, methods: list[str], datasets: list
                         "the repository's recipes/); for `tune`, where the chosen recipes are written (default: ./recipes)")
     p.add_argument("--no-recipes", action="store_true",
                    help="ignore recipe files: the methods' own defaults (and their papers' per-dataset values)")
+    p.add_argument("--tag", metavar="NAME",
+                   help="name these runs as a variant of their method (e.g. other --method-opt values): results go "
+                        "to <method>@NAME/ beside the untagged ones, and boards and `compare` show them as the row "
+                        "<method>@NAME; without a tag, a run with other options replaces the previous result")
     p.add_argument("--results", default="results", help="results folder (default: ./results)")
     p.add_argument("--data-root", help="folder holding a real dataset's files")
     p.add_argument("--cache-dir", default=os.environ.get("NCBENCH_CACHE", str(Path.home() / ".cache" / "ncbench")),
@@ -159,6 +163,7 @@ def sweep_spec(args):
         noise_seed=args.noise_seed, noise_file=args.noise_file, noise_dir=args.noise_dir, noise_type=args.noise_type,
         method_options=key_values(args.method_opt), backbone_options=key_values(args.backbone_opt),
         recipes=Path(args.recipes) if args.recipes and args.command != "tune" else None, use_recipes=not args.no_recipes,
+        tag=args.tag,
     )
 
 

@@ -26,7 +26,7 @@ from scipy import stats
 
 from ..errors import ResultError
 from ..evaluate import RetrievalMetrics
-from ..results import noise_type_of
+from ..results import config_key, noise_type_of, row_of
 
 METRICS = (*RetrievalMetrics.RECALLS, "rsum")
 AGREEMENT_METRICS = ("auc", "spearman")
@@ -36,7 +36,7 @@ GROUP = ["protocol_version", "benchmark", "dataset", "noise_type", "noise_ratio"
 
 def run_columns(metrics: tuple[str, ...]) -> list[str]:
     return [*GROUP, "seed", "noise_index_sha256", *metrics, "ensemble_size", "selection", "gpu_hours",
-            "reference", "recipe", "config_hash", "path"]
+            "reference", "recipe", "config_hash", "config_key", "path"]
 
 
 RUN_COLUMNS = run_columns(METRICS)
@@ -53,7 +53,8 @@ def _run_row(r: dict[str, Any], benchmark: str, values: dict[str, float]) -> dic
     ident, meta = r["identity"], r.get("meta") or {}
     return {
         "benchmark": benchmark,
-        **{k: ident[k] for k in ("protocol_version", "dataset", "noise_ratio", "method", "backbone", "seed")},
+        **{k: ident[k] for k in ("protocol_version", "dataset", "noise_ratio", "backbone", "seed")},
+        "method": row_of(ident),
         "noise_type": noise_type_of(ident),
         "noise_index_sha256": ident.get("noise_index_sha256"),
         **values,
@@ -63,6 +64,7 @@ def _run_row(r: dict[str, Any], benchmark: str, values: dict[str, float]) -> dic
         "reference": meta.get("reference") or "",
         "recipe": recipe_label(r.get("recipe") or (r.get("config") or {}).get("recipe")),
         "config_hash": r.get("config_hash"),
+        "config_key": config_key(r.get("config") or {}),
         "path": r.get("_path"),
     }
 
@@ -138,6 +140,25 @@ def check_noise_indices(frame: pd.DataFrame, allow_mixed: bool = False) -> pd.Da
             + "\nmove them to another results folder, or pass --allow-mixed to show them marked"
         )
     return frame
+
+
+def check_configs(frame: pd.DataFrame) -> None:
+    """Refuse a board row (protocol, benchmark, noise, method, backbone) whose seeds were trained with
+    different configs (e.g. other ``--method-opt`` values in another results folder): pooled, their
+    mean ± std would describe no config. The error names the files and the way out (``--tag``)."""
+    if frame.empty:
+        return
+    problems = []
+    for key, block in frame.groupby(GROUP, sort=True):
+        if block["config_key"].nunique() > 1:
+            files = sorted(set(block["path"].astype(str)))
+            problems.append(f"{key[5]} ({key[6]}) on {key[1]} at {key[3]}-level noise {key[4]:g}: "
+                            f"{block['config_key'].nunique()} configs in one row: " + ", ".join(files[:6])
+                            + (" …" if len(files) > 6 else ""))
+    if problems:
+        raise ResultError("results of different configs would be pooled into one row:\n  " + "\n  ".join(problems)
+                          + "\nread one config's results folder, or re-run the other config with --tag NAME "
+                          "(its row is then <method>@NAME)")
 
 
 def ci95(std: float, n: int) -> float:

@@ -26,12 +26,13 @@ import pandas as pd
 from ..atomic import write_atomic, write_text_atomic
 from ..data.noise import type_suffix
 from ..errors import ConfigError
-from ..results import load_results, noise_type_of
+from ..results import load_results, noise_type_of, row_of
 from . import html, latex, markdown
 from .aggregate import (
     AGREEMENT_METRICS,
     aggregate,
     agreement_frame,
+    check_configs,
     check_noise_indices,
     results_frame,
 )
@@ -72,8 +73,8 @@ def collect_results(folders: list[Path]) -> tuple[list[dict[str, Any]], list[str
         errors += loaded.errors
         for r in loaded.results:
             ident = r["identity"]
-            key = (*(ident[k] for k in ("protocol_version", "dataset", "noise_ratio", "method", "backbone", "seed")),
-                   noise_type_of(ident), r["config_hash"])
+            key = (*(ident[k] for k in ("protocol_version", "dataset", "noise_ratio", "backbone", "seed")),
+                   row_of(ident), noise_type_of(ident), r["config_hash"])
             if key not in seen:
                 seen.add(key)
                 results.append(r)
@@ -115,7 +116,7 @@ def _figures(board: Board, agg: pd.DataFrame, results: list[dict[str, Any]],
         if (r.get("status") != "ok" or not hist or ident["dataset"] not in datasets
                 or str(ident["protocol_version"]) != board.protocol or noise_type_of(ident) != board.noise_type):
             continue
-        first.setdefault((ident["dataset"], ident["noise_ratio"], ident["method"], ident["backbone"]), r)
+        first.setdefault((ident["dataset"], ident["noise_ratio"], row_of(ident), ident["backbone"]), r)
     for (dataset, ratio, method, backbone), r in sorted(first.items()):
         seed, epoch = r["identity"]["seed"], r.get("best_val", {}).get("epoch")
         caption = (f"{method} ({backbone}), {dataset} {ratio:.0%} {board.noise_type}-level noise, seed {seed}: "
@@ -137,7 +138,7 @@ def agreement_boards(results: list[dict[str, Any]], allow_mixed: bool = False) -
     for r in results:
         block = r.get("human_agreement")
         if block and r.get("status") == "ok":
-            estimates.setdefault(r["identity"]["method"], block.get("estimate", "?"))
+            estimates.setdefault(row_of(r["identity"]), block.get("estimate", "?"))
             counts.setdefault(r["identity"]["dataset"], block)
     boards = build_agreement_boards(agg, estimates)
     for board in boards:
@@ -163,6 +164,7 @@ def build_leaderboard(req: LeaderboardRequest) -> LeaderboardOutput:
         raise ConfigError(f"unknown leaderboard format(s) {', '.join(unknown)}; choose from {', '.join(FORMATS)}")
     results, skipped = collect_results(req.results)
     frame = check_noise_indices(results_frame(results), req.allow_mixed)
+    check_configs(frame)
     agg = aggregate(frame)
     reported = load_reported() if req.with_reported else []
     boards = build_boards(agg, reported, load_sources() if req.with_reported else {})

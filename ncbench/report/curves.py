@@ -15,7 +15,7 @@ from typing import Any
 
 import pandas as pd
 
-from ..results import noise_type_of
+from ..results import noise_type_of, row_of
 
 SERIES = {"loss": "training loss", "val_rsum": "validation rSum", "auc": "split AUC",
           "clean_precision": "clean precision", "clean_recall": "clean recall"}
@@ -37,7 +37,7 @@ def curve_frame(results: list[dict[str, Any]]) -> pd.DataFrame:
         if r.get("status") != "ok":
             continue
         ident = r["identity"]
-        key = {**{k: ident[k] for k in ("protocol_version", "dataset", "method", "backbone")},
+        key = {**{k: ident[k] for k in ("protocol_version", "dataset", "backbone")}, "method": row_of(ident),
                "noise_type": noise_type_of(ident), "noise_ratio": float(ident["noise_ratio"]), "seed": int(ident["seed"])}
         for h in r.get("history") or []:
             det = h.get("detection") or {}
