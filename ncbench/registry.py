@@ -51,10 +51,12 @@ def _first_line(doc: str | None) -> str:
 class Registry(Generic[T]):
     """A name → object table for one kind of plugin."""
 
-    def __init__(self, kind: str, group: str, builtin_loader: Callable[[], None]):
+    def __init__(self, kind: str, group: str, builtin_loader: Callable[[], None],
+                 unknown_hint: Callable[[str], str] | None = None):
         self.kind = kind
         self.group = group
         self._builtin_loader = builtin_loader
+        self._unknown_hint = unknown_hint  # name → why it may be missing ("" when nothing to say)
         self._entries: dict[str, Entry[T]] = {}
         self._errors: dict[str, str] = {}  # plugin name → import error message
         self._discovered = False
@@ -118,7 +120,8 @@ class Registry(Generic[T]):
         known = self.names()
         close = difflib.get_close_matches(name, known, n=3, cutoff=0.5)
         hint = f"; did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
-        return f"unknown {self.kind} {name!r}{hint} (known: {', '.join(known) or 'none'})"
+        why = self._unknown_hint(name) if self._unknown_hint else ""
+        return f"unknown {self.kind} {name!r}{hint} (known: {', '.join(known) or 'none'}){why}"
 
     def entry(self, name: str) -> Entry[T]:
         self.get(name)
@@ -176,6 +179,23 @@ def _load_builtin_methods() -> None:
     _import_all(_builtin_methods_package())
 
 
+def _unseen_method_file(name: str, cwd: Path | None = None) -> str:
+    """Why a method written as ``methods/<name>.py`` in the current folder is unknown: ncbench
+    imports its methods from another folder (``pip install .`` copies them), or the file registers
+    another name."""
+    here = (cwd or Path.cwd()) / "methods" / f"{name}.py"
+    if not here.is_file():
+        return ""
+    folders = [Path(p).resolve() for p in getattr(sys.modules.get("ncbench.methods"), "__path__", [])]
+    if here.parent.resolve() in folders:
+        return (f". {here} is in the methods folder ncbench imports, but registers no method {name!r}: check its "
+                "@METHODS.register(...) name, and `ncbench list methods` for an import error")
+    where = ", ".join(map(str, folders)) or "its installed package"
+    return (f". {here} exists but is not seen: this ncbench imports its methods from {where} (a plain "
+            "`pip install .` copies the methods folder at install time). Install this checkout editable "
+            "(`pip install -e .`, as the README's set-up does) and the methods folder is read where it is")
+
+
 def _register_builtin_cards() -> None:
     """The built-in dataset cards are plain data in ``data.cards`` (which imports nothing of this
     module, so the two never import each other); each is registered under its name."""
@@ -185,7 +205,7 @@ def _register_builtin_cards() -> None:
         DATASETS.register(card.name)(card)
 
 
-METHODS: Registry = Registry("method", "ncbench.methods", _load_builtin_methods)
+METHODS: Registry = Registry("method", "ncbench.methods", _load_builtin_methods, _unseen_method_file)
 BACKBONES: Registry = Registry("backbone", "ncbench.backbones", lambda: _import_all("ncbench.backbones"))
 DATASETS: Registry = Registry("dataset", "ncbench.datasets", _register_builtin_cards)
 

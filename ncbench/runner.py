@@ -110,6 +110,31 @@ def configure_torch(threads: int | None) -> None:
     torch.use_deterministic_algorithms(True, warn_only=True)
 
 
+def usable_cores() -> int:
+    """CPU cores this process may run on (its affinity mask, which follows cgroup/SLURM limits)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+def load_warning(threads: int, load: float | None = None, cores: int | None = None) -> str | None:
+    """A warning when the machine is already busy: with the 1-minute load average at or above the
+    cores, torch's ``threads`` compete with other work and a run can take many times longer (two
+    2-thread processes on 2 cores were 23× slower than one). None when it is not."""
+    cores = cores or usable_cores()
+    if load is None:
+        try:
+            load = os.getloadavg()[0]
+        except OSError:  # not available here
+            return None
+    if load < cores:
+        return None
+    return (f"warning: this machine is busy (load average {load:.1f} on {cores} core(s)) and torch will use "
+            f"{threads} thread(s): runs compete for the cores and take longer; when several processes share "
+            "the machine give each --threads 1 (or --workers N, which divides the cores between its workers)")
+
+
 def default_device() -> str:
     return "cuda" if torch.cuda.is_available() else "cpu"
 

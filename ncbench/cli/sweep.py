@@ -39,32 +39,56 @@ def execute(args, runs=None):
 
 def _train_here(args, runs, results):
     """Train the sweep's runs in this process (one local worker)."""
+    import torch
+
     from ..ensemble import expand
     from ..runner import (
         RunSettings,
         check_device,
         configure_torch,
         default_device,
+        load_warning,
         run_sweep,
     )
 
     configure_torch(args.threads)
     ensembles = expand(args.backbones)[1]
     prefix = "" if args.worker_index is None else f"[worker {args.worker_index}] "
+    bars = not args.no_progress and sys.stderr.isatty()
     settings = RunSettings(
         results_dir=results, data_root=Path(args.data_root) if args.data_root else None, cache_dir=Path(args.cache_dir),
-        device=check_device(args.device or default_device()), progress=not args.no_progress and sys.stderr.isatty(),
-        verbose=args.verbose, amp=args.amp, compile=args.compile, keep_networks=bool(ensembles),
+        device=check_device(args.device or default_device()), progress=bars,
+        verbose=args.verbose or not bars,  # without bars (a log file, a pipe), one line per epoch
+        amp=args.amp, compile=args.compile, keep_networks=bool(ensembles),
         log=lambda msg: print(prefix + msg, flush=True), live_log=check_kinds(args.log),
         log_dir=Path(args.log_dir) if args.log_dir else None,
     )
     print(f"{prefix}ncbench: {len(runs)} run(s) on {settings.device}; results in {results}/", flush=True)
+    busy = load_warning(torch.get_num_threads()) if settings.device == "cpu" and args.worker_index is None else None
+    if busy:
+        print(f"ncbench: {busy}", file=sys.stderr, flush=True)
     t0 = time.perf_counter()
     report = run_sweep(runs, settings, ensembles)
     busy = f", {len(report.busy)} being trained by other workers" if report.busy else ""
     print(f"\n{prefix}{report.ran} run(s) trained, {report.skipped} already done, {len(report.failed)} failed{busy} "
           f"in {time.perf_counter() - t0:.0f}s\n", flush=True)
     return report
+
+
+def worker_argv(argv: list[str], workers: int, threads: int | None, gpus: int, cores: int) -> list[str]:
+    """A worker's command line: the user's, less ``--workers``; on CPU without ``--threads``, the
+    cores divided between the workers (torch's default in each would oversubscribe the machine)."""
+    out, skip = [], False
+    for a in argv:
+        if skip:
+            skip = False
+        elif a == "--workers":
+            skip = True
+        elif not a.startswith("--workers="):
+            out.append(a)
+    if threads is None and not gpus:
+        out += ["--threads", str(max(1, cores // workers))]
+    return out
 
 
 def _local_workers(args, runs):
@@ -75,19 +99,16 @@ def _local_workers(args, runs):
     import torch
 
     from ..ensemble import expand
-    from ..runner import collect
+    from ..runner import collect, load_warning, usable_cores
 
-    argv, skip = [], False
-    for a in args.argv:
-        if skip:
-            skip = False
-        elif a == "--workers":
-            skip = True
-        elif not a.startswith("--workers="):
-            argv.append(a)
     gpus = torch.cuda.device_count() if (args.device or "cuda").startswith("cuda") else 0
+    argv = worker_argv(args.argv, args.workers, args.threads, gpus, usable_cores())
+    each = args.threads or (None if gpus else max(1, usable_cores() // args.workers))
     print(f"ncbench: {len(runs)} run(s) shared by {args.workers} local workers"
-          + (f" on {gpus} GPU(s)" if gpus else ""), flush=True)
+          + (f" on {gpus} GPU(s)" if gpus else f", {each} CPU thread(s) each"), flush=True)
+    busy = None if gpus else load_warning(args.workers * each)
+    if busy:
+        print(f"ncbench: {busy}", file=sys.stderr, flush=True)
     t0 = time.perf_counter()
     procs = []
     for i in range(args.workers):
