@@ -379,3 +379,15 @@ def test_floor_and_ceiling_rows_and_the_below_floor_mark(tmp_path, write_result)
     assert "below the training-free floor" in page and "reference" in page
     tex = latex.render_board(boards[0])
     assert r"vanilla$^\triangledown$" in tex and "Below the training-free floor" in tex
+
+
+def test_default_boards_stay_out_of_the_repositorys_leaderboards_folder(tmp_path, write_result, monkeypatch, capsys):
+    """Issue 23 item 8: run in a checkout, the boards went into leaderboards/ beside the reference data.
+    Now ./boards/; accepted submissions in leaderboards/results/ are still read."""
+    fixed_results(tmp_path / "results", write_result)
+    write_result(tmp_path / "leaderboards" / "results", method="submitted", noise=0.2, seed=0)
+    monkeypatch.chdir(tmp_path)
+    assert main(["leaderboard", "--no-plots"]) == 0
+    assert (tmp_path / "boards" / "leaderboard.md").is_file()
+    assert sorted(p.name for p in (tmp_path / "leaderboards").iterdir()) == ["results"]
+    assert "| submitted " in (tmp_path / "boards" / "leaderboard.md").read_text()

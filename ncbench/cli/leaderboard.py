@@ -6,21 +6,19 @@ import argparse
 import sys
 from pathlib import Path
 
-from .options import (
-    names,
-)
+from .options import names
 
 NAMES = ("leaderboard",)
 
 
 EPILOG = """\
 examples:
-  ncbench leaderboard                               measured results of ./results into ./leaderboards
+  ncbench leaderboard                               measured results of ./results into ./boards
   ncbench leaderboard --with-reported               ... with the papers' numbers as marked reference rows
-  ncbench leaderboard --results runs/a --results runs/b --format md,html --out boards/
+  ncbench leaderboard --results runs/a --results runs/b --format md,html --out site/
 """
 
-
+SUBMISSIONS = Path("leaderboards") / "results"  # where `ncbench submit` puts accepted results
 
 def add_parser(sub) -> None:
     lb = sub.add_parser(
@@ -30,8 +28,11 @@ def add_parser(sub) -> None:
                     "leaderboard.md/.tex/.csv, index.html with one self-contained page per table, and plots/.",
         epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     lb.add_argument("--results", action="append", metavar="DIR",
-                    help="results folder; repeatable (default: ./results and, if present, <out>/results)")
-    lb.add_argument("--out", default="leaderboards", help="output folder (default: ./leaderboards)")
+                    help="results folder; repeatable (default: ./results and, if present, the accepted submissions "
+                         "in ./leaderboards/results)")
+    lb.add_argument("--out", default="boards",
+                    help="output folder (default: ./boards; never the repository's leaderboards/, which holds the "
+                         "reference data and accepted submissions)")
     lb.add_argument("--format", type=names, default=["md", "html", "tex"], metavar="md,html,tex",
                     help="formats to write (default: all three; leaderboard.csv is always written)")
     lb.add_argument("--with-reported", action="store_true",
@@ -45,8 +46,8 @@ def command(args) -> int:
     from ..report.build import LeaderboardRequest, build_leaderboard
 
     folders = [Path(p) for p in args.results] if args.results else [Path("results")]
-    if not args.results and Path(args.out, "results").is_dir():
-        folders.append(Path(args.out, "results"))  # accepted submissions
+    if not args.results and SUBMISSIONS.is_dir():
+        folders.append(SUBMISSIONS)  # accepted submissions
     req = LeaderboardRequest(results=folders, out=Path(args.out), formats=tuple(args.format),
                              with_reported=args.with_reported, allow_mixed=args.allow_mixed, plots=not args.no_plots)
     out = build_leaderboard(req)
