@@ -58,6 +58,13 @@ def describe(state: dict[str, Any]) -> str:
     return f"after epoch {state['epoch']}"
 
 
+@dataclass(frozen=True)
+class CheckpointInfo:
+    where: str  # "after epoch 3", "in epoch 4 at step 120/400"
+    config_hash: str  # the config it was written for
+    epochs_done: float  # epochs finished, with the fraction of a started one
+
+
 @dataclass
 class Checkpointer:
     """The checkpoint file of one run."""
@@ -82,11 +89,17 @@ class Checkpointer:
         self.log(f"    resuming {describe(state)} from {self.path}")
         return state
 
-    def where(self) -> tuple[str, str] | None:
-        """``(where, config hash)`` of a readable checkpoint (see :func:`describe`), written for this
-        config or another of the same run (other method options); None without one. Moves nothing."""
+    def where(self) -> CheckpointInfo | None:
+        """Where a readable checkpoint stands (see :func:`describe`), written for this config or
+        another of the same run (other method options); None without one. Moves nothing."""
         state = self._load()[0] if self.path.exists() else None
-        return None if state is None else (describe(state), str(state.get("config_hash")))
+        if state is None:
+            return None
+        done = int(state["epoch"]) + 1
+        partial = state.get("partial")
+        if partial:  # the next epoch is under way
+            done += partial["step"] / max(len(partial["plan"].steps), 1)
+        return CheckpointInfo(describe(state), str(state.get("config_hash")), float(done))
 
     def _load(self) -> tuple[dict[str, Any] | None, str | None]:
         """``(state, None)`` if the file is an ncbench checkpoint (of any config), else ``(None, why)``."""

@@ -224,3 +224,30 @@ def test_status_shows_an_interrupted_run_of_another_config_as_partial(tmp_path, 
     assert main(argv) == 0
     out = capsys.readouterr().out
     assert "partial-other" in out and f"of another config ({run.config_hash[:12]})" in out and "after epoch 1" in out
+
+
+def test_status_estimate_counts_what_checkpoints_already_hold(tmp_path, capsys, result_dict):
+    """Issue 23 item 7: the estimate ignored checkpoint progress. A finished run of 10 epochs took an
+    hour; the other seed's checkpoint holds 5 epochs (after epoch 4): half an hour is left."""
+    import json
+
+    from ncbench.checkpoint import Checkpointer
+    from ncbench.results import result_path
+    from ncbench.runner import SweepSpec, checkpoint_path, plan
+
+    results = tmp_path / "r"
+    first, second, third = plan(SweepSpec(methods=["vanilla"], datasets=["synthetic"], noise=[0.2], seeds=[0, 1, 2]))
+    rec = result_dict(method="vanilla", noise=0.2, seed=0)
+    rec.update(config_hash=first.config_hash, timings={"total_s": 3600.0, "gpu_hours": 0.0})
+    rec["meta"]["epochs"] = 10
+    path = result_path(results, first)
+    path.parent.mkdir(parents=True)
+    path.write_text(json.dumps(rec))
+    Checkpointer(checkpoint_path(result_path(results, second)), second.config_hash).save(4, {"partial": None})
+    argv = ["status", "--dataset", "synthetic", "--methods", "vanilla", "--noise", "0.2", "--seeds", "0,1,2",
+            "--results", str(results)]
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    assert "1 done, 1 missing, 1 partial" in out
+    # seed 1: half of an hour, seed 2: a whole hour
+    assert "estimated 1.50 hours for 2 of them" in out and "less the epochs the checkpoints of 1 already hold" in out

@@ -39,7 +39,7 @@ def command(args) -> int:
     if not results.is_dir():
         raise NcbenchError(f"results folder {str(results)!r} does not exist: give the --results of the sweep "
                            "(nothing has run there yet, or the path is mistyped)")
-    rows, counts, seconds, gpu = [], Counter(), {}, False
+    rows, counts, seconds, epochs, done_epochs, gpu = [], Counter(), {}, {}, {}, False
     for cfg in runs:
         path = result_path(results, cfg)
         (state, r), detail = inspect_result(path, cfg.config_hash), ""
@@ -47,6 +47,8 @@ def command(args) -> int:
         if state == "done":
             t = r["test"][r["test"]["primary"]]
             seconds.setdefault(key, []).append(float(r["timings"]["total_s"]))
+            if (r.get("meta") or {}).get("epochs"):
+                epochs.setdefault(key, []).append(float(r["meta"]["epochs"]))
             gpu = gpu or str(r.get("env", {}).get("device", "")).startswith("cuda")
             detail = f"test rSum {t['rsum']:.1f}"
         elif state == "failed":
@@ -54,11 +56,12 @@ def command(args) -> int:
         if state != "done":
             holder = is_locked(lock_path(path))
             found = Checkpointer(checkpoint_path(path), cfg.config_hash).where()  # one read of the file
-            if found is not None and found[1] == cfg.config_hash:
-                state, detail = ("partial" if state == "missing" else state), f"checkpoint {found[0]}"
+            if found is not None and found.config_hash == cfg.config_hash:
+                state, detail = ("partial" if state == "missing" else state), f"checkpoint {found.where}"
+                done_epochs[cfg.config_hash] = found.epochs_done
             elif found is not None:  # interrupted with other --method-opt values than these
                 state = "partial-other" if state == "missing" else state
-                detail = (f"checkpoint {found[0]} of another config ({found[1][:12]}): give that run's "
+                detail = (f"checkpoint {found.where} of another config ({found.config_hash[:12]}): give that run's "
                           "--method-opt values to see or resume it")
             if holder:
                 state, detail = "running", f"{holder}" + (f"; {detail}" if detail else "")
@@ -67,13 +70,23 @@ def command(args) -> int:
     print(tabulate(rows, ["state", "run", "detail"], tablefmt="simple"))
     print("\n" + ", ".join(f"{n} {s}" for s, n in sorted(counts.items())) + f" ({len(runs)} run(s))")
     todo = [cfg for cfg, row in zip(runs, rows) if row[0] != "done"]
-    known = [np.mean(seconds[k]) for k in ((c.method, c.backbone, c.dataset) for c in todo) if k in seconds]
+    known, resumed = [], 0
+    for c in todo:
+        key = (c.method, c.backbone, c.dataset)
+        if key not in seconds:
+            continue
+        left = 1.0  # the share of the run still to train: less what its checkpoint holds
+        if c.config_hash in done_epochs and key in epochs:
+            left = max(0.0, 1.0 - done_epochs[c.config_hash] / float(np.mean(epochs[key])))
+            resumed += 1
+        known.append(float(np.mean(seconds[key])) * left)
     if todo and not known:
         print(f"still to run: {len(todo)}; no time estimate yet (it needs a finished run of the same "
               "method/backbone/dataset)")
     elif todo:
         unit = "GPU-hours" if gpu else "hours"
         print(f"still to run: {len(todo)}; estimated {sum(known) / 3600:.2f} {unit} for {len(known)} of them "
-              f"(mean time of finished runs of the same method/backbone/dataset)"
+              f"(mean time of finished runs of the same method/backbone/dataset"
+              + (f", less the epochs the checkpoints of {resumed} already hold" if resumed else "") + ")"
               + (f"; {len(todo) - len(known)} without an estimate" if len(todo) > len(known) else ""))
     return 0
