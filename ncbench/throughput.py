@@ -14,7 +14,7 @@ Every record carries versions, git revision and hardware.
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -50,9 +50,15 @@ class Throughput:
     peak_gpu_mb: float | None
     amp: str = "off"
     compiled: bool = False
+    epoch_s: list[float] = field(default_factory=list)  # each timed epoch; train_s_per_epoch is their median
+
+    @property
+    def spread(self) -> float:
+        """(slowest − fastest epoch) ÷ median: how much the machine moved during the timing."""
+        return (max(self.epoch_s) - min(self.epoch_s)) / self.train_s_per_epoch if len(self.epoch_s) > 1 else 0.0
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        return {**asdict(self), "spread": round(self.spread, 4)}
 
 
 def bench_dataset(shape: str, n_train: int, n_test: int, cache_dir: Path) -> Dataset:
@@ -88,42 +94,56 @@ def check_backbone(backbone: str, ds: Dataset, backbone_config: dict[str, Any] |
         raise ConfigError(f"backbone {backbone!r} on {ds.card.name}-shaped features: {exc}") from None
 
 
-def measure(method: str, backbone: str, ds: Dataset, device: str, epochs: int, amp: str = "off",
+def measure(methods: list[str], backbone: str, ds: Dataset, device: str, repeats: int, amp: str = "off",
             compile: bool = False, noise: float = 0.2, seed: int = 0,
-            backbone_config: dict[str, Any] | None = None, warmup: int = 1) -> Throughput:
-    """Train ``warmup`` untimed steady-state epochs (compilation, allocator, lazy initialisation
-    would otherwise be charged to the first method timed), then time ``epochs`` more and one
-    evaluation of the test split."""
+            backbone_config: dict[str, Any] | None = None, warmup: int = 1) -> list[Throughput]:
+    """Time ``methods`` on one backbone: each trains ``warmup`` untimed steady-state epochs
+    (compilation, allocator, lazy initialisation would otherwise be charged to the first method
+    timed); then ``repeats`` rounds, each timing one more epoch of every method in turn, so that a
+    change in the machine's load falls on all methods alike; then one evaluation of the test split
+    each. A method's figure is the median of its epochs, with their spread."""
     dev = torch.device(device)
-    generator = seed_everything(seed)
-    ctx = make_context(ds, make_noise_index(ds.train.caption_to_row(), noise, seed), backbone, backbone_config or {},
-                       dev, generator, compile=compile)
-    mcls = METHODS.get(method)
-    m = mcls(mcls.make_config(_schedule(ds)), ctx)
-    start = m.first_steady_epoch
     sync = torch.cuda.synchronize if dev.type == "cuda" else (lambda: None)
+    built = []
+    for method in methods:
+        generator = seed_everything(seed)
+        ctx = make_context(ds, make_noise_index(ds.train.caption_to_row(), noise, seed), backbone,
+                           backbone_config or {}, dev, generator, compile=compile)
+        mcls = METHODS.get(method)
+        m = mcls(mcls.make_config(_schedule(ds)), ctx)
+        built.append((method, m, len(ctx.train), m.first_steady_epoch))
+    next_epoch = {name: start for name, _, _, start in built}
 
-    def train(first: int, n: int) -> None:
-        for e in range(first, first + n):
-            with autocast(dev, amp):
-                m.train_epoch(e)
+    def train_one(name: str, m) -> float:
+        t0 = time.perf_counter()
+        with autocast(dev, amp):
+            m.train_epoch(next_epoch[name])
         sync()
+        next_epoch[name] += 1
+        return time.perf_counter() - t0
 
-    train(start, warmup)
+    for name, m, _, _ in built:
+        for _ in range(warmup):
+            train_one(name, m)
     if dev.type == "cuda":
         torch.cuda.reset_peak_memory_stats(dev)
-    t0 = time.perf_counter()
-    train(start + warmup, epochs)
-    per_epoch = (time.perf_counter() - t0) / epochs
-    t1 = time.perf_counter()
-    evaluate_split(m.networks(), ds.test, dev, amp=amp)
-    sync()
-    eval_s = time.perf_counter() - t1
-    peak = torch.cuda.max_memory_allocated(dev) / 2**20 if dev.type == "cuda" else None
-    n = len(ctx.train)
-    return Throughput(method, backbone, device, n, epochs, round(per_epoch, 4), round(n / per_epoch, 1), round(eval_s, 4),
-                      ds.test.n_images, None if peak is None else round(peak, 1), amp,
-                      compile and type(m.networks()[0]).has_compiled_kernels())
+    times: dict[str, list[float]] = {name: [] for name, *_ in built}
+    for _ in range(repeats):
+        for name, m, _, _ in built:
+            times[name].append(train_one(name, m))
+    out = []
+    for name, m, n, _ in built:
+        t1 = time.perf_counter()
+        evaluate_split(m.networks(), ds.test, dev, amp=amp)
+        sync()
+        eval_s = time.perf_counter() - t1
+        per_epoch = float(np.median(times[name]))
+        peak = torch.cuda.max_memory_allocated(dev) / 2**20 if dev.type == "cuda" else None
+        out.append(Throughput(name, backbone, device, n, repeats, round(per_epoch, 4), round(n / per_epoch, 1),
+                              round(eval_s, 4), ds.test.n_images, None if peak is None else round(peak, 1), amp,
+                              compile and type(m.networks()[0]).has_compiled_kernels(),
+                              [round(t, 4) for t in times[name]]))
+    return out
 
 
 def relative_to_vanilla(rows: list[Throughput]) -> dict[tuple[str, str], float]:

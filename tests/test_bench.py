@@ -32,7 +32,21 @@ def test_bench_command_reports_every_method(tmp_path, capsys):
     assert [r["method"] for r in data["results"]] == ["vanilla", "ncr", "bicro", "crcl"]
     for r in data["results"]:
         assert r["n_train_pairs"] == 200 and r["pairs_per_s"] > 0 and r["eval_s"] > 0
+        # issue 23 item 6: three timed epochs (was one), the median reported with the spread
+        assert len(r["epoch_s"]) == 3 and r["train_s_per_epoch"] == pytest.approx(sorted(r["epoch_s"])[1], abs=1e-4)
+        assert r["spread"] == pytest.approx((max(r["epoch_s"]) - min(r["epoch_s"])) / r["train_s_per_epoch"], rel=1e-3)
+    assert "spread" in table and "min–max" in table
     assert data["env"]["versions"]["torch"]
+
+
+def test_bench_warns_when_the_machine_is_busy(tmp_path, capsys, monkeypatch):
+    import os
+
+    monkeypatch.setattr(os, "getloadavg", lambda: (16.0, 16.0, 16.0))
+    assert main(["bench", "--methods", "vanilla", "--n-train", "20", "--n-test", "5", "--device", "cpu",
+                 "--epochs", "2", "--warmup", "0", "--cache-dir", str(tmp_path / "cache")]) == 0
+    err = capsys.readouterr().err
+    assert "this machine is busy (load average 16.0" in err and "before timing" in err and "after timing" in err
 
 
 def test_bench_rejects_bad_sizes(capsys):

@@ -14,6 +14,7 @@ from .options import (
 )
 
 NAMES = ("bench",)
+SPREAD_WARN = 0.2  # epochs of one method differing by more than this share of their median
 
 
 def add_parser(sub) -> None:
@@ -37,7 +38,10 @@ def add_parser(sub) -> None:
                         "(f30k, coco, cc152k): random features and captions of that shape (default: synthetic)")
     b.add_argument("--n-train", type=int, default=2000, help="training images (5 captions each; default 2000)")
     b.add_argument("--n-test", type=int, default=1000, help="test images (default 1000, the F30K 1K size; 5000: COCO 5K)")
-    b.add_argument("--epochs", type=int, default=1, help="steady-state epochs timed (default 1)")
+    b.add_argument("--epochs", "--repeats", dest="epochs", type=int, default=3,
+                   help="timed steady-state epochs per method, taken in rounds (one epoch of every method per "
+                        "round, so load changes fall on all alike); the median is reported with the spread "
+                        "(default 3)")
     b.add_argument("--warmup", type=int, default=1,
                    help="untimed steady-state epochs first, per method (compilation, caches; default 1)")
     b.add_argument("--batch", type=int, default=128, help="training pairs in the pair-kernel timing (default 128)")
@@ -61,7 +65,7 @@ def command(args) -> int:
     from ..data.shaped import shapes
     from ..registry import BACKBONES, METHODS
     from ..results import environment
-    from ..runner import check_device, default_device
+    from ..runner import check_device, default_device, load_warning
     from ..throughput import (
         bench_dataset,
         check_backbone,
@@ -87,28 +91,39 @@ def command(args) -> int:
     ds = bench_dataset(args.shape, args.n_train, args.n_test, Path(args.cache_dir))
     for bb in args.backbones:
         check_backbone(bb, ds, bconf)
+    busy = load_warning(torch.get_num_threads()) if device == "cpu" else None
+    if busy:
+        say(f"{busy} (before timing: the figures will be slow and noisy)")
     rows, kernels = [], []
     for bb in args.backbones:
         say(f"timing {bb} on {device} ...")
         k = time_pair_kernel(bb, ds, device, args.batch, amp=args.amp, backbone_config=bconf)
         kernels += [k] if k else []
-        for m in args.methods:
-            say(f"  {m}/{bb} ...")
-            rows.append(measure(m, bb, ds, device, args.epochs, args.amp, args.compile, backbone_config=bconf,
-                                warmup=args.warmup))
+        say(f"  {', '.join(args.methods)} on {bb}: {args.warmup} untimed + {args.epochs} timed epoch(s) each ...")
+        rows += measure(args.methods, bb, ds, device, args.epochs, args.amp, args.compile, backbone_config=bconf,
+                        warmup=args.warmup)
     rel = relative_to_vanilla(rows)
     table = [[r.method, r.backbone, r.device, r.n_train_pairs, f"{r.pairs_per_s:,.0f}",
               f"{rel[(r.method, r.backbone)]:.2f}" if (r.method, r.backbone) in rel else "",
-              f"{r.train_s_per_epoch:.2f}", f"{r.eval_s:.2f}", "" if r.peak_gpu_mb is None else f"{r.peak_gpu_mb:,.0f}"]
+              f"{r.train_s_per_epoch:.2f}", f"{min(r.epoch_s):.2f}–{max(r.epoch_s):.2f}", f"{r.spread:.0%}",
+              f"{r.eval_s:.2f}", "" if r.peak_gpu_mb is None else f"{r.peak_gpu_mb:,.0f}"]
              for r in rows]
-    print(tabulate(table, ["method", "backbone", "device", "train pairs", "pairs/s", "× vanilla", "s/epoch",
-                           f"eval {args.n_test}×{ds.test.n_captions} (s)", "peak GPU MB"], tablefmt="github"))
+    print(tabulate(table, ["method", "backbone", "device", "train pairs", "pairs/s", "× vanilla", "s/epoch (median)",
+                           "min–max", "spread", f"eval {args.n_test}×{ds.test.n_captions} (s)", "peak GPU MB"],
+                   tablefmt="github"))
     if kernels:
         print()
         print(tabulate([[k.backbone, k.device, k.batch, f"{k.vectorised_ms:.1f}", f"{k.per_caption_ms:.1f}",
                          f"{k.speedup:.2f}×"] for k in kernels],
                        ["pair kernel", "device", "batch", "all pairs (ms)", "per caption (ms)", "speed-up"],
                        tablefmt="github"))
+    wobbly = [f"{r.method}/{r.backbone}" for r in rows if r.spread > SPREAD_WARN]
+    if wobbly:
+        say(f"warning: the epochs of {', '.join(wobbly)} differ by more than {SPREAD_WARN:.0%} of their median: the "
+            "machine's speed changed while timing; re-run with more --epochs, or on a quiet machine")
+    busy = load_warning(torch.get_num_threads()) if device == "cpu" else None
+    if busy:
+        say(f"{busy} (after timing; compare only the × vanilla ratios, which were timed in the same rounds)")
     print(f"data: {args.shape}, features {tuple(ds.train.images.shape[1:])}, amp {args.amp}"
           f"{', compiled' if args.compile else ''}" + ("; pair kernel: forward + backward of one batch" if kernels else ""))
     if args.out:
