@@ -11,7 +11,9 @@ the gate compares algorithms, not the scheduler. With two threads on a two-core 
 mixture kernel's best time moved by ±15% from one process to the next, with one by ±4%; and a
 one-thread ratio means the same on a laptop and on a 64-core node. ``--bench-threads N`` changes it.
 
-Options: ``--bench-quick`` (fewer rounds of the slow baselines; what CI runs), ``--update-baseline``
+Options: ``--accuracy-full`` (also the eight methods' accuracy golden on ``vse_light``,
+``test_accuracy_full.py``; about eleven minutes; not in CI), ``--bench-quick`` (fewer rounds of the
+slow baselines; what CI runs), ``--update-baseline``
 (append this run's speed-ups to ``benchmarks/history.jsonl`` and store, per group, the median of
 the last five recorded runs as the new baseline).
 """
@@ -49,6 +51,19 @@ def pytest_addoption(parser):
     parser.addoption("--bench-quick", action="store_true", help="fewer rounds (CI)")
     parser.addoption("--update-baseline", action="store_true", help="record this run's speed-ups as the baseline")
     parser.addoption("--bench-threads", type=int, default=1, help="CPU threads for kernels and baselines (default 1)")
+    parser.addoption("--accuracy-full", action="store_true",
+                     help="also run the accuracy golden of the eight methods on vse_light (about eleven minutes)")
+    parser.addoption("--update-golden", action="store_true", help="with --accuracy-full: re-record its golden file")
+
+
+def pytest_collection_modifyitems(config, items):
+    """The vse_light accuracy sweep runs only when asked for (--accuracy-full): deselected otherwise."""
+    if config.getoption("--accuracy-full"):
+        return
+    keep = [i for i in items if i.get_closest_marker("accuracy_full") is None]
+    if len(keep) != len(items):
+        config.hook.pytest_deselected(items=[i for i in items if i.get_closest_marker("accuracy_full")])
+        items[:] = keep
 
 
 def pytest_configure(config):

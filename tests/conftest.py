@@ -60,23 +60,32 @@ def sweep_root(tmp_path_factory) -> Path:
 
 
 NOISY_SWEEP_METHODS = "vanilla,ncr,bicro,crcl,decl,rcl,l2rm,cream"
+SWEEP_BACKBONE = "vse_bow"  # the whole sweep in about a minute on two cores (vse_light: eleven)
+
+
+@pytest.fixture(scope="session")
+def sweep_backbone() -> str:
+    return SWEEP_BACKBONE
 
 
 @pytest.fixture(scope="session")
 def noisy_sweep(sweep_root, cache_dir):
     """``noisy_sweep(method)``: results of vanilla and ``method`` at 60% noise over seeds 0, 1, 2 on the
-    embedded dataset. The first call trains all eight built-in methods in one sweep (24 runs shared by
-    two local workers of one thread each: one thread makes the numbers independent of the machine's
-    core count, which ``benchmarks/accuracy_golden.json`` relies on); later calls only read."""
+    embedded dataset with the ``vse_bow`` backbone. The first call trains all eight built-in methods in
+    one sweep (24 runs shared by two local workers of one thread each: one thread makes the numbers
+    independent of the machine's core count, which ``benchmarks/accuracy_golden.json`` relies on);
+    later calls only read. (The same sweep on ``vse_light`` is ``pytest benchmarks --accuracy-full``.)"""
     from ncbench.cli import main
     from ncbench.results import load_results
 
     def run(method: str) -> list[dict]:
-        argv = ["run", "--methods", NOISY_SWEEP_METHODS, "--noise", "0.6", "--seeds", "0,1,2", "--results", str(sweep_root),
-                "--cache-dir", str(cache_dir), "--no-progress", "--device", "cpu", "--workers", "2", "--threads", "1"]
+        argv = ["run", "--methods", NOISY_SWEEP_METHODS, "--backbones", SWEEP_BACKBONE, "--noise", "0.6", "--seeds",
+                "0,1,2", "--results", str(sweep_root), "--cache-dir", str(cache_dir), "--no-progress", "--device", "cpu",
+                "--workers", "2", "--threads", "1"]
         assert main(argv) == 0
         return [r for r in load_results(sweep_root).results
-                if r["identity"]["method"] in ("vanilla", method) and r["identity"]["noise_ratio"] == 0.6]
+                if r["identity"]["method"] in ("vanilla", method) and r["identity"]["noise_ratio"] == 0.6
+                and r["identity"]["backbone"] == SWEEP_BACKBONE]
 
     return run
 

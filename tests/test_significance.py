@@ -211,18 +211,34 @@ def test_compare_refuses_what_cannot_be_paired(tmp_path, write_result, capsys):
     assert main(args) == 2
     assert "different noise indices" in capsys.readouterr().err
     assert main([*args[:-2], "--results", str(tmp_path / "nowhere")]) == 2
+    # two backbones shared by both rows, neither the card's default (vse_light): which one must be said
+    two = tmp_path / "two"
+    for m in ("alpha", "beta"):
+        for b in ("vse_bow", "sgr"):
+            _write_with_ranks(two, write_result, m, 0, fake_ranks(rng, 20, 0.3), backbone=b)
+    capsys.readouterr()
+    pick = ["compare", "--methods", "alpha,beta", "--dataset", "synthetic", "--noise", "0.6", "--results", str(two)]
+    assert main(pick) == 2
+    assert "alpha and beta have results with several backbones (sgr, vse_bow): choose one with --backbones" in \
+        capsys.readouterr().err
+    assert main([*pick, "--backbones", "sgr", "--resamples", "50"]) == 0
+    assert "alpha (sgr) vs beta (sgr)" in capsys.readouterr().out
     assert main(["compare", "--methods", "alpha,gamma", *args[3:]]) == 2
     assert "no ok result of gamma (vse_light)" in capsys.readouterr().err
 
 
 @pytest.mark.slow
 def test_compare_ncr_and_bicro_of_the_shared_sweep(noisy_sweep, sweep_root, capsys):
-    """The issue's command on real results: 3 seeds of NCR and BiCro at 60% noise."""
+    """The issue's command on real results: 3 seeds of NCR and BiCro at 60% noise (the shared sweep's
+    backbone, vse_bow, is the one both have: compare takes it without --backbones)."""
     from ncbench.cli import main
 
+    noisy_sweep("bicro")
+    capsys.readouterr()
     assert main(["compare", "--methods", "ncr,bicro", "--dataset", "synthetic", "--noise", "0.6",
                  "--results", str(sweep_root), "--resamples", "2000"]) == 0
     out = capsys.readouterr().out
+    assert out.startswith("ncr (vse_bow) vs bicro (vse_bow): synthetic, caption-level noise 0.6")
     assert "paired seeds: 0, 1, 2 (3); test queries: 500 images (image→text), 2500 captions (text→image)" in out
     assert "95% CI [" in out and "p (bootstrap)" in out and "p (permutation)" in out
 

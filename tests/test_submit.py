@@ -132,7 +132,7 @@ def test_real_runs_pass_submission(noisy_sweep, sweep_root, tmp_path, capsys):
     schema-valid, carry the canonical noise index, and are accepted."""
     noisy_sweep("ncr")
     folder = sweep_root / "protocol-1" / "synthetic" / "noise-0.6"
-    assert main(["submit", str(folder / "ncr"), str(folder / "vanilla"), "--check"]) == 0
+    assert main(["submit", str(folder / "ncr" / "vse_bow"), str(folder / "vanilla" / "vse_bow"), "--check"]) == 0
     assert "6 accepted, 0 refused" in capsys.readouterr().out
 
 

@@ -34,7 +34,8 @@ def add_parser(sub) -> None:
     c.add_argument("--methods", type=names, required=True, metavar="A,B",
                    help="the two methods (or one, with two --backbones)")
     c.add_argument("--backbones", type=names, metavar="B[,B2]",
-                   help="backbone of both rows, or one per row (default: the dataset card's)")
+                   help="backbone of both rows, or one per row (default: the one backbone both methods have results "
+                        "with; where there are several, the dataset card's)")
     c.add_argument("--dataset", required=True, help="the dataset both rows were run on")
     c.add_argument("--noise", type=floats, required=True, metavar="R", help="the noise ratio (one)")
     c.add_argument("--noise-type", choices=("caption", "image"), default="caption",
@@ -48,14 +49,36 @@ def add_parser(sub) -> None:
     c.add_argument("--json", action="store_true", help="print the comparison as JSON")
 
 
-def _rows(args):
-    from ..compare import RowKey
+def _shared_backbone(args, methods: list[str], results: list[dict]) -> str:
+    """The backbone both rows have results with at this dataset and noise: the only one, or the
+    card's default among several."""
     from ..registry import DATASETS
+    from ..results import noise_type_of, row_of
+
+    have = [{r["identity"]["backbone"] for r in results
+             if r.get("status") == "ok" and row_of(r["identity"]) == m and r["identity"]["dataset"] == args.dataset
+             and float(r["identity"]["noise_ratio"]) == args.noise[0] and noise_type_of(r["identity"]) == args.noise_type}
+            for m in methods]
+    shared = sorted(have[0] & have[1])
+    default = DATASETS.get(args.dataset).default_backbone
+    if len(shared) == 1:
+        return shared[0]
+    if default in shared or not shared:
+        return default  # none shared: the error names the row that has no results
+    raise ConfigError(f"{methods[0]} and {methods[1]} have results with several backbones ({', '.join(shared)}): "
+                      "choose one with --backbones")
+
+
+def _rows(args, results: list[dict]):
+    from ..compare import RowKey
 
     if len(args.noise) != 1:
         raise ConfigError(f"--noise takes one ratio, got {len(args.noise)}")
     methods = args.methods * 2 if len(args.methods) == 1 else args.methods
-    backbones = args.backbones or [DATASETS.get(args.dataset).default_backbone]
+    if len(methods) != 2:
+        raise ConfigError("compare takes two rows: --methods A,B (and one or two --backbones), or one method "
+                          "with --backbones B1,B2")
+    backbones = args.backbones or [_shared_backbone(args, methods, results)]
     backbones = backbones * 2 if len(backbones) == 1 else backbones
     if len(methods) != 2 or len(backbones) != 2:
         raise ConfigError("compare takes two rows: --methods A,B (and one or two --backbones), or one method "
@@ -70,11 +93,11 @@ def command(args) -> int:
     from ..compare import compare_rows, select_row
     from ..report.build import collect_results
 
-    keys = _rows(args)
     if args.resamples < 1:
         raise ConfigError(f"--resamples must be ≥ 1, got {args.resamples}")
     folders = [Path(p) for p in args.results or ["results"]]
     results, _ = collect_results(folders)
+    keys = _rows(args, results)
     rows = [select_row(results, k) for k in keys]
     for k, row in zip(keys, rows):
         if not row:
@@ -91,7 +114,8 @@ def command(args) -> int:
         return 0
     t = out.test
     n = f"{t.resamples:,}"
-    print(f"{out.a} vs {out.b}: {out.dataset} ({out.benchmark}), {out.noise_type}-level noise {out.noise_ratio:g}\n"
+    view = "" if out.benchmark == out.dataset else f" ({out.benchmark})"
+    print(f"{out.a} vs {out.b}: {out.dataset}{view}, {out.noise_type}-level noise {out.noise_ratio:g}\n"
           f"paired seeds: {', '.join(map(str, out.seeds))} ({len(out.seeds)}); test queries: {out.images} images "
           f"(image→text), {out.captions} captions (text→image)\n")
     lines = [
