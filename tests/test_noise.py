@@ -155,7 +155,7 @@ def test_noise_type_is_part_of_the_identity_and_caption_runs_hash_as_before():
     from ncbench.results import result_path
 
     cap = RunConfig(method="ncr", backbone="vse_light", dataset="synthetic", noise_ratio=0.2, seed=0)
-    old = {k: v for k, v in dataclasses.asdict(cap).items() if k not in ("recipe", "trial", "noise_type")}
+    old = {k: v for k, v in dataclasses.asdict(cap).items() if k not in ("recipe", "trial", "noise_type", "tag")}
     blob = json.dumps(old, sort_keys=True, separators=(",", ":"), default=str)
     assert cap.config_hash == hashlib.sha256(blob.encode()).hexdigest()
     img = dataclasses.replace(cap, noise_type="image")
