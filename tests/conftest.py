@@ -189,3 +189,12 @@ def write_result():
         return path
 
     return write
+
+
+@pytest.fixture(scope="session")
+def chromium() -> str | None:
+    """The headless browser the page tests open pages in (Debian's chromium), or None where there is none."""
+    import shutil
+
+    return next((shutil.which(n) for n in ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable")
+                 if shutil.which(n)), None)

@@ -7,7 +7,6 @@ import html.parser
 import math
 import os
 import re
-import shutil
 import subprocess
 from pathlib import Path
 
@@ -287,13 +286,6 @@ def test_split_histogram_of_a_real_run_and_its_plot(noisy_sweep, tmp_path, sweep
     assert page.count("data:image/png;base64,") >= 1 + len(splits)
 
 
-def _chromium() -> str | None:
-    for name in ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable"):
-        if shutil.which(name):
-            return shutil.which(name)
-    return None
-
-
 class _TableParser(html.parser.HTMLParser):
     def __init__(self):
         super().__init__()
@@ -323,11 +315,11 @@ class _TableParser(html.parser.HTMLParser):
             self._row[-1] += data.strip()
 
 
-def test_html_page_in_headless_chromium(tmp_path, write_result):
+def test_html_page_in_headless_chromium(tmp_path, write_result, chromium):
     """Opens the page in a real browser (Debian's chromium; skipped where none is installed). The DOM
     after the page's script ran must hold the expected table: 2 header rows, 3 + 7 + the fairness
     columns, one row per (noise, method), and the script's ready mark."""
-    browser = _chromium()
+    browser = chromium
     if browser is None:
         pytest.skip("no Chromium found (apt-get install chromium); the README says how to run this test")
     root = fixed_results(tmp_path / "r", write_result)

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import math
-import shutil
 import subprocess
 
 import numpy as np
@@ -50,7 +49,7 @@ def test_curve_statistics_are_the_mean_and_sample_std_over_seeds(result_dict):
     assert len(vanilla) == 1 and int(vanilla.n.iloc[0]) == 1 and math.isnan(vanilla.loss_std.iloc[0])
 
 
-def test_leaderboard_pages_carry_the_training_curves(tmp_path, result_dict):
+def test_leaderboard_pages_carry_the_training_curves(tmp_path, result_dict, chromium):
     from ncbench.report.build import LeaderboardRequest, build_leaderboard
     from ncbench.results import identity_path
 
@@ -69,9 +68,8 @@ def test_leaderboard_pages_carry_the_training_curves(tmp_path, result_dict):
     page = tmp_path / "lb" / "leaderboard-p1-synthetic.html"
     caption = "Synthetic, 20% caption-level noise: training curves (mean ± std over seeds per epoch)"
     assert caption in page.read_text()
-    browser = _browser()
-    if browser is not None:  # the page with its embedded figure, as a browser builds it
-        dom = _dom(browser, page, tmp_path)
+    if chromium is not None:  # the page with its embedded figure, as a browser builds it
+        dom = _dom(chromium, page, tmp_path)
         assert f'<img alt="{caption}" src="data:image/png;base64,' in dom and "sort-ready" in dom
 
 
@@ -124,10 +122,6 @@ def test_run_page_holds_every_part_and_escapes_the_result(tmp_path, result_dict,
     assert "not valid JSON" in capsys.readouterr().err
 
 
-def _browser() -> str | None:
-    return next((shutil.which(n) for n in ("chromium", "chromium-browser", "google-chrome") if shutil.which(n)), None)
-
-
 def _dom(browser: str, page, tmp_path) -> str:
     """The DOM after the page's scripts ran, from headless Chromium."""
     cmd = [browser, "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
@@ -136,9 +130,8 @@ def _dom(browser: str, page, tmp_path) -> str:
     return subprocess.run(cmd, capture_output=True, text=True, timeout=120, check=False).stdout
 
 
-def test_run_page_in_headless_chromium(tmp_path, result_dict):
-    browser = _browser()
-    if browser is None:
+def test_run_page_in_headless_chromium(tmp_path, result_dict, chromium):
+    if chromium is None:
         pytest.skip("no Chromium found (apt-get install chromium); the README says how to run this test")
     from ncbench.report.run_page import render_run_page
     from ncbench.results import read_result
@@ -148,7 +141,7 @@ def test_run_page_in_headless_chromium(tmp_path, result_dict):
     result["_path"] = str(first)
     page = tmp_path / "run.html"
     page.write_text(render_run_page(result))
-    dom = _dom(browser, page, tmp_path)
+    dom = _dom(chromium, page, tmp_path)
     assert "<h1>ncr (vse_light) on synthetic, 20% caption-level noise, seed 0</h1>" in dom
     assert dom.count("<img ") == 2 and "<script>alert(1)" not in dom and "&lt;script&gt;alert(1)" in dom
     assert "onerror=alert(2)" not in dom.replace("&lt;img src=x onerror=alert(2)&gt;", "")
