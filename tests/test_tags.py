@@ -79,3 +79,22 @@ def test_a_board_refuses_to_pool_two_configs_in_one_row(tmp_path, result_dict, c
     assert "ncr (vse_light) on synthetic at caption-level noise 0.2: 2 configs in one row" in err
     assert "--tag NAME" in err
     assert main(args[:3] + args[5:]) == 0  # one config alone is fine
+
+
+def test_a_tagged_config_is_submitted_as_a_row_of_its_own(tmp_path, result_dict, capsys):
+    """submit keeps the tag: the accepted files land under <method>@<tag>/, beside the untagged ones."""
+    from ncbench.results import identity_path
+
+    for tag in (None, "lr1e-3"):
+        for seed in (0, 1, 2):
+            rec = result_dict(method="ncr", seed=seed, noise=0.2)
+            if tag:
+                rec["identity"]["tag"] = rec["config"]["tag"] = tag
+            path = identity_path(tmp_path / "results", rec["identity"])
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(json.dumps(rec))
+    dest = tmp_path / "accepted"
+    assert main(["submit", str(tmp_path / "results"), "--dest", str(dest)]) == 0
+    assert "6 accepted, 0 refused" in capsys.readouterr().out
+    folders = sorted(p.parent.parent.name for p in dest.rglob("seed-*.json"))
+    assert folders == ["ncr"] * 3 + ["ncr@lr1e-3"] * 3
