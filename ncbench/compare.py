@@ -53,17 +53,23 @@ class RowKey:
         return f"{self.method} ({self.backbone})"
 
 
+def in_row(result: dict[str, Any], key: RowKey, any_backbone: bool = False) -> bool:
+    """Whether ``result`` is an ok result of the row ``key`` (of any backbone, with ``any_backbone``)."""
+    ident = result["identity"]
+    return (result.get("status") == "ok" and row_of(ident) == key.method
+            and (any_backbone or ident["backbone"] == key.backbone)
+            and ident["dataset"] == key.dataset and float(ident["noise_ratio"]) == float(key.noise_ratio)
+            and noise_type_of(ident) == key.noise_type
+            and (key.protocol_version is None or str(ident["protocol_version"]) == str(key.protocol_version)))
+
+
 def select_row(results: list[dict[str, Any]], key: RowKey) -> dict[int, dict[str, Any]]:
     """seed → the ok result of this row; an error when a seed has results of several configs or
     protocol versions (they would be pooled silently otherwise)."""
     found: dict[int, list[dict[str, Any]]] = {}
     for r in results:
-        ident = r["identity"]
-        if (r.get("status") == "ok" and row_of(ident) == key.method and ident["backbone"] == key.backbone
-                and ident["dataset"] == key.dataset and float(ident["noise_ratio"]) == float(key.noise_ratio)
-                and noise_type_of(ident) == key.noise_type
-                and (key.protocol_version is None or str(ident["protocol_version"]) == str(key.protocol_version))):
-            found.setdefault(int(ident["seed"]), []).append(r)
+        if in_row(r, key):
+            found.setdefault(int(r["identity"]["seed"]), []).append(r)
     for seed, rs in sorted(found.items()):
         if len(rs) > 1:
             raise ConfigError(f"{key.label}, seed {seed}: {len(rs)} results of different configs or protocols ("

@@ -129,6 +129,15 @@ def iter_result_files(root: Path) -> Iterator[Path]:
             yield p
 
 
+def result_files(paths: list[Path]) -> list[Path]:
+    """Files as given; folders searched recursively for result files (``iter_result_files``: not the
+    superseded, tuning or live-log folders)."""
+    out = []
+    for p in map(Path, paths):
+        out += list(iter_result_files(p)) if p.is_dir() else [p]
+    return out
+
+
 def load_results(root: Path) -> LoadedResults:
     results, errors = [], []
     for p in iter_result_files(root):

@@ -163,6 +163,7 @@ def plan(spec: SweepSpec) -> list[RunConfig]:
         raise ConfigError("no method given")
     ratios = [check_ratio(r) for r in spec.noise]
     check_noise_type(spec.noise_type)
+    check_tag(spec.tag)
     if spec.noise_file and len(ratios) != 1:
         raise ConfigError("--noise-file gives the index of one noise ratio; pass exactly one --noise value")
     added = [m for m in REFERENCE_METHODS if spec.references and m not in spec.methods]
@@ -192,7 +193,7 @@ def plan(spec: SweepSpec) -> list[RunConfig]:
                             noise_seed=spec.noise_seed, noise_file=_noise_file(spec, d, r), noise_type=spec.noise_type,
                             method_config=mconf, backbone_config=bconf,
                             dataset_version=dataset_version(card), protocol_version=PROTOCOL_VERSION, recipe=recipe,
-                            tag=check_tag(spec.tag),
+                            tag=spec.tag,
                         ))
     return runs
 

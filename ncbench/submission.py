@@ -28,7 +28,7 @@ from typing import Any
 from . import PROTOCOL_VERSION
 from .atomic import write_text_atomic
 from .evaluate import RetrievalMetrics
-from .results import identity_path, iter_result_files, noise_type_of, row_of, run_folder
+from .results import identity_path, noise_type_of, result_files, row_of, run_folder
 
 KNOWN_PROTOCOLS = (PROTOCOL_VERSION,)
 PROTOCOL_SEEDS = (0, 1, 2)
@@ -132,15 +132,6 @@ def load_submission_file(path: Path) -> Verdict:
     return v
 
 
-def expand(paths: list[Path]) -> list[Path]:
-    """Files as given; folders searched recursively for result files (``results.iter_result_files``:
-    not the superseded, tuning or live-log folders)."""
-    out = []
-    for p in map(Path, paths):
-        out += list(iter_result_files(p)) if p.is_dir() else [p]
-    return out
-
-
 def _group(ident: dict[str, Any]) -> tuple:
     return (ident["protocol_version"], ident["dataset"], float(ident["noise_ratio"]), row_of(ident), ident["backbone"],
             noise_type_of(ident))
@@ -155,7 +146,7 @@ def review(paths: list[Path], dest: Path) -> list[Verdict]:
     """Validate every file; nothing is written."""
     missing = [p for p in map(Path, paths) if not p.exists()]
     verdicts = [Verdict(p, reasons=["file not found"]) for p in missing]
-    verdicts += [load_submission_file(p) for p in expand([p for p in paths if Path(p).exists()])]
+    verdicts += [load_submission_file(p) for p in result_files([p for p in paths if Path(p).exists()])]
     groups: dict[tuple, list[Verdict]] = defaultdict(list)
     for v in verdicts:
         if v.data is not None:

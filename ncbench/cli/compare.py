@@ -52,12 +52,11 @@ def add_parser(sub) -> None:
 def _shared_backbone(args, methods: list[str], results: list[dict]) -> str:
     """The backbone both rows have results with at this dataset and noise: the only one, or the
     card's default among several."""
+    from ..compare import RowKey, in_row
     from ..registry import DATASETS
-    from ..results import noise_type_of, row_of
 
     have = [{r["identity"]["backbone"] for r in results
-             if r.get("status") == "ok" and row_of(r["identity"]) == m and r["identity"]["dataset"] == args.dataset
-             and float(r["identity"]["noise_ratio"]) == args.noise[0] and noise_type_of(r["identity"]) == args.noise_type}
+             if in_row(r, RowKey(m, "", args.dataset, args.noise[0], args.noise_type), any_backbone=True)}
             for m in methods]
     shared = sorted(have[0] & have[1])
     default = DATASETS.get(args.dataset).default_backbone

@@ -31,16 +31,12 @@ def _page_name(result: dict) -> str:
 def command(args) -> int:
     from ..atomic import write_text_atomic
     from ..report.run_page import render_run_page
-    from ..results import iter_result_files, read_result
+    from ..results import read_result, result_files
 
-    files = []
-    for p in map(Path, args.paths):
-        if p.is_dir():
-            files += list(iter_result_files(p))
-        elif p.exists():
-            files.append(p)
-        else:
-            raise ConfigError(f"{p}: no such result file or folder")
+    missing = [p for p in args.paths if not Path(p).exists()]
+    if missing:
+        raise ConfigError(f"{missing[0]}: no such result file or folder")
+    files = result_files(args.paths)
     if not files:
         raise ConfigError(f"no result files under {', '.join(args.paths)}")
     for f in files:

@@ -75,9 +75,18 @@ def _train_here(args, runs, results):
     return report
 
 
+def worker_threads(workers: int, threads: int | None, gpus: int, cores: int) -> int | None:
+    """Torch threads of each local worker: the user's ``--threads``; on CPU without it, the cores
+    divided between the workers (torch's default in each would oversubscribe the machine); with GPUs
+    (one each) torch's default (None)."""
+    if threads is not None or gpus:
+        return threads
+    return max(1, cores // workers)
+
+
 def worker_argv(argv: list[str], workers: int, threads: int | None, gpus: int, cores: int) -> list[str]:
-    """A worker's command line: the user's, less ``--workers``; on CPU without ``--threads``, the
-    cores divided between the workers (torch's default in each would oversubscribe the machine)."""
+    """A worker's command line: the user's, less ``--workers``, with ``--threads`` of
+    ``worker_threads`` where the user gave none."""
     out, skip = [], False
     for a in argv:
         if skip:
@@ -86,8 +95,9 @@ def worker_argv(argv: list[str], workers: int, threads: int | None, gpus: int, c
             skip = True
         elif not a.startswith("--workers="):
             out.append(a)
-    if threads is None and not gpus:
-        out += ["--threads", str(max(1, cores // workers))]
+    each = worker_threads(workers, threads, gpus, cores)
+    if threads is None and each is not None:
+        out += ["--threads", str(each)]
     return out
 
 
@@ -103,7 +113,7 @@ def _local_workers(args, runs):
 
     gpus = torch.cuda.device_count() if (args.device or "cuda").startswith("cuda") else 0
     argv = worker_argv(args.argv, args.workers, args.threads, gpus, usable_cores())
-    each = args.threads or (None if gpus else max(1, usable_cores() // args.workers))
+    each = worker_threads(args.workers, args.threads, gpus, usable_cores())
     print(f"ncbench: {len(runs)} run(s) shared by {args.workers} local workers"
           + (f" on {gpus} GPU(s)" if gpus else f", {each} CPU thread(s) each"), flush=True)
     busy = None if gpus else load_warning(args.workers * each)

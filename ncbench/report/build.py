@@ -38,7 +38,7 @@ from .aggregate import (
 )
 from .curves import curve_frame, curve_stats
 from .layout import LABELS, Board, build_agreement_boards, build_boards
-from .marks import mark_not_worse
+from .marks import dataset_of, mark_not_worse
 from .plots import curves_png, noise_curve_png, split_histogram_png
 from .reported import load_reported, load_sources
 
@@ -100,7 +100,7 @@ def _figures(board: Board, agg: pd.DataFrame, results: list[dict[str, Any]],
         if png:
             figs.append((f"p{board.protocol}-{b}{kind}-rsum-vs-noise.png",
                          f"{LABELS.get(b, b)}: rSum vs {board.noise_type}-level noise ratio", png))
-    datasets = {b.rsplit("-", 1)[0] if b.endswith(("-1k", "-5k")) else b for b in board.benchmarks}
+    datasets = {dataset_of(b) for b in board.benchmarks}
     stats = curves[(curves.protocol_version.astype(str) == board.protocol) & (curves.noise_type == board.noise_type)
                    & curves.dataset.isin(datasets)]
     for (dataset, ratio), block in stats.groupby(["dataset", "noise_ratio"], sort=True):

@@ -17,7 +17,7 @@ from typing import Any
 
 from .. import __version__
 from ..errors import ResultError
-from ..results import read_result
+from ..results import config_key, noise_type_of, read_result, row_of
 from .curves import SERIES, curve_frame, curve_stats, training_loss
 from .html import Figure, templates
 from .plots import curves_png, split_histogram_png
@@ -34,12 +34,9 @@ def flatten(data: Any, prefix: str = "") -> list[tuple[str, str]]:
     return [(prefix, text)]
 
 
-def _unseeded(result: dict[str, Any]) -> dict[str, Any]:
-    return {k: v for k, v in (result.get("config") or {}).items() if k != "seed"}
-
-
 def siblings(result: dict[str, Any]) -> list[dict[str, Any]]:
-    """This result and the ok results beside it whose config differs only in the seed (its sweep group)."""
+    """This result and the ok results beside it of the same config but the seed (``results.config_key``,
+    as a board row): its sweep group."""
     path = result.get("_path")
     found = [result]
     if not path:
@@ -51,7 +48,7 @@ def siblings(result: dict[str, Any]) -> list[dict[str, Any]]:
             other = read_result(p)
         except ResultError:  # an unreadable neighbour only leaves the band out
             continue
-        if (other.get("status") == "ok" and _unseeded(other) == _unseeded(result)
+        if (other.get("status") == "ok" and config_key(other["config"]) == config_key(result["config"])
                 and other["identity"]["seed"] != result["identity"]["seed"]):
             found.append(other)
     return found
@@ -59,8 +56,8 @@ def siblings(result: dict[str, Any]) -> list[dict[str, Any]]:
 
 def _title(r: dict[str, Any]) -> str:
     ident = r["identity"]
-    return (f"{ident['method']} ({ident['backbone']}) on {ident['dataset']}, {float(ident['noise_ratio']):.0%} "
-            f"{ident.get('noise_type') or 'caption'}-level noise, seed {ident['seed']}")
+    return (f"{row_of(ident)} ({ident['backbone']}) on {ident['dataset']}, {float(ident['noise_ratio']):.0%} "
+            f"{noise_type_of(ident)}-level noise, seed {ident['seed']}")
 
 
 def figures(result: dict[str, Any]) -> list[Figure]:
