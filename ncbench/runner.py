@@ -96,6 +96,7 @@ class RunSettings:
     compile: bool = False  # torch.compile the backbones' kernels (``Backbone.compile_kernels``)
     keep_networks: bool = False  # keep each run's selected networks (``ensemble.nets_path``)
     log: Callable[[str], None] = print
+    warn: Callable[[str], None] | None = None  # ``load_warning`` goes here before the first run trains (None: not checked)
     live_log: tuple[str, ...] = ()  # ``--log``: tensorboard and/or wandb (``ncbench.live_log``)
     log_dir: Path | None = None  # where live logs go (None: <results_dir>/logs)
 
@@ -262,6 +263,7 @@ class Runner:
     def __init__(self, settings: RunSettings):
         self.s = settings
         self._datasets: dict[str, Dataset] = {}
+        self._load_checked = settings.warn is None or settings.device != "cpu"
 
     def dataset(self, name: str) -> Dataset:
         if name not in self._datasets:
@@ -288,6 +290,11 @@ class Runner:
         mcls = METHODS.get(cfg.method)
         ctx = make_context(ds, noise, cfg.backbone, cfg.backbone_config, device, generator, self.s.progress,
                            self.s.compile)
+        if not self._load_checked:  # once, when the inputs have loaded and training is about to start
+            self._load_checked = True
+            busy = load_warning(torch.get_num_threads())
+            if busy:
+                self.s.warn(busy)
         record = self._record(cfg, noise)
         live = self._live_log(cfg)
         try:

@@ -49,3 +49,12 @@ def test_a_busy_machine_is_reported_before_training(tmp_path, cache_dir, capsys,
     monkeypatch.setattr(os, "getloadavg", lambda: (64.0, 64.0, 64.0))
     assert main([*SMOKE, "--results", str(tmp_path / "r"), "--cache-dir", str(cache_dir), "--no-progress"]) == 0
     assert "warning: this machine is busy (load average 64.0" in capsys.readouterr().err
+
+
+def test_a_bad_input_on_a_busy_machine_is_one_error_line(tmp_path, capsys, monkeypatch):
+    """The load is checked once the inputs have loaded: a bad input stays the single line
+    ``ncbench: error: ...`` (the warning came first, and a loaded CI machine failed the CLI tests)."""
+    monkeypatch.setattr(os, "getloadavg", lambda: (64.0, 64.0, 64.0))
+    assert main(["run", "--dataset", "f30k", "--noise", "0.2", "--results", str(tmp_path / "r")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("ncbench: error:") and "needs --data-root" in err and "busy" not in err

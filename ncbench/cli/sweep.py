@@ -39,15 +39,12 @@ def execute(args, runs=None):
 
 def _train_here(args, runs, results):
     """Train the sweep's runs in this process (one local worker)."""
-    import torch
-
     from ..ensemble import expand
     from ..runner import (
         RunSettings,
         check_device,
         configure_torch,
         default_device,
-        load_warning,
         run_sweep,
     )
 
@@ -62,11 +59,10 @@ def _train_here(args, runs, results):
         amp=args.amp, compile=args.compile, keep_networks=bool(ensembles),
         log=lambda msg: print(prefix + msg, flush=True), live_log=check_kinds(args.log),
         log_dir=Path(args.log_dir) if args.log_dir else None,
+        # a busy machine is reported by this process, or for local workers by their parent (once)
+        warn=None if args.worker_index is not None else lambda msg: print(f"ncbench: {msg}", file=sys.stderr, flush=True),
     )
     print(f"{prefix}ncbench: {len(runs)} run(s) on {settings.device}; results in {results}/", flush=True)
-    busy = load_warning(torch.get_num_threads()) if settings.device == "cpu" and args.worker_index is None else None
-    if busy:
-        print(f"ncbench: {busy}", file=sys.stderr, flush=True)
     t0 = time.perf_counter()
     report = run_sweep(runs, settings, ensembles)
     busy = f", {len(report.busy)} being trained by other workers" if report.busy else ""
