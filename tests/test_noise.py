@@ -43,9 +43,12 @@ def test_saved_file_is_official_format_and_reloads(tmp_path):
     assert raw.dtype == np.int64 and raw.shape == (500,)
     back = load_noise_index(path, t, 100, 0.3)
     assert back.sha256 == idx.sha256 == array_sha256(raw)
-    # obtain_noise_index loads the existing file instead of generating a new one
-    again = obtain_noise_index(t, 100, 0.3, seed=999, path=path)
-    assert again.sha256 == idx.sha256
+    # obtain_noise_index accepts the cached file when it is the index it generates ...
+    again = obtain_noise_index(t, 100, 0.3, seed=0, path=path)
+    assert again.sha256 == idx.sha256 and again.source == str(path)
+    # ... and refuses one that is not (here: written for another noise seed), naming it
+    with pytest.raises(DataError, match=r"x_precomp_0\.3\.npy: this cached noise index is not the one"):
+        obtain_noise_index(t, 100, 0.3, seed=999, path=path)
 
 
 @pytest.mark.parametrize("ratio", [-0.1, 1.0, 1.5, float("nan")])
@@ -163,3 +166,90 @@ def test_noise_type_is_part_of_the_identity_and_caption_runs_hash_as_before():
     assert result_path(Path("r"), cap) == Path("r/protocol-1/synthetic/noise-0.2/ncr/vse_light/seed-0.json")
     assert result_path(Path("r"), img) == Path("r/protocol-1/synthetic/noise-image-0.2/ncr/vse_light/seed-0.json")
     assert "image-level noise 0.2" in img.label and "image-level" not in cap.label
+
+
+# -- the realised ratio must match the nominal one (reliability report F1, cases B12 and B13) ----------
+def cycled(n_img: int, moved: int, cpi: int = 5) -> np.ndarray:
+    """A caption-level index in which exactly ``moved`` captions have another image: captions taken
+    in the order (k-th caption of image 0, 1, …, then the next k) each take the image of the one
+    seven places on in that order (cyclically), never their own image for these sizes."""
+    t = np.arange(n_img * cpi, dtype=np.int64) // cpi
+    order = (np.arange(n_img)[None, :] * cpi + np.arange(cpi)[:, None]).ravel()[:moved]
+    t2i = t.copy()
+    t2i[order] = t[np.roll(order, -7)]
+    assert int((t2i != t).sum()) == moved and np.array_equal(np.sort(t2i), t)
+    return t2i
+
+
+def test_a_clean_index_given_as_60_percent_is_refused(tmp_path):
+    t = true_rows(300)
+    np.save(tmp_path / "clean.npy", t)
+    with pytest.raises(DataError, match=r"clean\.npy: realised noise ratio 0\.00000 does not match the nominal 0\.6"):
+        load_noise_index(tmp_path / "clean.npy", t, 300, 0.6)
+    assert load_noise_index(tmp_path / "clean.npy", t, 300, 0.0).realised_ratio == 0.0
+    assert load_noise_index(tmp_path / "clean.npy", t, 300).ratio == 0.0  # no nominal: the file's own
+    np.save(tmp_path / "noisy.npy", cycled(300, 900))  # 60% noise given as 0%
+    with pytest.raises(DataError, match=r"noisy\.npy: realised noise ratio 0\.60000 does not match the nominal 0 "):
+        load_noise_index(tmp_path / "noisy.npy", t, 300, 0.0)
+
+
+@pytest.mark.parametrize("n_img,moved,ok", [
+    # 100,000 captions: 40 steps are 0.0004, so the tolerance is 0.001 = 100 captions below, 1 above
+    (20000, 20000, True), (20000, 19900, True), (20000, 19899, False), (20000, 20001, True), (20000, 20002, False),
+    # 1,500 captions: 40 captions below (0.02667), 1 above
+    (300, 300, True), (300, 260, True), (300, 259, False), (300, 301, True), (300, 302, False),
+])
+def test_realised_ratio_tolerance(tmp_path, n_img, moved, ok):
+    ratio = 0.2
+    np.save(tmp_path / "i.npy", cycled(n_img, moved))
+    t = true_rows(n_img)
+    assert int(ratio * len(t)) in (20000, 300)  # the nominal counts the cases are written around
+    if ok:
+        assert load_noise_index(tmp_path / "i.npy", t, n_img, ratio).realised_ratio == pytest.approx(moved / len(t))
+    else:
+        with pytest.raises(DataError, match="does not match the nominal 0.2"):
+            load_noise_index(tmp_path / "i.npy", t, n_img, ratio)
+
+
+def test_image_level_tolerance_counts_image_rows(tmp_path):
+    """Image-level: one step is one image row (300 rows: 40 rows = 0.1333 below)."""
+    per_image = np.arange(300, dtype=np.int64)
+    per_image[:20] = np.roll(per_image[:20], 1)  # 20 of 300 images moved: realised 0.0667
+    np.save(tmp_path / "img.npy", per_image)
+    t = true_rows(300)
+    assert load_noise_index(tmp_path / "img.npy", t, 300, 0.2, "image").realised_ratio == pytest.approx(20 / 300)
+    with pytest.raises(DataError, match="one image row"):
+        load_noise_index(tmp_path / "img.npy", t, 300, 0.21, "image")
+
+
+PAPER_FOLDERS = [("noise_index_f30k/bicro", "f30k_precomp", 29000, "caption"),
+                 ("noise_index_f30k/l2rm", "f30k_precomp", 29000, "image"),
+                 ("noise_index_f30k/rcl", "noise_inx", 29000, "image"), ("noise_index_coco/rcl", "noise_inx", 113287, "image")]
+
+
+@pytest.mark.parametrize("folder,stem,n_img,kind", PAPER_FOLDERS)
+def test_every_paper_file_passes_the_ratio_check(shared_data, folder, stem, n_img, kind):
+    """All 18 shipped files load at the ratio in their name (their realised ratios fall short by
+    at most 7e-5, measured), so the tolerance refuses none of the papers' own indices."""
+    files = sorted((shared_data / folder).glob(f"{stem}_*.npy"))
+    assert len(files) >= 4
+    true = np.arange(n_img * 5, dtype=np.int64) // 5
+    for f in files:
+        ratio = float(f.stem.rsplit("_", 1)[1])
+        idx = load_noise_index(f, true, n_img, ratio, kind)
+        assert idx.ratio == ratio and 0 <= ratio - idx.realised_ratio < 1e-4
+
+
+def test_a_modified_cached_index_is_refused(tmp_path):
+    """B13: a clean index copied over ``results/noise_index/…_0.2_seed0.npy`` is not trained on."""
+    t = true_rows(300)
+    path = tmp_path / "noise_index" / "synthetic-small_0.2_seed0.npy"
+    first = obtain_noise_index(t, 300, 0.2, seed=0, path=path)
+    assert array_sha256(np.load(path)) == first.sha256
+    np.save(path, t)
+    with pytest.raises(DataError, match=r"synthetic-small_0\.2_seed0\.npy: this cached noise index is not the one "
+                                        r"ncbench generates for caption-level ratio 0\.2, noise seed 0"):
+        obtain_noise_index(t, 300, 0.2, seed=0, path=path)
+    np.save(path, first.t2i.astype(np.float64))
+    with pytest.raises(DataError, match="a float64 array"):
+        obtain_noise_index(t, 300, 0.2, seed=0, path=path)

@@ -12,8 +12,11 @@ uses NumPy's global RNG) and saved in the official format: a 1-D int64 ``.npy`` 
 → image row. Existing files are loaded verbatim: per-caption ones (BiCro's, L2RM's) and per-image
 ones (RCL's, one entry per image row, expanded to its captions). The type a file holds is detected
 from its content (``detect_noise_type``), and a file of the other type than the run declares is
-refused, so an image-level index can never be trained as caption-level. Every run records the
-sha256 of the per-caption index (RCL's per-image file and L2RM's ``np.repeat`` of it hash alike).
+refused, so an image-level index can never be trained as caption-level. A file's realised ratio
+must match the nominal ratio it is given for (``check_realised``), so a clean index can never be
+filed as 60% noise; an index ncbench generated and cached is compared with a fresh generation by its
+sha256 (``obtain_noise_index``), so a modified cache is refused. Every run records the sha256 of the
+per-caption index (RCL's per-image file and L2RM's ``np.repeat`` of it hash alike).
 """
 
 from __future__ import annotations
@@ -143,10 +146,35 @@ def read_index_file(path: str | Path) -> np.ndarray:
         raise DataError(f"{path}: truncated or not a .npy array ({exc})") from None
 
 
+# How far a file's realised ratio may fall below the nominal one. The papers' files fall a hair short
+# (a selected caption or image that receives its own image back counts as clean; ⌊r·N⌋ rounds
+# down): measured on all 18 shipped files (BiCro, L2RM, RCL for F30K; RCL for COCO), the worst gap is
+# 7e-5 (L2RM/RCL F30K 0.6: 0.59993). On small datasets the same effect is a few items: ncbench's own
+# generator fell short by at most 15 captions (caption-level, 1500 captions, 8000 draws) or 7 image
+# rows (image-level), with a tail halving per further item. So the realised ratio must lie in
+# [nominal - max(RATIO_TOLERANCE, RATIO_SLACK_STEPS steps), nominal + one step], one step being one
+# caption (caption-level) or one image row (image-level) of the training split.
+RATIO_TOLERANCE = 0.001
+RATIO_SLACK_STEPS = 40
+
+
+def check_realised(where: str, realised: float, nominal: float, n_units: int, noise_type: str) -> None:
+    """Refuse an index whose realised ratio is not the ``nominal`` one it is given for (``n_units``:
+    captions for caption-level noise, image rows for image-level; one of them is one step)."""
+    step = 1.0 / max(n_units, 1)
+    below = max(RATIO_TOLERANCE, RATIO_SLACK_STEPS * step)
+    if not (nominal - below - 1e-9 <= realised <= nominal + step + 1e-9):  # 1e-9: float rounding at the bounds
+        raise DataError(
+            f"{where}: realised noise ratio {realised:.5f} does not match the nominal {nominal:g} it is given for "
+            f"(tolerance: {below:.5f} below, {step:.5f} above, i.e. one {'image row' if noise_type == 'image' else 'caption'}); "
+            f"pass the --noise value the file was made for (ncbench noise info {where})")
+
+
 def load_noise_index(path: str | Path, true_rows: np.ndarray, n_rows: int, ratio: float | None = None,
                      noise_type: str = "caption") -> NoiseIndex:
-    """Load an index file verbatim (per-caption or per-image) after checking its length, value range
-    and that it holds noise of the declared ``noise_type``."""
+    """Load an index file verbatim (per-caption or per-image) after checking its length, value range,
+    that it holds noise of the declared ``noise_type`` and, with a nominal ``ratio``, that its realised
+    ratio matches it (``check_realised``)."""
     check_noise_type(noise_type)
     raw, _ = per_caption(read_index_file(path), true_rows, n_rows, str(path))
     t2i = validate_index(raw, len(true_rows), n_rows, str(path))
@@ -155,8 +183,10 @@ def load_noise_index(path: str | Path, true_rows: np.ndarray, n_rows: int, ratio
         raise DataError(f"{path}: holds {found}-level noise but the run declares {noise_type}-level "
                         f"(pass --noise-type {found} to train with it under the {found}-level protocol)")
     clean = t2i == true_rows
-    nominal = float(1.0 - clean.mean()) if ratio is None else ratio
-    return NoiseIndex(t2i, clean, nominal, array_sha256(t2i), str(path), noise_type)
+    realised = float(1.0 - clean.mean()) if len(clean) else 0.0
+    if ratio is not None:
+        check_realised(str(path), realised, ratio, n_rows if noise_type == "image" else len(true_rows), noise_type)
+    return NoiseIndex(t2i, clean, realised if ratio is None else ratio, array_sha256(t2i), str(path), noise_type)
 
 
 def save_noise_index(index: NoiseIndex, path: str | Path) -> None:
@@ -167,15 +197,31 @@ def save_noise_index(index: NoiseIndex, path: str | Path) -> None:
 def obtain_noise_index(
     true_rows: np.ndarray, n_rows: int, ratio: float, seed: int, path: str | Path | None, noise_type: str = "caption"
 ) -> NoiseIndex:
-    """The index for a run: load ``path`` if it exists, else generate it (and save it there)."""
+    """The index for a run, generated; with ``path``, cached there: written on first use, and later
+    compared with the fresh generation (``check_cached``), so a modified cache is never trained on."""
     ratio = check_ratio(ratio)
-    if path is not None and Path(path).exists():
-        return load_noise_index(path, true_rows, n_rows, ratio, noise_type)
     index = make_noise_index(true_rows, ratio, seed, noise_type, n_rows)
-    if path is not None:
+    if path is None:
+        return index
+    if Path(path).exists():
+        check_cached(Path(path), index, seed)
+    else:
         save_noise_index(index, path)
-        index = NoiseIndex(index.t2i, index.clean, ratio, index.sha256, str(path), noise_type)
-    return index
+    return NoiseIndex(index.t2i, index.clean, ratio, index.sha256, str(path), noise_type)
+
+
+def check_cached(path: Path, index: NoiseIndex, seed: int) -> None:
+    """Refuse a cached generated index that is not ``index`` (by the sha256 of its content)."""
+    raw = read_index_file(path)
+    same = raw.shape == index.t2i.shape and np.issubdtype(raw.dtype, np.integer) and array_sha256(raw) == index.sha256
+    if not same:
+        found = (f"sha256 {array_sha256(raw)[:12]}…" if np.issubdtype(raw.dtype, np.integer) and raw.ndim == 1
+                 else f"a {raw.dtype} array of shape {raw.shape}")
+        raise DataError(
+            f"{path}: this cached noise index is not the one ncbench generates for {index.noise_type}-level ratio "
+            f"{index.ratio:g}, noise seed {seed} ({found} instead of sha256 {index.sha256[:12]}…): it was "
+            f"modified or replaced. Delete it to have it generated again, or train with a deliberate index "
+            f"through --noise-file")
 
 
 def describe_index_file(path: str | Path, captions_per_image: int = 5) -> dict:
