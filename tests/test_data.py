@@ -138,6 +138,39 @@ def test_synthetic_is_deterministic_and_in_precomp_layout(tmp_path):
     assert json.loads((a / "meta.json").read_text())["spec"]["n_train"] == 30
 
 
+def test_a_modified_cached_synthetic_split_is_refused(tmp_path):
+    """A18b: a cached split altered after generation is detected by the sha256 in meta.json."""
+    spec = SyntheticSpec(n_train=30, n_dev=10, n_test=20)
+    out = ensure_synthetic(tmp_path, spec)
+    assert ensure_synthetic(tmp_path, spec) == out  # untouched: accepted
+    feats = np.load(out / "test_ims.npy")
+    feats[3, 0] += 1.0
+    np.save(out / "test_ims.npy", feats)
+    with pytest.raises(DataError, match=r"test_ims\.npy: cached synthetic file was modified .*delete .* to have it "
+                                        r"generated again"):
+        ensure_synthetic(tmp_path, spec)
+    (out / "test_ims.npy").unlink()
+    with pytest.raises(DataError, match=r"test_ims\.npy: cached synthetic file unreadable"):
+        ensure_synthetic(tmp_path, spec)
+
+
+def test_a_cache_generated_before_hashes_is_checked_once_against_a_fresh_generation(tmp_path):
+    spec = SyntheticSpec(n_train=30, n_dev=10, n_test=20)
+    out = ensure_synthetic(tmp_path, spec)
+    meta = json.loads((out / "meta.json").read_text())
+    recorded = meta.pop("files")
+    assert recorded["test_caps.txt"] == hashlib.sha256((out / "test_caps.txt").read_bytes()).hexdigest()
+    (out / "meta.json").write_text(json.dumps(meta))  # as written before the hashes were recorded
+    ensure_synthetic(tmp_path, spec)
+    assert json.loads((out / "meta.json").read_text())["files"] == recorded
+    (out / "meta.json").write_text(json.dumps(meta))
+    caps = (out / "train_caps.txt").read_text().splitlines()
+    (out / "train_caps.txt").write_text("\n".join(caps[1:] + caps[:1]) + "\n")
+    with pytest.raises(DataError, match=r"train_caps\.txt: cached synthetic file was modified"):
+        ensure_synthetic(tmp_path, spec)
+    assert [p.name for p in tmp_path.iterdir()] == [out.name]  # the fresh copy was removed
+
+
 def test_batches_gather_the_noisy_rows_and_cuda_runs_pin_them(tmp_path, make_precomp):
     """A training batch holds, for each caption id, the features of the image its noisy index points
     at (checked against plain indexing of the array); CUDA runs ask for page-locked batches."""

@@ -11,7 +11,9 @@ while a plain hard-negative triplet model also fits the shuffled pairs and loses
 
 The generator writes the files in the precomp layout (``train_ims.npy`` stored once per image,
 ``dev_ims.npy`` once per caption like Flickr30K's, ``test_ims.npy`` once per image, ``*_caps.txt``,
-``vocab.json``), so every run goes through the same loader as real data.
+``vocab.json``), so every run goes through the same loader as real data. ``meta.json`` records the
+sha256 of every file, and a cached folder is checked against them each time it is used
+(``check_folder``): a modified cache is refused, never trained or tested on.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..errors import DataError
 from .vocab import Vocabulary
 
 GENERATOR_VERSION = "1"
@@ -135,8 +138,10 @@ def generate(spec: SyntheticSpec, out: Path) -> None:
             if split == "train":
                 all_caps = caps
         Vocabulary.build(all_caps, threshold=1).save(tmp / "vocab.json")
+        files = {p.name: file_sha256(p) for p in sorted(tmp.iterdir())}
         (tmp / "meta.json").write_text(
-            json.dumps({"generator_version": GENERATOR_VERSION, "spec": asdict(spec)}, indent=1), encoding="utf-8"
+            json.dumps({"generator_version": GENERATOR_VERSION, "spec": asdict(spec), "files": files}, indent=1),
+            encoding="utf-8",
         )
         try:
             os.replace(tmp, out)
@@ -148,9 +153,51 @@ def generate(spec: SyntheticSpec, out: Path) -> None:
             shutil.rmtree(tmp, ignore_errors=True)
 
 
+def file_sha256(path: Path) -> str:
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+def recorded_hashes(out: Path, spec: SyntheticSpec) -> dict[str, str]:
+    """The sha256 of each file of ``out`` as ``meta.json`` records it. A folder generated before the
+    hashes were recorded gets them from a fresh generation (a fraction of a second), written into its
+    ``meta.json`` once its files are found identical."""
+    meta_path = out / "meta.json"
+    try:
+        meta = json.loads(meta_path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise DataError(f"{meta_path}: unreadable ({exc}); delete {out} to have the synthetic dataset generated "
+                        f"again") from None
+    if isinstance(meta, dict) and isinstance(meta.get("files"), dict):
+        return meta["files"]
+    with tempfile.TemporaryDirectory(dir=out.parent, prefix=f".{out.name}.check.") as tmp:
+        fresh = Path(tmp) / out.name
+        generate(spec, fresh)
+        files = json.loads((fresh / "meta.json").read_text(encoding="utf-8"))["files"]
+        check_folder(out, files)
+        os.replace(fresh / "meta.json", meta_path)
+    return files
+
+
+def check_folder(out: Path, files: dict[str, str]) -> None:
+    """Refuse a cached folder whose files are not those generated (sha256 per file)."""
+    for name, digest in files.items():
+        path = out / name
+        try:
+            found = file_sha256(path)
+        except OSError as exc:
+            raise DataError(f"{path}: cached synthetic file unreadable ({exc.strerror or exc}); delete {out} to have "
+                            f"it generated again") from None
+        if found != digest:
+            raise DataError(f"{path}: cached synthetic file was modified (sha256 {found[:12]}…, generated as "
+                            f"{digest[:12]}…); delete {out} to have it generated again")
+
+
 def ensure_synthetic(cache_dir: Path, spec: SyntheticSpec = SyntheticSpec()) -> Path:
-    """The folder of the dataset described by ``spec``, generating it on first use."""
+    """The folder of the dataset described by ``spec``, generating it on first use; a cached folder
+    must hold the files generated (``check_folder``)."""
     out = Path(cache_dir) / spec.folder_name()
     if not (out / "meta.json").is_file():
         generate(spec, out)
+    else:
+        check_folder(out, recorded_hashes(out, spec))
     return out
