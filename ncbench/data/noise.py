@@ -22,8 +22,9 @@ per-caption index (RCL's per-image file and L2RM's ``np.repeat`` of it hash alik
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -35,14 +36,19 @@ NOISE_TYPES = ("caption", "image")
 
 @dataclass(frozen=True)
 class NoiseIndex:
-    """Caption row → image row after noise, with the ground-truth clean mask."""
+    """Caption row → image row after noise, with the ground-truth clean mask; for noise that
+    corrupts text (``partial``), the noisy text of each corrupted caption row."""
 
     t2i: np.ndarray  # int64 (N_cap,)
-    clean: np.ndarray  # bool (N_cap,): t2i == the caption's true image row
+    clean: np.ndarray  # bool (N_cap,): the pair is the one the caption file gives
     ratio: float  # nominal ratio asked for (or given with a file)
-    sha256: str
+    sha256: str  # of the per-caption index (int64 .npy content)
     source: str  # "generated:seed=<s>" or the file path
-    noise_type: str = "caption"  # the protocol: caption | image
+    noise_type: str = "caption"  # the protocol's type: caption | image
+    spec: Any = None  # the whole protocol (``NoiseSpec``); None: the papers' shuffle of ``noise_type``
+    texts: dict[int, str] = field(default_factory=dict)  # caption row → corrupted text (partial)
+    texts_sha256: str | None = None  # of the override file's content (``noise_models.texts_bytes``)
+    details: dict[str, Any] = field(default_factory=dict)  # the model's record, e.g. the embedder's sha256
 
     @property
     def realised_ratio(self) -> float:
@@ -238,3 +244,89 @@ def describe_index_file(path: str | Path, captions_per_image: int = 5) -> dict:
     return {"layout": layout, "entries": n, "captions": len(t2i), "noise_type": detect_noise_type(t2i, true),
             "min": int(raw.min()) if n else 0, "max": int(raw.max()) if n else 0,
             "realised": float((t2i != true).mean()) if len(t2i) else 0.0, "sha256": array_sha256(t2i)}
+
+
+# ------------------------------------------------------------------ noise protocols (NoiseSpec)
+
+
+def texts_path(index_path: str | Path) -> Path:
+    """Where the corrupted texts of an index file live (``partial`` noise): ``<stem>.texts.json``."""
+    index_path = Path(index_path)
+    return index_path.with_name(index_path.stem + ".texts.json")
+
+
+def generate_noise(spec, inputs, ratio: float, seed: int) -> NoiseIndex:
+    """The noise of protocol ``spec`` (``NoiseSpec``) on a training split (``noise_models.NoiseInputs``);
+    the papers' shuffle through ``make_noise_index``, so its indices stay byte-identical."""
+    from .noise_models import get_model, texts_sha256
+
+    ratio = check_ratio(ratio)
+    if spec.is_papers:
+        return replace(make_noise_index(inputs.true_rows, ratio, seed, spec.type, inputs.n_rows), spec=spec)
+    out = get_model(spec.model).generate(inputs, ratio, seed, spec.type, spec.params_dict)
+    return NoiseIndex(out.t2i, out.clean, ratio, array_sha256(out.t2i), f"generated:seed={seed}", spec.type, spec,
+                      out.texts, texts_sha256(out.texts) if out.texts else None, out.details)
+
+
+def obtain_noise(spec, inputs, ratio: float, seed: int, path: str | Path | None) -> NoiseIndex:
+    """The generated noise of a run, cached at ``path`` (with its texts beside it) and, when the cache
+    exists, compared with the fresh generation, index and texts alike."""
+    from .noise_models import texts_bytes
+
+    if spec.is_papers:
+        return replace(obtain_noise_index(inputs.true_rows, inputs.n_rows, ratio, seed, path, spec.type), spec=spec)
+    index = generate_noise(spec, inputs, ratio, seed)
+    if path is None:
+        return index
+    path, tpath = Path(path), texts_path(path)
+    if path.exists():
+        check_cached(path, index, seed)
+        if index.texts and (not tpath.is_file() or _sha256_file(tpath) != index.texts_sha256):
+            raise DataError(f"{tpath}: the cached corrupted texts are missing or not the ones ncbench generates for "
+                            f"{spec.label} noise at ratio {ratio:g}, noise seed {seed}: delete {path} and {tpath} to "
+                            f"have them generated again")
+    else:
+        if index.texts:
+            write_atomic(tpath, lambda f: f.write(texts_bytes(index.texts)))
+        save_noise_index(index, path)
+    return replace(index, source=str(path))
+
+
+def load_noise(spec, path: str | Path, inputs, ratio: float | None) -> NoiseIndex:
+    """A noise file given for protocol ``spec`` (``--noise-file``), loaded verbatim: the index and,
+    for text-corrupting models, its texts file; the realised ratio is checked against ``ratio``."""
+    from .noise_models import read_texts, texts_sha256
+
+    if spec.model != "partial":
+        return replace(load_noise_index(path, inputs.true_rows, inputs.n_rows, ratio, spec.type), spec=spec)
+    index = load_noise_index(path, inputs.true_rows, inputs.n_rows, None, spec.type)
+    if not index.clean.all():
+        raise DataError(f"{path}: partial noise keeps every caption's image, but this index moves "
+                        f"{int((~index.clean).sum())} caption(s)")
+    tpath = texts_path(path)
+    texts = read_texts(tpath, len(inputs.true_rows))
+    clean = index.clean.copy()
+    clean[list(texts)] = False
+    realised = float(1.0 - clean.mean()) if len(clean) else 0.0
+    if ratio is not None:
+        check_realised(str(tpath), realised, ratio, inputs.n_rows if spec.type == "image" else len(inputs.true_rows),
+                       spec.type)
+    return replace(index, clean=clean, ratio=realised if ratio is None else ratio, spec=spec, texts=texts,
+                   texts_sha256=texts_sha256(texts))
+
+
+def noisy_split(split, index: NoiseIndex, vocab):
+    """The training ``Split`` as the run sees it: each corrupted caption row's text (and tokens)
+    replaced by its noisy text (the override layer of ``partial`` noise); the split itself when
+    the noise corrupts no text."""
+    if not index.texts:
+        return split
+    captions, tokens = list(split.captions), list(split.tokens)
+    for row, text in index.texts.items():
+        captions[row] = text
+        tokens[row] = vocab.encode(text)
+    return replace(split, captions=captions, tokens=tokens)
+
+
+def _sha256_file(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()

@@ -9,7 +9,7 @@ import torch
 
 from ..data.batching import TrainingSet
 from ..data.cards import Dataset
-from ..data.noise import NoiseIndex
+from ..data.noise import NoiseIndex, noisy_split
 from ..registry import BACKBONES
 from .method import TrainContext, build_config
 
@@ -17,7 +17,8 @@ from .method import TrainContext, build_config
 def make_context(ds: Dataset, noise: NoiseIndex, backbone: str, backbone_config: dict[str, Any],
                  device: torch.device, generator: torch.Generator, progress: bool = False,
                  compile: bool = False) -> TrainContext:
-    """What a method is given: the noisy training set and a way to build fresh backbones (with
+    """What a method is given: the noisy training set (pairs re-drawn by the noise index, corrupted
+    caption texts in place of the originals) and a way to build fresh backbones (with
     ``compile``, their kernels compiled, ``Backbone.compile_kernels``). The backbone is looked up
     when first built: a method with its own similarity model (``fixed_backbone``) builds none."""
     feature_dim = int(ds.train.images.shape[-1])
@@ -30,6 +31,6 @@ def make_context(ds: Dataset, noise: NoiseIndex, backbone: str, backbone_config:
         return net
 
     return TrainContext(
-        train=TrainingSet(ds.train, noise, pin_memory=device.type == "cuda"),
+        train=TrainingSet(noisy_split(ds.train, noise, ds.vocab), noise, pin_memory=device.type == "cuda"),
         build_backbone=build_backbone, vocab_size=len(ds.vocab), device=device, generator=generator, progress=progress,
     )
