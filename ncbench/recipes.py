@@ -73,7 +73,10 @@ def recipe_file(dataset: str, folder: Path | None = None) -> Path:
 
 
 def load_recipes(dataset: str, folder: Path | None = None) -> dict[tuple[str, str], Recipe]:
-    """All recipes of ``dataset`` by (method, backbone); none when the dataset has no recipe file."""
+    """All recipes of ``dataset`` by (method, backbone); none when the dataset has no recipe file. A
+    ``folder`` given (``--recipes DIR``) must exist: a mistyped one would silently train on defaults."""
+    if folder is not None and not Path(folder).is_dir():
+        raise RecipeError(f"{folder}: recipes folder not found (--recipes names a folder of <dataset>.toml files)")
     path = recipe_file(dataset, folder)
     if not path.is_file():
         return {}
@@ -150,7 +153,7 @@ def render(recipes: dict[tuple[str, str], Recipe], dataset: str) -> str:
 def write_recipe(dataset: str, method: str, backbone: str, recipe: Recipe, folder: Path) -> Path:
     """Put one (method, backbone) entry into ``folder/<dataset>.toml``, keeping the others (atomic)."""
     path = recipe_file(dataset, folder)
-    recipes = load_recipes(dataset, folder)
+    recipes = load_recipes(dataset, folder) if Path(folder).is_dir() else {}  # the first recipe creates it
     recipes[(method, backbone)] = recipe
     text = render(recipes, dataset)
     tomllib.loads(text)  # what is written must read back

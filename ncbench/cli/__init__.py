@@ -7,8 +7,11 @@ each with ``NAMES`` (the command and its aliases), ``add_parser(sub)`` and ``com
 option types in ``options``, sweep execution in ``sweep``. No other ncbench module imports this
 package.
 
-Errors caused by input are printed as one line (``ncbench: error: ...``) with exit code 2; an
-interrupted sweep exits 130 and resumes when the same command is run again.
+Errors caused by input are printed as one line (``ncbench: error: ...``) with exit code 2: an
+``NcbenchError``, a folder or output-file option that cannot be one (checked up front,
+``options.check_paths``), and any ``OSError`` (permission denied, no space left, a file where a
+folder should be), printed with the file it concerns. An interrupted sweep exits 130 and resumes when
+the same command is run again. Anything else is a bug: one ``internal error`` line, exit 1.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ import traceback
 
 from .. import __version__
 from ..errors import NcbenchError, Preempted
+from .options import check_paths, path_options
 from . import (
     bench,
     compare,
@@ -58,6 +62,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return 2
     try:
+        check_paths(args)
         code = COMMANDS[args.command](args)
         sys.stdout.flush()  # a reader that has gone away (``| head``) is noticed here, not at exit
         return code
@@ -66,6 +71,9 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     except NcbenchError as exc:
         print(f"ncbench: error: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:  # the file system refused (permissions, no space, a file where a folder should be)
+        print(f"ncbench: error: {os_error_message(exc, args)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("\nncbench: interrupted; finished results and the last checkpoint of the current run are kept, "
@@ -84,6 +92,17 @@ def main(argv: list[str] | None = None) -> int:
         print(f"ncbench: internal error: {type(exc).__name__}: {exc} (set NCBENCH_DEBUG=1 for the traceback)",
               file=sys.stderr)
         return 1
+
+
+def os_error_message(exc: OSError, args) -> str:
+    """``<what went wrong>: <file>`` (and the second file of a rename); without a file (a full disk
+    at a write), the folders and files the command works with."""
+    what = exc.strerror or str(exc) or type(exc).__name__
+    files = [str(f) for f in (exc.filename, exc.filename2) if f is not None]
+    if files:
+        return f"{what}: {' -> '.join(files)}"
+    paths = ", ".join(f"{option} {path}" for option, path, _ in path_options(args))
+    return f"{what} (ncbench was working in {paths})" if paths else what
 
 
 if __name__ == "__main__":

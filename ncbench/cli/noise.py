@@ -6,6 +6,10 @@ from ..errors import ConfigError
 
 NAMES = ("noise",)
 
+# ``noise make --captions``: at least 1 and at most 20 million, 35 times COCO's 566,435 training
+# captions (the index is 8 bytes a caption, several copies of it while shuffling: ~1 GB at the cap)
+MAX_CAPTIONS = 20_000_000
+
 
 def add_parser(sub) -> None:
     nz = sub.add_parser("noise", help="make or inspect noise-index files")
@@ -33,6 +37,8 @@ def command(args) -> int:
     if cpi < 1:
         raise ConfigError(f"--captions-per-image must be ≥ 1, got {cpi}")
     if args.noise_command == "make":
+        if not 1 <= args.captions <= MAX_CAPTIONS:
+            raise ConfigError(f"--captions must be between 1 and {MAX_CAPTIONS:,} (COCO has 566,435), got {args.captions}")
         true = np.arange(args.captions, dtype=np.int64) // cpi
         idx = make_noise_index(true, args.ratio, args.seed, args.noise_type)
         save_noise_index(idx, args.out)

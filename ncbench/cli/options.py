@@ -1,5 +1,6 @@
 """Option types and the options shared by the sweep commands (``run``, ``detect``, ``tune``, ``status``),
-and how they become a ``SweepSpec`` and its planned runs."""
+how they become a ``SweepSpec`` and its planned runs, and the up-front check of the options that
+name a folder or an output file (``check_paths``)."""
 
 from __future__ import annotations
 
@@ -173,3 +174,58 @@ def planned_runs(args):
     runs = plan(sweep_spec(args))
     part = shard_option(args.shard)
     return shard(runs, *part) if part else runs
+
+
+# Per command, the options (argparse dests) that name a folder ncbench reads or writes, and those that
+# name a file it writes: a path that cannot be one (a file where a folder is meant, or below a file;
+# a folder where a file is meant) is refused before any work, naming the option and the path.
+_SWEEP_FOLDERS = ("results", "cache_dir", "log_dir", "recipes")
+FOLDER_OPTIONS = {"run": _SWEEP_FOLDERS, "detect": _SWEEP_FOLDERS, "tune": _SWEEP_FOLDERS, "status": _SWEEP_FOLDERS,
+                  "plan": _SWEEP_FOLDERS, "leaderboard": ("results", "out"), "compare": ("results",),
+                  "report": ("out",), "submit": ("dest",), "new-method": ("dir",), "bench": ("cache_dir",)}
+FILE_OPTIONS = {"noise": ("out",), "bench": ("out",)}
+
+
+def path_options(args) -> list[tuple[str, str, bool]]:
+    """(option, path, names a folder) of each folder or output-file option given to ``args.command``."""
+    out = []
+    for table, folder in ((FOLDER_OPTIONS, True), (FILE_OPTIONS, False)):
+        for dest in table.get(args.command, ()):
+            value = getattr(args, dest, None)
+            out += [("--" + dest.replace("_", "-"), str(v), folder) for v in (value if isinstance(value, list) else [value])
+                    if v]
+    return out
+
+
+def check_paths(args) -> None:
+    """Refuse the folder and output-file options of ``args.command`` that cannot be what they name."""
+    for option, path, folder in path_options(args):
+        (check_folder_path if folder else check_file_path)(path, option)
+
+
+def _below_a_file(path: Path) -> Path | None:
+    """The nearest existing folder above ``path`` if it is not a folder (a file), else None."""
+    for above in path.parents:
+        if above.exists():
+            return None if above.is_dir() else above
+    return None
+
+
+def check_folder_path(path: str, option: str) -> None:
+    """``option`` names a folder: refuse a file there, or a path below a file."""
+    p = Path(path)
+    if p.exists() and not p.is_dir():
+        raise ConfigError(f"{option} {path}: is a file, not a folder")
+    blocker = _below_a_file(p)
+    if blocker is not None:
+        raise ConfigError(f"{option} {path}: {blocker} is a file, not a folder")
+
+
+def check_file_path(path: str, option: str) -> None:
+    """``option`` names a file to write: refuse a folder there, or a path below a file."""
+    p = Path(path)
+    if p.is_dir():
+        raise ConfigError(f"{option} {path}: is a folder, not a file")
+    blocker = _below_a_file(p)
+    if blocker is not None:
+        raise ConfigError(f"{option} {path}: {blocker} is a file, not a folder")

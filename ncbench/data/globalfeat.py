@@ -28,41 +28,48 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import DataError
-from .precomp import Split, load_features, read_text
+from .precomp import Split, check_caption, load_features, read_text, warn_empty
 from .vocab import Vocabulary
 
 TOKEN_LINE = re.compile(r"^(?P<name>[^\t#]+)#(?P<k>\d+)\t(?P<caption>.*)$")
 TRANSFORMS = ("none", "l2", "log_standardise")
 
 
+def numbered_lines(path: Path, what: str) -> list[tuple[int, str]]:
+    """The non-empty lines of a text file, stripped, with their line numbers."""
+    return [(i, line.strip()) for i, line in enumerate(read_text(path, what).splitlines(), 1) if line.strip()]
+
+
 def read_lines(path: Path, what: str) -> list[str]:
     """The non-empty lines of a text file, stripped."""
-    return [line.strip() for line in read_text(path, what).splitlines() if line.strip()]
+    return [line for _, line in numbered_lines(path, what)]
 
 
 def read_token_captions(path: Path, names: list[str], cpi: int) -> list[list[str]]:
     """Captions per image in ``names`` order from a Flickr8k-style token file (or one per line)."""
-    lines = read_lines(path, "caption file")
-    if lines and TOKEN_LINE.match(lines[0]):
+    lines = numbered_lines(path, "caption file")
+    if lines and TOKEN_LINE.fullmatch(lines[0][1]):
         wanted = set(names)
         by_image: dict[str, dict[int, str]] = {}
-        for i, line in enumerate(lines, 1):
-            m = TOKEN_LINE.match(line)
+        for i, line in lines:
+            m = TOKEN_LINE.fullmatch(line)
             if m is None:
                 raise DataError(f"{path}:{i}: expected '<image>#<k><TAB>caption', found {line[:60]!r}")
             if m["name"] in wanted:
-                by_image.setdefault(m["name"], {})[int(m["k"])] = m["caption"].strip()
+                by_image.setdefault(m["name"], {})[int(m["k"])] = check_caption(path, i, m["caption"].strip())
         out = []
         for name in names:
             caps = by_image.get(name, {})
             if len(caps) != cpi:
                 raise DataError(f"{path}: image {name} has {len(caps)} caption(s), expected {cpi}")
             out.append([caps[k] for k in sorted(caps)])
+        warn_empty(path, [c for caps in out for c in caps])
         return out
     if len(lines) != cpi * len(names):
         raise DataError(f"{path}: {len(lines)} caption lines, expected {cpi} per image × {len(names)} images "
                         f"= {cpi * len(names)}")
-    return [lines[i * cpi:(i + 1) * cpi] for i in range(len(names))]
+    captions = [check_caption(path, i, line) for i, line in lines]
+    return [captions[i * cpi:(i + 1) * cpi] for i in range(len(names))]
 
 
 def split_rows(names: list[str], split_files: list[Path] | None, sizes: tuple[int, int, int] | None,

@@ -95,7 +95,7 @@ def _fields(path: Path, n: int) -> list[tuple[int, list[str]]]:
     out = []
     for i, line in enumerate(read_lines(path, "judgment file"), 1):
         parts = line.split("\t")
-        if len(parts) != n or not CAPTION_ID.match(parts[1]):
+        if len(parts) != n or not CAPTION_ID.fullmatch(parts[1]):
             raise DataError(f"{path}:{i}: expected {n} tab-separated fields '<image> <image>#<k> ...', "
                             f"found {line[:80]!r}")
         out.append((i, parts))
@@ -157,7 +157,7 @@ def build_judged_pairs(table: ImageTable, root: Path, src: JudgmentSource) -> Ju
             raise DataError(f"{path}: {name} judgment file not found")
         idx, scores, verdicts, skipped = [], [], [], 0
         for j in READERS[name](path):
-            m = CAPTION_ID.match(j.caption_id)
+            m = CAPTION_ID.fullmatch(j.caption_id)
             img, cap_img, k = row_of.get(j.image), row_of.get(m["name"]), int(m["k"])
             if img is None or cap_img is None or k >= len(table.captions[cap_img]):
                 skipped += 1

@@ -5,11 +5,19 @@ A split ``{split}`` of a dataset folder consists of ``{split}_ims.npy`` (float f
 per line, ``captions_per_image`` consecutive lines per image) or ``{split}_caps.tsv`` (CC152K:
 ``id<TAB>caption``). Image rows are stored either once per image (``im_div = captions_per_image``,
 F30K/COCO train) or once per caption (``im_div = 1``, F30K dev); caption row ``c`` belongs to image
-row ``c // im_div``. Features are memory-mapped, so COCO-sized files need not fit in RAM.
+row ``c // im_div``. Features are memory-mapped, so COCO-sized files need not fit in RAM; they are
+checked for NaN and infinity at load, a block of rows at a time (``first_nonfinite_row``), so a bad
+input file is named rather than blamed on the model when the loss turns NaN.
+
+Captions are bounded: a line longer than ``MAX_CAPTION_CHARS`` characters is refused with its file
+and line number (a caption is padded into every batch it is in, so one runaway line would make each
+such batch huge). Empty caption lines are kept (the count must match the images) but named in a
+warning on stderr.
 """
 
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -17,6 +25,12 @@ import numpy as np
 
 from ..errors import DataError
 from .vocab import Vocabulary
+
+# The longest captions of the datasets ncbench reads have 412 characters (CC152K test; F30K 380,
+# COCO 248, Flickr8k 227), at most 103 tokens. 2,000 characters (hence at most 2,000 tokens) leaves
+# room for any real caption and refuses a runaway line before it is tokenised.
+MAX_CAPTION_CHARS = 2000
+FINITE_CHECK_BYTES = 1 << 26  # rows of features checked for NaN/inf per block (64 MiB)
 
 
 @dataclass
@@ -54,12 +68,17 @@ class Split:
 
 
 def load_features(path: Path) -> np.ndarray:
-    """Memory-map a feature ``.npy``; a missing, truncated or misshapen file is a DataError."""
-    if not path.is_file():
-        raise DataError(f"{path}: feature file not found (expected a float .npy of shape (N, D) or (N, R, D))")
+    """Memory-map a feature ``.npy``; a missing, unreadable, truncated, misshapen or non-finite file is
+    a DataError."""
     try:
         arr = np.load(path, mmap_mode="r", allow_pickle=False)
-    except (ValueError, OSError, EOFError) as exc:
+    except FileNotFoundError:
+        raise DataError(f"{path}: feature file not found (expected a float .npy of shape (N, D) or (N, R, D))") from None
+    except OSError as exc:
+        if exc.errno is None:  # numpy's own complaint about the content
+            raise DataError(f"{path}: truncated or not a .npy array ({exc})") from None
+        raise DataError(f"{path}: cannot read the feature file ({exc.strerror})") from None
+    except (ValueError, EOFError) as exc:
         raise DataError(f"{path}: truncated or not a .npy array ({exc})") from None
     if not isinstance(arr, np.ndarray) or arr.ndim not in (2, 3):
         shape = getattr(arr, "shape", None)
@@ -68,31 +87,71 @@ def load_features(path: Path) -> np.ndarray:
         raise DataError(f"{path}: expected float features, found dtype {arr.dtype}")
     if arr.shape[0] == 0:
         raise DataError(f"{path}: has no rows")
+    check_finite(arr, path)
     return arr
 
 
+def first_nonfinite_row(arr: np.ndarray, block_bytes: int = FINITE_CHECK_BYTES) -> int | None:
+    """The first row of ``arr`` holding a NaN or an infinity (None: none does), read a block of rows
+    at a time, so a memory-mapped file is never loaded whole."""
+    step = max(1, block_bytes // max(arr[0].nbytes, 1))
+    for start in range(0, arr.shape[0], step):
+        ok = np.isfinite(np.asarray(arr[start:start + step])).reshape(min(step, arr.shape[0] - start), -1).all(axis=1)
+        if not ok.all():
+            return start + int(np.argmin(ok))
+    return None
+
+
+def check_finite(arr: np.ndarray, path: Path) -> None:
+    """Refuse features holding NaN or infinity, naming the file and the first bad row."""
+    try:
+        row = first_nonfinite_row(arr)
+    except OSError as exc:  # a memory map that cannot be read (a file truncated after mapping, I/O error)
+        raise DataError(f"{path}: cannot read the features ({exc.strerror or exc})") from None
+    if row is not None:
+        raise DataError(f"{path}: features hold NaN or infinity (first in row {row}); the file is damaged")
+
+
 def read_text(path: Path, what: str) -> str:
-    """A UTF-8 text file; missing or undecodable is a DataError naming the file and ``what`` it is."""
+    """A UTF-8 text file; missing, unreadable or undecodable is a DataError naming the file and ``what`` it is."""
     try:
         return Path(path).read_text(encoding="utf-8")
     except FileNotFoundError:
         raise DataError(f"{path}: {what} not found") from None
+    except OSError as exc:  # permission denied, a folder, an I/O error
+        raise DataError(f"{path}: cannot read the {what} ({exc.strerror or exc})") from None
     except UnicodeDecodeError as exc:
         raise DataError(f"{path}: not UTF-8 text ({exc})") from None
+
+
+def check_caption(path: Path, line_no: int, caption: str) -> str:
+    """``caption`` if it is at most ``MAX_CAPTION_CHARS`` long; else a DataError naming its line."""
+    if len(caption) > MAX_CAPTION_CHARS:
+        raise DataError(f"{path}:{line_no}: a caption of {len(caption)} characters; captions may have at most "
+                        f"{MAX_CAPTION_CHARS} (the longest real ones have a few hundred)")
+    return caption
+
+
+def warn_empty(path: Path, captions: list[str]) -> None:
+    """Say on stderr how many captions of ``path`` are empty (they train as a bare <start> <end>)."""
+    empty = sum(1 for c in captions if not c)
+    if empty:
+        print(f"warning: {path}: {empty} of {len(captions)} captions are empty", file=sys.stderr)
 
 
 def read_captions(path: Path) -> list[str]:
     """Captions of a ``.txt`` (one per line) or ``.tsv`` (``id<TAB>caption[<TAB>…]``) file."""
     lines = read_text(path, "caption file").splitlines()
-    if path.suffix == ".tsv":
-        caps = []
-        for i, line in enumerate(lines, 1):
+    caps = []
+    for i, line in enumerate(lines, 1):
+        if path.suffix == ".tsv":
             parts = line.split("\t")
             if len(parts) < 2:
                 raise DataError(f"{path}:{i}: expected 'id<TAB>caption', found {line[:60]!r}")
-            caps.append(parts[1].strip())
-        return caps
-    return [line.strip() for line in lines]
+            line = parts[1]
+        caps.append(check_caption(path, i, line.strip()))
+    warn_empty(path, caps)
+    return caps
 
 
 def find_captions(root: Path, split: str) -> Path:

@@ -8,7 +8,8 @@ on the real Flickr30K/COCO caption files. Exotic text (URLs, quotes in odd place
 tokenize differently; that only matters for words near the vocabulary threshold.
 
 Vocabulary files follow SCAN's JSON layout ``{"word2idx": ..., "idx2word": ..., "idx": N}`` with
-``<pad>``=0, ``<start>``=1, ``<end>``=2, ``<unk>``=3.
+``<pad>``=0, ``<start>``=1, ``<end>``=2, ``<unk>``=3; the indices of a file's N words must be the
+integers 0 … N-1 (they are rows of the embedding table), each once.
 """
 
 from __future__ import annotations
@@ -50,6 +51,21 @@ def tokenize(caption: str) -> list[str]:
     """Lower-case and split a caption into tokens the way ``nltk.word_tokenize`` does."""
     text = _OPEN_QUOTE.sub(r"\1 `` ", caption.lower()).replace('"', " '' ")
     return _TOKEN.findall(text)
+
+
+def check_indices(word2idx: dict) -> dict[str, int]:
+    """``word2idx`` if its indices are the integers 0 … N-1, each once; else a DataError naming the
+    first word whose index is not."""
+    seen: dict[int, str] = {}
+    for word, i in word2idx.items():
+        if isinstance(i, bool) or not isinstance(i, int):
+            raise DataError(f"word {word!r} has index {i!r}; indices must be integers")
+        if not 0 <= i < len(word2idx):
+            raise DataError(f"word {word!r} has index {i}; the {len(word2idx)} words need indices in [0, {len(word2idx)})")
+        if i in seen:
+            raise DataError(f"words {seen[i]!r} and {word!r} share index {i}")
+        seen[i] = word
+    return dict(word2idx)
 
 
 @dataclass
@@ -102,12 +118,14 @@ class Vocabulary:
             data = json.loads(path.read_text(encoding="utf-8"))
         except FileNotFoundError:
             raise DataError(f"{path}: vocabulary file not found") from None
+        except OSError as exc:  # permission denied, a folder, an I/O error
+            raise DataError(f"{path}: cannot read the vocabulary file ({exc.strerror or exc})") from None
         except (json.JSONDecodeError, UnicodeDecodeError) as exc:
             raise DataError(f"{path}: not a JSON vocabulary ({exc})") from None
         if not isinstance(data, dict) or not isinstance(data.get("word2idx"), dict):
             raise DataError(f"{path}: expected a JSON object with a 'word2idx' mapping (SCAN layout)")
         try:
-            return cls({str(w): int(i) for w, i in data["word2idx"].items()})
+            return cls(check_indices(data["word2idx"]))
         except DataError as exc:
             raise DataError(f"{path}: {exc}") from None
 

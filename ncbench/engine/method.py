@@ -23,6 +23,7 @@ backbone they train.
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable, ClassVar
 
@@ -243,8 +244,17 @@ class SingleNetwork(Method):
         return EpochPlan(ctx.train.id_batches(self.train_ids, cfg.batch_size, generator=ctx.generator, min_size=2))
 
 
+# The least value of options that any method or backbone having them needs (a run of zero epochs
+# selects nothing; a ranking loss needs two pairs per batch); ``lr`` must be above 0 and every float
+# finite. Checked on the values given (command line, recipe, dataset_defaults), not on a class's own
+# defaults: probe and CRCL keep an unused ``epochs = 0``.
+MIN_OPTION = {"epochs": 1, "batch_size": 2, "warmup_epochs": 0, "embed_dim": 1}
+POSITIVE_OPTION = ("lr",)
+
+
 def build_config(cls: type, values: dict[str, Any]):
-    """Instantiate a config dataclass, converting strings from the command line to field types."""
+    """Instantiate a config dataclass, converting strings from the command line to field types and
+    checking their range (``check_option``)."""
     fields = {f.name: f for f in dataclasses.fields(cls)}
     unknown = sorted(set(values) - set(fields))
     if unknown:
@@ -253,7 +263,22 @@ def build_config(cls: type, values: dict[str, Any]):
     defaults = cls()
     for name, value in values.items():
         kwargs[name] = _coerce(name, value, getattr(defaults, name))
+        if kwargs[name] != getattr(defaults, name):
+            check_option(name, kwargs[name])
     return cls(**kwargs)
+
+
+def check_option(name: str, value: Any) -> None:
+    """A ConfigError naming the option and value when ``value`` is out of range for ``name``."""
+    items = value if isinstance(value, tuple) else (value,)
+    if any(isinstance(v, float) and not math.isfinite(v) for v in items):
+        raise ConfigError(f"option {name}: must be a finite number, got {value!r}")
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return
+    if name in MIN_OPTION and value < MIN_OPTION[name]:
+        raise ConfigError(f"option {name}: must be at least {MIN_OPTION[name]}, got {value!r}")
+    if name in POSITIVE_OPTION and value <= 0:
+        raise ConfigError(f"option {name}: must be above 0, got {value!r}")
 
 
 def _coerce(name: str, value: Any, default: Any) -> Any:

@@ -27,7 +27,7 @@ from tqdm.auto import tqdm
 from .. import preemption
 from ..checkpoint import Checkpointer, describe, restore_rng, rng_state
 from ..data.precomp import Split
-from ..errors import Preempted
+from ..errors import ConfigError, Preempted
 from ..evaluate import (
     SplitEvaluation,
     detection_metrics,
@@ -161,7 +161,9 @@ def train_with_selection(
         raise
     bar.close()
     best = run.best
-    assert best is not None and run.best_state is not None, "a run needs at least one epoch"
+    if best is None or run.best_state is None:  # options are range-checked, so only an odd schedule gets here
+        raise ConfigError(f"{desc or 'this run'}: none of its {epochs} epoch(s) may be selected (all warm-up or none); "
+                          f"give it more epochs (--method-opt epochs=N)")
     method.load_state_dict(run.best_state)
     best.history, best.train_seconds, best.val_seconds = run.history, run.t_train, run.t_val
     best.resumed_after = start - 1 if start > 0 else None
