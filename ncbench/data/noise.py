@@ -30,6 +30,9 @@ import numpy as np
 
 from ..atomic import write_atomic
 from ..errors import ConfigError, DataError
+from .noise_models import (  # noqa: F401  (check_ratio and the shuffles are part of this module's interface)
+    check_ratio, get_model, read_texts, shuffle_captions, shuffle_images, texts_bytes, texts_sha256,
+)
 
 NOISE_TYPES = ("caption", "image")
 
@@ -55,12 +58,6 @@ class NoiseIndex:
         return float(1.0 - self.clean.mean()) if len(self.clean) else 0.0
 
 
-def check_ratio(ratio: float) -> float:
-    if not (0.0 <= ratio < 1.0) or ratio != ratio:
-        raise ConfigError(f"noise ratio must be in [0, 1), got {ratio}")
-    return float(ratio)
-
-
 def type_suffix(noise_type: str, sep: str = "-") -> str:
     """What names of files, folders and boards add for a noise type: nothing for caption-level
     (the names they had before image-level noise existed), ``sep + type`` otherwise."""
@@ -76,25 +73,6 @@ def check_noise_type(noise_type: str) -> str:
 def array_sha256(t2i: np.ndarray) -> str:
     """sha256 of the index as it is stored in an ``.npy`` file (int64, little-endian, C order)."""
     return hashlib.sha256(np.ascontiguousarray(t2i, dtype="<i8").tobytes()).hexdigest()
-
-
-def shuffle_captions(true_rows: np.ndarray, ratio: float, seed: int) -> np.ndarray:
-    """The papers' caption shuffle: permute the images of ``⌊ratio·N⌋`` randomly chosen captions."""
-    ratio = check_ratio(ratio)
-    rng = np.random.default_rng(seed)
-    t2i = np.array(true_rows, dtype=np.int64, copy=True)
-    n_noisy = int(ratio * len(t2i))
-    selected = rng.permutation(len(t2i))[:n_noisy]
-    t2i[selected] = rng.permutation(t2i[selected])
-    return t2i
-
-
-def shuffle_images(true_rows: np.ndarray, ratio: float, seed: int, n_rows: int | None = None) -> np.ndarray:
-    """The DECL/RCL image shuffle: permute ``⌊ratio·N_img⌋`` randomly chosen image rows; every caption
-    follows its image (``n_rows``: the number of image rows, default ``max(true_rows) + 1``)."""
-    true_rows = np.asarray(true_rows, dtype=np.int64)
-    n_rows = int(true_rows.max()) + 1 if n_rows is None and len(true_rows) else int(n_rows or 0)
-    return shuffle_captions(np.arange(n_rows, dtype=np.int64), ratio, seed)[true_rows]
 
 
 def make_noise_index(true_rows: np.ndarray, ratio: float, seed: int, noise_type: str = "caption",
@@ -258,8 +236,6 @@ def texts_path(index_path: str | Path) -> Path:
 def generate_noise(spec, inputs, ratio: float, seed: int) -> NoiseIndex:
     """The noise of protocol ``spec`` (``NoiseSpec``) on a training split (``noise_models.NoiseInputs``);
     the papers' shuffle through ``make_noise_index``, so its indices stay byte-identical."""
-    from .noise_models import get_model, texts_sha256
-
     ratio = check_ratio(ratio)
     if spec.is_papers:
         return replace(make_noise_index(inputs.true_rows, ratio, seed, spec.type, inputs.n_rows), spec=spec)
@@ -271,8 +247,6 @@ def generate_noise(spec, inputs, ratio: float, seed: int) -> NoiseIndex:
 def obtain_noise(spec, inputs, ratio: float, seed: int, path: str | Path | None) -> NoiseIndex:
     """The generated noise of a run, cached at ``path`` (with its texts beside it) and, when the cache
     exists, compared with the fresh generation, index and texts alike."""
-    from .noise_models import texts_bytes
-
     if spec.is_papers:
         return replace(obtain_noise_index(inputs.true_rows, inputs.n_rows, ratio, seed, path, spec.type), spec=spec)
     index = generate_noise(spec, inputs, ratio, seed)
@@ -295,8 +269,6 @@ def obtain_noise(spec, inputs, ratio: float, seed: int, path: str | Path | None)
 def load_noise(spec, path: str | Path, inputs, ratio: float | None) -> NoiseIndex:
     """A noise file given for protocol ``spec`` (``--noise-file``), loaded verbatim: the index and,
     for text-corrupting models, its texts file; the realised ratio is checked against ``ratio``."""
-    from .noise_models import read_texts, texts_sha256
-
     if spec.model != "partial":
         return replace(load_noise_index(path, inputs.true_rows, inputs.n_rows, ratio, spec.type), spec=spec)
     index = load_noise_index(path, inputs.true_rows, inputs.n_rows, None, spec.type)

@@ -239,6 +239,33 @@ def _result(inputs: NoiseInputs, t2i: np.ndarray, kind: np.ndarray, texts: dict[
 # ---------------------------------------------------------------------------------------- models
 
 
+def check_ratio(ratio: float) -> float:
+    if not (0.0 <= ratio < 1.0) or ratio != ratio:
+        raise ConfigError(f"noise ratio must be in [0, 1), got {ratio}")
+    return float(ratio)
+
+
+def shuffle_captions(true_rows: np.ndarray, ratio: float, seed: int) -> np.ndarray:
+    """The papers' caption shuffle (the protocol's index since before noise models): permute the images of ``⌊ratio·N⌋`` randomly chosen captions."""
+    ratio = check_ratio(ratio)
+    rng = np.random.default_rng(seed)
+    t2i = np.array(true_rows, dtype=np.int64, copy=True)
+    n_noisy = int(ratio * len(t2i))
+    selected = rng.permutation(len(t2i))[:n_noisy]
+    t2i[selected] = rng.permutation(t2i[selected])
+    return t2i
+
+
+def shuffle_images(true_rows: np.ndarray, ratio: float, seed: int, n_rows: int | None = None) -> np.ndarray:
+    """The DECL/RCL image shuffle: permute ``⌊ratio·N_img⌋`` randomly chosen image rows; every caption
+    follows its image (``n_rows``: the number of image rows, default ``max(true_rows) + 1``)."""
+    true_rows = np.asarray(true_rows, dtype=np.int64)
+    n_rows = int(true_rows.max()) + 1 if n_rows is None and len(true_rows) else int(n_rows or 0)
+    return shuffle_captions(np.arange(n_rows, dtype=np.int64), ratio, seed)[true_rows]
+
+
+
+
 @dataclass(frozen=True)
 class NoParams:
     def check(self) -> None:
@@ -279,8 +306,6 @@ class MixedParams(NeighbourParams):
 
 @noise_model("shuffle", "1", NoParams, "the papers' random shuffle (NCR/BiCro/CRCL caption-level, DECL/RCL image-level)")
 def shuffle(inputs: NoiseInputs, ratio: float, seed: int, noise_type: str, params: dict) -> Corruption:
-    from .noise import shuffle_captions, shuffle_images
-
     if noise_type == "image":
         t2i = shuffle_images(inputs.true_rows, ratio, seed, inputs.n_rows)
     else:
