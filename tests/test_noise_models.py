@@ -17,7 +17,7 @@ from ncbench.data.wordlists import ENGLISH, concept_table, synthetic_classes
 from ncbench.errors import ConfigError, DataError
 
 CPI = 5
-WORDS = ["red", "blue", "green", "dog", "cat", "horse", "beach", "park", "running", "sitting"]
+WORDS = ["red", "blue", "green", "dog", "cat", "horse", "beach", "park", "running", "sitting"]  # classes of ENGLISH
 
 
 def make_inputs(n_images=40, dim=6, regions=None, seed=3, captions=None, vocab=None):

@@ -84,6 +84,7 @@ class DatasetCard:
     schedule: str | None = None  # take the methods' dataset_defaults of this dataset instead (synthetic-small)
     layout: PrecompLayout | None = None  # expected files (``ncbench data check``)
     default_backbone: str = "vse_light"  # what `ncbench run` trains when --backbones is not given
+    word_list: str = "english"  # the word classes of ``partial`` noise (``ncbench.data.wordlists``)
 
     @property
     def has_judgments(self) -> bool:
@@ -119,6 +120,7 @@ class DatasetCard:
 @dataclass(frozen=True)
 class SyntheticCard(DatasetCard):
     spec: SyntheticSpec = SyntheticSpec()
+    word_list: str = "synthetic"  # its captions name the generator's slots
 
     def locate(self, data_root: Path | None, cache_dir: Path) -> Path:
         if data_root is not None:  # an explicitly generated copy

@@ -1,6 +1,6 @@
 """Word classes for the ``partial`` noise model: content words a FOIL-style corruption may swap.
 
-A class (``object``, ``colour``, ``action``, ``place``) is a list of *concepts*, each a list of
+A class (e.g. ``person``, ``colour``, ``action``, ``place``) is a list of *concepts*, each a list of
 words that mean the same thing. ``partial`` noise replaces one word of a caption by a word of the
 same class but of a different concept ("a *red* dog on the beach" → "a *blue* dog on the beach"),
 never by a synonym, so the corrupted caption is wrong about exactly one thing.
@@ -10,10 +10,11 @@ Two lists ship:
 * ``synthetic``: derived from the embedded generator's slots (``ncbench.data.synthetic.SLOTS``),
   so every swap on ``synthetic``/``synthetic-small`` changes the scene concept a caption names;
 * ``english``: a small hand-made list for real captions (Flickr8k, Flickr30K, MS-COCO style),
-  singular nouns of people, animals and vehicles, basic colours, common -ing actions and places.
-  Hypernyms (*person*, *animal*, *people*) and words that rarely name the depicted thing (*water*,
-  *area*) are left out on purpose: replacing *man* by *person* is not an error. Plurals are not
-  included, so a swap never breaks number agreement.
+  singular nouns of people, animals, vehicles and things (separate classes, so a *man* never
+  becomes a *guitar*, as FOIL swaps within a super-category), basic colours, common -ing actions
+  and places. Hypernyms (*person*, *child*, *kid*, *animal*, *people*) and words that rarely name
+  the depicted thing (*water*, *area*) are left out on purpose: replacing *boy* by *child* is not an
+  error. Plurals are not included, so a swap never breaks number agreement.
 
 A word that is absent from a dataset's vocabulary is never used as a replacement (it would become
 ``<unk>``, a give-away rather than a corruption); ``ncbench.data.noise_models`` filters for that.
@@ -24,12 +25,10 @@ from __future__ import annotations
 WordClasses = dict[str, list[list[str]]]
 
 ENGLISH: WordClasses = {
-    "object": [
-        ["man", "guy"], ["woman", "lady"], ["boy"], ["girl"], ["child", "kid"], ["baby", "toddler"],
-        ["dog", "puppy"], ["cat", "kitten"], ["horse", "pony"], ["bird"], ["cow"], ["sheep"],
-        ["bike", "bicycle"], ["motorcycle", "motorbike"], ["car"], ["boat"], ["bus"], ["truck"],
-        ["ball"], ["skateboard"], ["surfboard"], ["kite"], ["guitar"], ["frisbee"],
-    ],
+    "person": [["man", "guy"], ["woman", "lady"], ["boy"], ["girl"], ["baby", "toddler"]],
+    "animal": [["dog", "puppy"], ["cat", "kitten"], ["horse", "pony"], ["bird"], ["cow"], ["sheep"]],
+    "vehicle": [["bike", "bicycle"], ["motorcycle", "motorbike"], ["car"], ["boat"], ["bus"], ["truck"]],
+    "thing": [["ball"], ["skateboard"], ["surfboard"], ["kite"], ["guitar"], ["frisbee"]],
     "colour": [
         ["red"], ["blue"], ["green"], ["yellow"], ["black"], ["white"], ["brown"], ["orange"],
         ["pink"], ["purple"], ["grey", "gray"],
