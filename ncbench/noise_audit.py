@@ -622,7 +622,7 @@ def render_audit(r: AuditReport) -> str:
     for m in r.models:
         lines += ["", f"### {m.model} ({_params_text(m.params)})", ""]
         if m.note:
-            lines.append(m.note + ".")
+            lines += [m.note + ".", ""]
         seed_rows = [[str(s.seed), f"{s.noisy} of {s.nominal}", ", ".join(f"{k} {v}" for k, v in s.by_kind.items()),
                       _f(s.similarity_sum / s.moved if s.moved else float("nan"))]
                      + [c for k in kinds for c in _judged_cells(s.judged.get(k))] for s in m.seeds]
