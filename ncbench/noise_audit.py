@@ -226,10 +226,10 @@ def audit_data(dataset: str, table: ImageTable, cpi: int, files: dict[str, Path]
     return AuditData(dataset, table, inputs, {k: index_judgments(k, Path(p), table, cpi) for k, p in files.items()})
 
 
-def load_audit_data(card, data_root: Path | None, expert: Path | None = None, crowd: Path | None = None,
-                    word_list: str = "english") -> AuditData:
+def load_audit_data(card, data_root: Path | None, expert: Path | None = None,
+                    crowd: Path | None = None) -> AuditData:
     """Load a global-feature dataset card for the audit; ``expert``/``crowd`` replace the card's
-    judgment files (the card's are relative to ``data_root``)."""
+    judgment files (the card's are relative to ``data_root``). ``partial`` uses the card's word list."""
     from .data.cards import GlobalFeatureCard
 
     if not isinstance(card, GlobalFeatureCard):
@@ -245,7 +245,7 @@ def load_audit_data(card, data_root: Path | None, expert: Path | None = None, cr
         if path is not None:
             judgment_file(name, path)
     table = load_table(root, card.source, card.captions_per_image)
-    return audit_data(card.name, table, card.captions_per_image, files, word_list, root)
+    return audit_data(card.name, table, card.captions_per_image, files, card.word_list, root)
 
 
 # ------------------------------------------------------------------------------------- one model, seeds

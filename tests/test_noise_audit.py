@@ -13,18 +13,19 @@ from ncbench.data.globalfeat import GlobalSource
 from ncbench.data.judgments import JudgmentSource
 from ncbench.data.noise import make_noise_index
 from ncbench.data.noise_models import NOISE_MODELS, build_params
+from ncbench.data.wordlists import concept_table, word_classes
 from ncbench.errors import ConfigError, DataError
 from ncbench.noise_audit import audit_noise, ceiling_sweep, load_audit_data
 
 # six images, two captions each; train a–d, dev e, test f. Features chosen so that under cosine
 # similarity a's nearest is b (0.743), b's is a, c's is b (0.669) and d's is c (0.287).
 FEATS = {"a": [1, 0, 0], "b": [1, 0.9, 0], "c": [0, 1, 0], "d": [0, 0.3, 1], "e": [1, 1, 1], "f": [0, 1, 1]}
-CAPTIONS = {  # one replaceable word each, class known: colour, colour, object, object, place, place, action, action
+CAPTIONS = {  # one replaceable word each (WORD_OF_ROW, in training caption row order)
     "a": ["a red thing .", "a blue thing ."], "b": ["a dog here .", "a cat here ."],
     "c": ["on the beach .", "in the park ."], "d": ["someone running .", "someone sitting ."],
     "e": ["a photo .", "a picture ."], "f": ["a photo .", "a picture ."],
 }
-CLASS_OF_ROW = ["colour", "colour", "object", "object", "place", "place", "action", "action"]
+WORD_OF_ROW = ["red", "blue", "dog", "cat", "beach", "park", "running", "sitting"]
 EXPERT = """b.jpg\ta.jpg#0\t4\t4\t3
 a.jpg\tb.jpg#1\t1\t2\t3
 b.jpg\tc.jpg#0\t3\t3\t1
@@ -124,9 +125,11 @@ def test_partial_reports_the_replaced_word_classes_and_no_judgments(tiny):
     rep = audit_noise(tiny, [("partial", {})], 0.5, [0])
     part = rep.models[1]
     chosen = np.random.default_rng(0).permutation(8)[:4]  # every caption has a replaceable word
+    class_of = concept_table(word_classes("english"))
     expected = {}
     for c in chosen:
-        expected[CLASS_OF_ROW[c]] = expected.get(CLASS_OF_ROW[c], 0) + 1
+        cls = class_of[WORD_OF_ROW[c]][0]
+        expected[cls] = expected.get(cls, 0) + 1
     assert part.word_classes == expected
     assert part.noisy == 4 and part.note.startswith("n/a") and part.seeds[0].judged == {}
     assert "| partial | words=auto | 4 of 4 | – | n/a |" in rep.render()
