@@ -20,7 +20,8 @@ pooled over the seeds and per seed:
 
 ``partial`` keeps the image and changes one word of the caption, so no person ever judged the
 noisy pair: its judgment columns are n/a (the reason is given) and it reports instead which word
-class was replaced (object, colour, action, place), read off its texts against the captions.
+class of its word list was replaced (``ncbench.data.wordlists``: person, colour, place, ...), read
+off its texts against the captions.
 
 Two references put the numbers in context: the **prevalence** among all judged pairs inside the
 training split that are not true pairs (what a uniformly random judged pair gives), and the true
