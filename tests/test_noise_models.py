@@ -96,7 +96,7 @@ def test_neighbour_image_level_moves_all_captions_of_an_image_together():
     for i in moved_images:
         targets = out.t2i[i * CPI:(i + 1) * CPI]
         assert len(set(targets.tolist())) == 1 and targets[0] != i
-        assert int(targets[0]) in allowed_targets_by_loop(inp.images, i, 4, 0.95)
+        assert int(targets[0]) in allowed_targets_by_loop(inp.images, i, 4, 0.85)
 
 
 def test_the_ceiling_keeps_near_duplicates_clean():

@@ -20,7 +20,7 @@ def test_the_papers_protocols_keep_their_names_and_hash_fields():
 def test_model_and_changed_parameters_name_the_protocol():
     nb = NoiseSpec.make("caption", "neighbour")
     assert (nb.slug, nb.key) == ("neighbour", "caption-neighbour")
-    assert nb.params_dict == {"ceiling": 0.95, "embedder": "features", "k": 10}
+    assert nb.params_dict == {"ceiling": 0.85, "embedder": "features", "k": 10}
     assert nb.config_fields()["noise_model"] == "neighbour" and nb.config_fields()["noise_generator_version"] == "1"
     k5 = NoiseSpec.make("image", "neighbour", {"k": "5", "ceiling": "0.9"})
     assert k5.slug == "image-neighbour-ceiling0.9-k5" and k5.key == k5.slug
