@@ -53,6 +53,11 @@ def key_values(pairs: list[str]) -> dict[str, str]:
     return out
 
 
+def default_cache_dir() -> str:
+    """Where generated data is kept: ``$NCBENCH_CACHE`` or ``~/.cache/ncbench``."""
+    return os.environ.get("NCBENCH_CACHE", str(Path.home() / ".cache" / "ncbench"))
+
+
 def sweep_options(p: argparse.ArgumentParser, methods: list[str], datasets: list[str], noise: list[float],
                    dataset_help: str) -> None:
     """The options shared by ``run`` and ``detect``."""
@@ -91,7 +96,7 @@ def sweep_options(p: argparse.ArgumentParser, methods: list[str], datasets: list
                         "<method>@NAME; without a tag, a run with other options replaces the previous result")
     p.add_argument("--results", default="results", help="results folder (default: ./results)")
     p.add_argument("--data-root", help="folder holding a real dataset's files")
-    p.add_argument("--cache-dir", default=os.environ.get("NCBENCH_CACHE", str(Path.home() / ".cache" / "ncbench")),
+    p.add_argument("--cache-dir", default=default_cache_dir(),
                    help="where generated data is kept (default: $NCBENCH_CACHE or ~/.cache/ncbench)")
     p.add_argument("--device", help="cpu, cuda or cuda:N (default: cuda if available, else cpu)")
     p.add_argument("--threads", type=int, help="CPU threads for torch (default: torch's choice)")
