@@ -169,9 +169,12 @@ def embed_images(inputs: NoiseInputs, embedder: str) -> np.ndarray:
     if embedder == "features":
         if inputs.images is None:
             raise ConfigError("the neighbour noise model needs the training features")
-        x = np.asarray(inputs.images[inputs.image_rows], dtype=np.float64)
-        if x.ndim == 3:
-            x = x.mean(axis=1)
+        rows, images = inputs.image_rows, inputs.images
+        x = np.empty((len(rows), images.shape[-1]), dtype=np.float64)
+        step = max(1, (64 << 20) // max(1, int(np.prod(images.shape[1:])) * 8))  # 64 MiB of float64 at a time
+        for a in range(0, len(rows), step):  # F30K's 29,000 × 36 × 2048 regions never sit in memory at once
+            block = np.asarray(images[rows[a : a + step]], dtype=np.float64)
+            x[a : a + step] = block.mean(axis=1) if block.ndim == 3 else block
     else:
         path = Path(embedder)
         if not path.is_absolute() and inputs.data_dir is not None:

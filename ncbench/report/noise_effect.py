@@ -128,3 +128,25 @@ def render_effect(table: EffectTable) -> str:
                     for m in table.models[1:]]
         lines.append("| " + " | ".join(row) + " |")
     return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m ncbench.report.noise_effect RESULTS...``: print every summary table."""
+    import sys
+    from pathlib import Path
+
+    from ..results import load_results
+
+    results = []
+    for root in argv if argv is not None else sys.argv[1:]:
+        loaded = load_results(Path(root))
+        results += loaded.results
+        for err in loaded.errors:
+            print(f"warning: skipped {err}", file=sys.stderr)
+    for table in effect_tables(results):
+        print(render_effect(table))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
