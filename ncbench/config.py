@@ -24,7 +24,7 @@ from typing import Any
 from . import PROTOCOL_VERSION
 from .errors import ConfigError
 
-TAG = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,39}$")
+TAG = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,39}\Z")  # \Z: `$` would accept a trailing newline
 
 
 def row_name(method: str, tag: str | None) -> str:

@@ -7,15 +7,31 @@ status (``ok`` or ``failed`` with the error). Everything downstream (leaderboard
 submissions) reads only these files. Files live at
 ``<results>/<protocol>/<dataset>/noise-<r>/<method>/<backbone>/seed-<s>.json`` (``<method>@<tag>/`` for a
 run given ``--tag``, so configs of one method can live side by side).
+
+Reading is strict, because a results folder may be shared and every command reads it: a result
+file is read only when it is a regular file (never a FIFO or a device, which would hang or fill the
+memory), at most ``MAX_BYTES``; NaN, Infinity and numbers too large for a float are refused by the
+parser; the content must follow the published JSON Schema (``ncbench.schema``: identity fields that
+become folder and file names match its name pattern, metrics are numbers within range, history
+entries have the right types) and the checks a schema cannot express (``result_problems``: rSum is
+the sum of its recalls, ranks lie within their test set, a split histogram's arrays fit together).
+Anything else is a ``ResultError`` naming the file, which boards skip with a warning.
+
+A new result replaces an old one only once it is safely on disk: it is written to a temporary
+name first, then the old file is moved aside (``superseded/``), then the new one renamed into
+place, so a full disk never leaves a finished result out of its place.
 """
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
+import math
 import os
 import platform
 import shutil
+import stat
 import subprocess
 import time
 from contextlib import contextmanager
@@ -29,10 +45,12 @@ from .config import RunConfig, row_name
 from .data.noise import type_suffix
 from .errors import ResultError
 from .locks import RunLock
+from .schema import schema_errors
 
 SCHEMA_VERSION = 1
-REQUIRED = ("schema_version", "status", "identity", "config", "config_hash")
-IDENTITY = ("method", "backbone", "dataset", "noise_ratio", "seed", "protocol_version")
+MAX_BYTES = 64 * 2**20  # no result comes near (MS-COCO's, ranks included, is under 1 MiB)
+RECALLS = ("i2t_r1", "i2t_r5", "i2t_r10", "t2i_r1", "t2i_r5", "t2i_r10")
+RSUM_TOLERANCE = 0.01
 SUPERSEDED = "superseded"  # results replaced by a run with another config are moved here
 TUNING = "tuning"  # the trials of ``ncbench tune`` (dev-split only, never on a leaderboard)
 LOGS = "logs"  # live logs of ``--log tensorboard|wandb`` (``ncbench.live_log``), not results
@@ -87,28 +105,158 @@ def result_path(root: Path, cfg: RunConfig) -> Path:
             / f"seed-{cfg.seed}.json")
 
 
+def result_text(data: Any) -> str:
+    """A record as it is stored (``allow_nan=False``: a NaN is an error here, not a file nobody can read)."""
+    return json.dumps(data, indent=1, allow_nan=False) + "\n"
+
+
 def write_json_atomic(path: Path, data: Any) -> None:
-    write_text_atomic(path, json.dumps(data, indent=1, allow_nan=False) + "\n")
+    write_text_atomic(path, result_text(data))
+
+
+# -- reading -----------------------------------------------------------------------------------
+def _kind_problem(mode: int) -> str | None:
+    if stat.S_ISLNK(mode):
+        return "a symbolic link; only regular files are read here"
+    if not stat.S_ISREG(mode):
+        return "not a regular file (a FIFO, device or folder); only regular files are read"
+    return None
+
+
+def read_bounded(path: Path, follow_symlinks: bool = True, max_bytes: int = MAX_BYTES) -> bytes:
+    """The bytes of the regular file ``path``, at most ``max_bytes``; ResultError names the file
+    otherwise. Never blocks and never opens anything else: a FIFO, a device (``/dev/zero``), a folder
+    and, unless ``follow_symlinks``, a symbolic link are refused from their ``stat``, and the file is
+    opened non-blocking and checked again on the open descriptor (in case the name was swapped)."""
+    flags = os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0) | (0 if follow_symlinks else os.O_NOFOLLOW)
+    try:
+        problem = _kind_problem(os.stat(path, follow_symlinks=follow_symlinks).st_mode)
+        fd = None if problem else os.open(path, flags)
+    except FileNotFoundError:
+        raise ResultError(f"{path}: result file not found") from None
+    except OSError as exc:
+        if exc.errno == errno.ELOOP and not follow_symlinks:
+            raise ResultError(f"{path}: {_kind_problem(stat.S_IFLNK)}") from None
+        raise ResultError(f"{path}: cannot be read ({exc.strerror or exc})") from None
+    if problem:
+        raise ResultError(f"{path}: {problem}")
+    with os.fdopen(fd, "rb") as f:
+        st = os.fstat(fd)
+        problem = _kind_problem(st.st_mode) or (f"larger than {max_bytes // 2**20} MiB" if st.st_size > max_bytes
+                                                else None)
+        if problem:
+            raise ResultError(f"{path}: {problem}")
+        try:
+            raw = f.read(max_bytes + 1)
+        except OSError as exc:
+            raise ResultError(f"{path}: cannot be read ({exc.strerror or exc})") from None
+    if len(raw) > max_bytes:  # it grew while being read
+        raise ResultError(f"{path}: larger than {max_bytes // 2**20} MiB")
+    return raw
+
+
+class _NotFinite(ValueError):
+    pass
+
+
+def _refuse_constant(name: str) -> float:
+    raise _NotFinite(f"{name} is not a number a result may hold")
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise _NotFinite(f"{text} is too large for a float")
+    return value
+
+
+def parse_json(raw: bytes, path: Path) -> Any:
+    """Strict JSON: finite numbers only (``NaN``, ``Infinity`` and overflowing floats are refused)."""
+    try:
+        return json.loads(raw.decode("utf-8"), parse_constant=_refuse_constant, parse_float=_finite_float)
+    except _NotFinite as exc:
+        raise ResultError(f"{path}: {exc}; every number must be finite") from None
+    except (ValueError, RecursionError) as exc:  # JSONDecodeError, UnicodeDecodeError, an int of 5000 digits
+        raise ResultError(f"{path}: not valid JSON ({exc}); truncated or corrupt?") from None
+
+
+def _views(test: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
+    views = [("full", test["full"])]
+    if "fold_mean" in test:
+        views.append(("fold_mean", test["fold_mean"]))
+    views += [(f"folds[{i}]", f) for i, f in enumerate(test.get("folds", []))]
+    return views
+
+
+def rank_problems(ranks: dict[str, Any]) -> list[str]:
+    """The stored per-query ranks (schema-checked as arrays): at least one image, a whole number of
+    captions per image, each rank a whole number below its number of candidates (an image query
+    ranks every caption, a caption query every image), folds that make up the whole split."""
+    out = []
+    blocks = [("ranks", ranks)] + [(f"ranks.folds[{i}]", f) for i, f in enumerate(ranks.get("folds") or [])]
+    for where, block in blocks:
+        n, m = len(block["i2t"]), len(block["t2i"])
+        if not n or m % n or not m:
+            out.append(f"{where}: {n} image and {m} caption queries; a test set has at least one image and the same "
+                       "number of captions for each")
+            continue
+        for name, values, bound, what in (("i2t", block["i2t"], m, "captions"), ("t2i", block["t2i"], n, "images")):
+            if not all(type(v) is int and 0 <= v < bound for v in values):
+                out.append(f"{where}.{name}: every rank must be a whole number from 0 to {bound - 1} (one less than "
+                           f"the {bound} {what} it ranks)")
+    folds = ranks.get("folds") or []
+    if folds and not out and sum(len(f["i2t"]) for f in folds) != len(ranks["i2t"]):
+        out.append(f"ranks.folds: {sum(len(f['i2t']) for f in folds)} images in the folds, {len(ranks['i2t'])} in the "
+                   "whole split")
+    return out
+
+
+def _histogram_problems(hist: dict[str, Any]) -> list[str]:
+    bins, grid = len(hist["edges"]) - 1, len(hist["grid"])
+    if bins < 1 or len(hist["clean_counts"]) != bins or len(hist["noisy_counts"]) != bins:
+        return [f"detection.split_histogram: {len(hist['edges'])} edges for {len(hist['clean_counts'])} clean and "
+                f"{len(hist['noisy_counts'])} noisy counts (one edge more than counts)"]
+    if len(hist["component_pdf"]) != 2 or any(len(c) != grid for c in hist["component_pdf"]) or not grid:
+        return [f"detection.split_histogram: component_pdf must be two densities of {grid} grid points"]
+    return []
+
+
+def result_problems(data: Any, local: bool = True) -> list[str]:
+    """Everything wrong with a parsed result: the schema (``local``: as a results folder may hold it,
+    e.g. a failed run; otherwise as submitted), then what a schema cannot say. Empty when valid."""
+    problems = schema_errors(data, local=local)
+    if problems:
+        return problems
+    ident = data["identity"]
+    if type(ident["seed"]) is not int:
+        problems.append(f"identity.seed {ident['seed']!r} is not a whole number")
+    test = data.get("test")
+    if data["status"] == "ok" and test is None and not _is_trial(data):
+        problems.append("status ok but no 'test' metrics")
+    if test is not None:
+        if test["primary"] not in test:
+            problems.append(f"test.primary is {test['primary']!r} but there is no test.{test['primary']}")
+        for name, view in _views(test):
+            total = sum(float(view[k]) for k in RECALLS)
+            if abs(total - float(view["rsum"])) > RSUM_TOLERANCE:
+                problems.append(f"test.{name}: rsum {view['rsum']} is not the sum of its six recalls ({total:.2f})")
+    if "ranks" in data:
+        problems += rank_problems(data["ranks"])
+    hist = (data.get("detection") or {}).get("split_histogram")
+    if hist is not None:
+        problems += _histogram_problems(hist)
+    return problems
 
 
 def read_result(path: Path) -> dict[str, Any]:
-    """Parse and minimally validate one result file; ResultError says what is wrong."""
-    try:
-        data = json.loads(Path(path).read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ResultError(f"{path}: result file not found") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise ResultError(f"{path}: not valid JSON ({exc}); truncated or corrupt?") from None
+    """Read (``read_bounded``), parse (``parse_json``) and validate (``result_problems``) one local
+    result file; ResultError names the file and says what is wrong."""
+    data = parse_json(read_bounded(path), path)
     if not isinstance(data, dict):
         raise ResultError(f"{path}: expected a JSON object")
-    missing = [k for k in REQUIRED if k not in data]
-    if missing:
-        raise ResultError(f"{path}: missing field(s) {', '.join(missing)}")
-    ident = data["identity"]
-    if not isinstance(ident, dict) or any(k not in ident for k in IDENTITY):
-        raise ResultError(f"{path}: 'identity' must hold {', '.join(IDENTITY)}")
-    if data["status"] == "ok" and not isinstance(data.get("test"), dict) and not _is_trial(data):
-        raise ResultError(f"{path}: status ok but no 'test' metrics")
+    problems = result_problems(data, local=True)
+    if problems:
+        raise ResultError(f"{path}: " + "; ".join(problems))
     return data
 
 
@@ -123,6 +271,9 @@ class LoadedResults:
 
 
 def iter_result_files(root: Path) -> Iterator[Path]:
+    """The result files under ``root``, sorted (not the superseded, tuning or live-log folders, not
+    hidden names such as a result still being written). Only names: ``read_result`` checks each
+    one is a regular file before opening it."""
     for p in sorted(Path(root).rglob("*.json")):
         parts = p.relative_to(root).parts
         if SUPERSEDED not in parts and parts[0] not in (TUNING, LOGS) and not p.name.startswith("."):
@@ -209,17 +360,36 @@ def claim_result(root: Path, path: Path, config_hash: str, log: Callable[[str], 
         yield "free", state
 
 
+def pending_path(path: Path) -> Path:
+    """Where a new result waits, complete on disk, while the old one is moved aside (a hidden name
+    ``iter_result_files`` passes over)."""
+    return path.with_name(f".{path.name}.pending.tmp")
+
+
 def store_result(root: Path, path: Path, record: dict, previous: str, log: Callable[[str], None], where: str) -> bool:
     """Write a new ``record`` at ``path`` (atomically), where ``previous`` was found by ``claim_result``.
     A stale result (another config's, finished) is moved under ``superseded/`` only when the new run
     succeeded; a failed run then leaves it in place and is not written (False). A corrupt file is
-    always set aside first."""
+    set aside too. The new file is written in full under a temporary name first, and only then is
+    the old one moved and the new one renamed into place: a write that fails (a full disk) is a
+    ResultError naming the file, and the old result stays where it was."""
     if previous == "stale" and record.get("status") != "ok":
         log(f"{where}: the run failed; the finished result of another config stays at {path}")
         return False
-    if previous in ("stale", "corrupt"):
-        log(f"{where}: existing result is {previous}, moved to {set_aside(root, path, previous)}")
-    write_json_atomic(path, record)
+    pending = pending_path(path)
+    try:
+        write_text_atomic(pending, result_text(record))
+    except OSError as exc:
+        pending.unlink(missing_ok=True)
+        raise ResultError(f"{path}: the result could not be written ({exc.strerror or exc}); "
+                          + ("the previous result stays in place" if path.exists() else "nothing was written")) from None
+    try:
+        if previous in ("stale", "corrupt"):
+            log(f"{where}: existing result is {previous}, moved to {set_aside(root, path, previous)}")
+        os.replace(pending, path)
+    except OSError as exc:
+        raise ResultError(f"{path}: the result could not be put in place ({exc.strerror or exc}); it is complete in "
+                          f"{pending}") from None
     return True
 
 

@@ -15,7 +15,7 @@ from pathlib import Path
 from .atomic import write_text_atomic
 from .errors import ConfigError
 
-NAME = re.compile(r"^[a-z][a-z0-9_]{1,39}$")
+NAME = re.compile(r"^[a-z][a-z0-9_]{1,39}\Z")  # \Z: `$` would accept a trailing newline
 
 _HEADER = '''"""``{name}``: TODO one line saying what the method does (paper, venue, year).
 

@@ -1,16 +1,21 @@
 """Submissions: result files validated as data and copied into the leaderboard's results folder.
 
-A submission is a set of result JSON files. Nothing in it is executed: files are parsed with
-``json`` only, checked against the published JSON Schema (``ncbench/schema/result.schema.json``),
-then against what a schema cannot express:
+A submission is a set of result JSON files. Nothing in it is executed: only regular files are
+read (a symbolic link, a FIFO or a device is refused without being opened for reading, and at
+most ``MAX_BYTES`` are read), parsed as strict JSON (no NaN or Infinity: ``results.parse_json``),
+checked against the published JSON Schema (``ncbench/schema/result.schema.json``) and what a schema
+cannot express (``results.result_problems``: each view's rSum equals the sum of its six recalls
+within 0.01, the ranks lie within their test set), then against the protocol:
 
-* each view's rSum equals the sum of its six recalls (within 0.01);
 * the protocol version is one ncbench knows;
 * the run's identity agrees with its config (method, backbone, dataset, noise ratio, seed);
 * the noise-index sha256 is the canonical one for that dataset and ratio
   (``ncbench.reference/noise-index.json``);
 * seed sets are complete: every (dataset, noise, method, backbone) submitted has all of
-  ``PROTOCOL_SEEDS`` (counting results already accepted).
+  ``PROTOCOL_SEEDS`` (counting results already accepted);
+* a result may call itself a board's reference row (``meta.reference``: the training-free floor,
+  the clean-pairs ceiling) only as ncbench's own method of that name does (``probe``,
+  ``clean_oracle``), and such a method's result must say so.
 
 Accepted files are copied atomically to ``<dest>/protocol-<v>/<dataset>/noise-<r>/<method>/
 <backbone>/seed-<s>.json``; refused ones are listed with the reason and not copied.
@@ -26,18 +31,25 @@ from pathlib import Path
 from typing import Any
 
 from . import PROTOCOL_VERSION
-from .atomic import write_text_atomic
-from .evaluate import RetrievalMetrics
-from .results import identity_path, noise_type_of, result_files, row_of, run_folder
+from .atomic import write_atomic
+from .errors import NcbenchError, ResultError
+from .results import (
+    MAX_BYTES,
+    identity_path,
+    noise_type_of,
+    parse_json,
+    read_bounded,
+    result_files,
+    result_problems,
+    row_of,
+    run_folder,
+)
+from .schema import result_schema
+
+__all__ = ["MAX_BYTES", "Verdict", "accept", "canonical_noise", "check_content", "result_schema", "review"]
 
 KNOWN_PROTOCOLS = (PROTOCOL_VERSION,)
 PROTOCOL_SEEDS = (0, 1, 2)
-MAX_BYTES = 64 * 2**20
-RSUM_TOLERANCE = 0.01
-
-
-def result_schema() -> dict[str, Any]:
-    return json.loads(resources.files("ncbench.schema").joinpath("result.schema.json").read_text(encoding="utf-8"))
 
 
 def canonical_noise() -> dict[str, dict[str, dict[str, dict[str, str]]]]:
@@ -58,42 +70,34 @@ class Verdict:
     reasons: list[str] = field(default_factory=list)
     dest: Path | None = None
     note: str = ""  # "accepted" details, e.g. "already accepted"
+    raw: bytes = b""  # the file as it was reviewed: what ``accept`` copies (never read a second time)
 
     @property
     def accepted(self) -> bool:
         return not self.reasons
 
 
-def _schema_errors(data: Any) -> list[str]:
-    import jsonschema
+def expected_reference(method: str) -> str | None:
+    """The reference role (``floor``, ``ceiling`` or None) ncbench's own method of this name has;
+    None for a method ncbench does not know."""
+    from .registry import METHODS
+    from .runner import reference_role
 
-    validator = jsonschema.Draft202012Validator(result_schema())
-    errors = sorted(validator.iter_errors(data), key=lambda e: list(e.absolute_path))
-    out = []
-    for e in errors[:5]:
-        where = "/".join(str(p) for p in e.absolute_path) or "(top level)"
-        out.append(f"schema: {where}: {e.message}")
-    if len(errors) > 5:
-        out.append(f"schema: … and {len(errors) - 5} more")
-    return out
-
-
-def _views(test: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
-    views = [("full", test["full"])]
-    if "fold_mean" in test:
-        views.append(("fold_mean", test["fold_mean"]))
-    views += [(f"folds[{i}]", f) for i, f in enumerate(test.get("folds", []))]
-    return views
+    try:
+        return reference_role(METHODS.get(method))
+    except NcbenchError:
+        return None
 
 
 def check_content(data: dict[str, Any]) -> list[str]:
-    """Checks beyond the schema for one (schema-valid) result."""
+    """The protocol's checks of one valid result (``results.result_problems`` found nothing)."""
     reasons = []
     ident, cfg = data["identity"], data["config"]
-    for name, view in _views(data["test"]):
-        total = sum(float(view[k]) for k in RetrievalMetrics.RECALLS)
-        if abs(total - float(view["rsum"])) > RSUM_TOLERANCE:
-            reasons.append(f"test.{name}: rsum {view['rsum']} is not the sum of its six recalls ({total:.2f})")
+    declared, expected = (data.get("meta") or {}).get("reference"), expected_reference(ident["method"])
+    if declared != expected:
+        reasons.append(f"meta.reference = {declared!r}, but a {ident['method']} result is "
+                       + (f"the {expected} reference row" if expected else "not a reference row")
+                       + ": only ncbench's own probe (floor) and clean_oracle (ceiling) are shown as references")
     if ident["protocol_version"] not in KNOWN_PROTOCOLS:
         reasons.append(f"unknown protocol version {ident['protocol_version']!r} (known: {', '.join(KNOWN_PROTOCOLS)})")
     for key in ("method", "backbone", "dataset", "noise_ratio", "seed"):
@@ -113,19 +117,19 @@ def check_content(data: dict[str, Any]) -> list[str]:
 
 
 def load_submission_file(path: Path) -> Verdict:
+    """Read one submitted file (a regular file, not a link: ``results.read_bounded``), parse it
+    strictly and check it; its reasons say what is wrong."""
     v = Verdict(Path(path))
-    if path.suffix != ".json":
+    if v.path.suffix != ".json":
         v.reasons.append("not a .json result file (only JSON data is accepted; nothing is executed)")
         return v
-    if path.stat().st_size > MAX_BYTES:
-        v.reasons.append(f"larger than {MAX_BYTES // 2**20} MiB")
-        return v
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        v.reasons.append(f"not valid JSON ({exc}); truncated or corrupt?")
+        v.raw = read_bounded(v.path, follow_symlinks=False)
+        data = parse_json(v.raw, v.path)
+    except ResultError as exc:
+        v.reasons.append(str(exc).removeprefix(f"{v.path}: "))
         return v
-    v.reasons += _schema_errors(data)
+    v.reasons += result_problems(data, local=False)
     if not v.reasons:
         v.data = data
         v.reasons += check_content(data)
@@ -181,13 +185,16 @@ def accept(verdicts: list[Verdict], replace: bool = False) -> None:
     for v in verdicts:
         if not v.accepted or v.dest is None:
             continue
-        text = v.path.read_text(encoding="utf-8")
-        if v.dest.exists():
-            if v.dest.read_text(encoding="utf-8") == text:
+        if v.dest.exists() or v.dest.is_symlink():
+            try:
+                same = read_bounded(v.dest, follow_symlinks=False) == v.raw
+            except ResultError:
+                same = False
+            if same:
                 v.note = "already accepted"
                 continue
             if not replace:
                 v.reasons.append(f"{v.dest} already holds a different result for this run (use --replace)")
                 continue
-        write_text_atomic(v.dest, text)
+        write_atomic(v.dest, lambda f, raw=v.raw: f.write(raw))
         v.note = "accepted"

@@ -1,10 +1,14 @@
 """``ncbench compare``: is one row of a board really better than another? A paired hierarchical
-bootstrap and a paired permutation test from the stored test ranks."""
+bootstrap and a paired permutation test from the stored test ranks.
+
+Unreadable or invalid result files are skipped with a warning naming each; when the two rows do
+not have the same seeds (a seed's file skipped, say), a warning says which seeds were paired."""
 
 from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 
 from ..errors import ConfigError
@@ -95,13 +99,20 @@ def command(args) -> int:
     if args.resamples < 1:
         raise ConfigError(f"--resamples must be ≥ 1, got {args.resamples}")
     folders = [Path(p) for p in args.results or ["results"]]
-    results, _ = collect_results(folders)
+    results, skipped = collect_results(folders)
+    for err in skipped:
+        print(f"warning: skipped unreadable result: {err}", file=sys.stderr)
     keys = _rows(args, results)
     rows = [select_row(results, k) for k in keys]
     for k, row in zip(keys, rows):
         if not row:
             raise ConfigError(f"no ok result of {k.label} on {k.dataset} at {k.noise_type}-level noise "
                               f"{k.noise_ratio:g} in {', '.join(map(str, folders))}")
+    if set(rows[0]) != set(rows[1]):
+        paired = sorted(set(rows[0]) & set(rows[1]))
+        print(f"warning: {keys[0].label} has seeds {sorted(rows[0])}, {keys[1].label} seeds {sorted(rows[1])}: only "
+              f"the shared seeds {paired} are paired" + (" (see the skipped files above)" if skipped else ""),
+              file=sys.stderr)
     first = next(iter(rows[0].values()))
     benchmark = args.benchmark or (f"{args.dataset}-1k" if first["test"].get("primary") == "fold_mean" else args.dataset)
     if not benchmark.startswith(args.dataset):

@@ -6,6 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from ..errors import ConfigError
 from .options import names
 
 NAMES = ("leaderboard",)
@@ -19,6 +20,26 @@ examples:
 """
 
 SUBMISSIONS = Path("leaderboards") / "results"  # where `ncbench submit` puts accepted results
+
+
+def protected_folders() -> list[Path]:
+    """Where boards are never written: the leaderboards/ folder ncbench's reference data lives in
+    (``ncbench.reference``: the papers' numbers, the canonical noise indices), and ./leaderboards/,
+    which holds the accepted submissions."""
+    from importlib import resources
+
+    reference = Path(str(resources.files("ncbench.reference"))).resolve()
+    return [reference.parent if reference.parent.name == "leaderboards" else reference,
+            SUBMISSIONS.parent.resolve()]
+
+
+def check_out(out: Path) -> None:
+    """Refuse an --out folder inside a ``protected_folders`` one."""
+    target = out.resolve()
+    for folder in protected_folders():
+        if target.is_relative_to(folder):
+            raise ConfigError(f"--out {out}: inside {folder}, which holds the reference data and accepted submissions; "
+                              "write the boards elsewhere (default: ./boards)")
 
 def add_parser(sub) -> None:
     lb = sub.add_parser(
@@ -45,6 +66,7 @@ def add_parser(sub) -> None:
 def command(args) -> int:
     from ..report.build import LeaderboardRequest, build_leaderboard
 
+    check_out(Path(args.out))
     folders = [Path(p) for p in args.results] if args.results else [Path("results")]
     if not args.results and SUBMISSIONS.is_dir():
         folders.append(SUBMISSIONS)  # accepted submissions

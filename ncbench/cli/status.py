@@ -1,10 +1,15 @@
-"""``ncbench status`` (alias ``plan``): the state of every run of a sweep and the time still needed."""
+"""``ncbench status`` (alias ``plan``): the state of every run of a sweep and the time still needed.
+
+A result file that cannot be read or is invalid shows as ``corrupt`` with a warning naming it and
+saying why; the other runs are shown as usual.
+"""
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
-from ..errors import NcbenchError
+from ..errors import NcbenchError, ResultError
 from .options import (
     planned_runs,
     sweep_options,
@@ -22,6 +27,17 @@ def add_parser(sub) -> None:
                     "Starts nothing.")
     sweep_options(st, methods=["vanilla"], datasets=["synthetic"], noise=[0.0, 0.2, 0.6],
                    dataset_help="comma-separated datasets (default: synthetic)")
+
+
+def _problem(path: Path) -> str:
+    """Why the result file at ``path`` is unreadable (``results.read_result``'s message)."""
+    from ..results import read_result
+
+    try:
+        read_result(path)
+    except ResultError as exc:
+        return str(exc)
+    return f"{path}: changed while it was read"
 
 
 def command(args) -> int:
@@ -46,13 +62,18 @@ def command(args) -> int:
         key = (cfg.method, cfg.backbone, cfg.dataset)
         if state == "done":
             t = r["test"][r["test"]["primary"]]
-            seconds.setdefault(key, []).append(float(r["timings"]["total_s"]))
+            if "total_s" in (r.get("timings") or {}):
+                seconds.setdefault(key, []).append(float(r["timings"]["total_s"]))
             if (r.get("meta") or {}).get("epochs"):
                 epochs.setdefault(key, []).append(float(r["meta"]["epochs"]))
             gpu = gpu or str(r.get("env", {}).get("device", "")).startswith("cuda")
             detail = f"test rSum {t['rsum']:.1f}"
         elif state == "failed":
             detail = str(r.get("error"))[:80]
+        elif state == "corrupt":
+            problem = _problem(path)
+            print(f"warning: unreadable result: {problem}", file=sys.stderr)
+            detail = problem.removeprefix(f"{path}: ")[:80]
         if state != "done":
             holder = is_locked(lock_path(path))
             found = Checkpointer(checkpoint_path(path), cfg.config_hash).where()  # one read of the file

@@ -8,6 +8,9 @@ fairness facts (backbone, ensemble size, selection rule, GPU-hours).
 ``aggregate`` groups by (protocol, benchmark, noise type, noise ratio, method, backbone) and gives mean,
 sample std (ddof = 1), n seeds and the half-width of the 95% confidence interval of the mean
 (Student t, n − 1 degrees of freedom). Numbers stay numeric; formatting happens only when rendering.
+A statistic never covers fewer seeds than the row shows: a missing (NaN) recall or rSum is refused
+with the files named, and where a value may be missing (an AUC undefined for one class) each
+metric carries its own count ``<metric>_n``, which its CI uses and its cell shows.
 
 ``agreement_frame`` does the same for the human-agreement scores of ``ncbench detect`` (AUC and
 Spearman per judgment kind and subset), aggregated by the same ``aggregate``.
@@ -168,9 +171,23 @@ def ci95(std: float, n: int) -> float:
     return float(stats.t.ppf(0.975, n - 1) * std / math.sqrt(n))
 
 
-def aggregate(frame: pd.DataFrame, metrics: tuple[str, ...] = METRICS) -> pd.DataFrame:
-    """Mean, sample std, 95% CI half-width and n per group (std and CI are NaN for one seed)."""
-    stat_cols = [f"{m}_{s}" for m in metrics for s in ("mean", "std", "ci95")]
+def check_complete(frame: pd.DataFrame, metrics: tuple[str, ...]) -> None:
+    """Refuse runs with a missing (NaN) value of ``metrics``: averaged, the row would show more seeds
+    than its mean covers. ``read_result`` refuses such files already; this guards every other way in."""
+    missing = frame[frame[list(metrics)].isna().any(axis=1)]
+    if not missing.empty:
+        files = sorted(set(missing["path"].astype(str)))
+        raise ResultError(f"{len(files)} result(s) lack a value of {', '.join(metrics)} (NaN), so their row would show "
+                          "more seeds than its mean covers: " + ", ".join(files[:5]) + (" …" if len(files) > 5 else ""))
+
+
+def aggregate(frame: pd.DataFrame, metrics: tuple[str, ...] = METRICS, missing_ok: bool = False) -> pd.DataFrame:
+    """Mean, sample std, 95% CI half-width and n per group (std and CI are NaN for one seed); per
+    metric, ``<metric>_n`` seeds with a value. A missing value is refused (``check_complete``) unless
+    ``missing_ok`` (then the metric's statistics cover its ``_n`` seeds)."""
+    if not missing_ok and not frame.empty:
+        check_complete(frame, metrics)
+    stat_cols = [f"{m}_{s}" for m in metrics for s in ("mean", "std", "ci95", "n")]
     cols = [*GROUP, "n", "seeds", *stat_cols, "ensemble_size", "selection", "gpu_hours", "reference", "recipe",
             "noise_indices", "mixed"]
     if frame.empty:
@@ -182,7 +199,8 @@ def aggregate(frame: pd.DataFrame, metrics: tuple[str, ...] = METRICS) -> pd.Dat
     out.columns = [f"{m}_{s}" for m, s in out.columns]
     out["n"] = g.size()
     for m in metrics:
-        out[f"{m}_ci95"] = [ci95(s, n) for s, n in zip(out[f"{m}_std"], out["n"])]
+        out[f"{m}_n"] = g[m].count()
+        out[f"{m}_ci95"] = [ci95(s, n) for s, n in zip(out[f"{m}_std"], out[f"{m}_n"])]
     out["seeds"] = g["seed"].agg(lambda s: ",".join(str(v) for v in sorted(s)))
     out["ensemble_size"] = g["ensemble_size"].max()
     out["selection"] = g["selection"].agg(lambda s: "/".join(sorted(set(s))))

@@ -3,7 +3,8 @@
 ``build_leaderboard`` is what ``ncbench leaderboard`` calls. It reads every result file under the
 given folders (the same run found twice, e.g. in ``results/`` and in the accepted submissions of
 ``leaderboards/results/``, counts once), refuses to mix noise indices in one table unless asked,
-and writes every output atomically into the output folder:
+and writes every output atomically into the output folder (names slugged, and each path checked to
+stay inside it: ``paths``):
 
 * ``leaderboard.md`` / ``leaderboard.tex``: all boards;
 * ``index.html`` and one ``leaderboard-p<protocol>-<table>.html`` per board, self-contained;
@@ -16,7 +17,6 @@ and writes every output atomically into the output folder:
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -39,6 +39,7 @@ from .aggregate import (
 from .curves import curve_frame, curve_stats
 from .layout import LABELS, Board, build_agreement_boards, build_boards
 from .marks import dataset_of, mark_not_worse
+from .paths import output_path, slug
 from .plots import curves_png, noise_curve_png, split_histogram_png
 from .reported import load_reported, load_sources
 
@@ -81,10 +82,6 @@ def collect_results(folders: list[Path]) -> tuple[list[dict[str, Any]], list[str
     return results, errors
 
 
-def _slug(text: str) -> str:
-    return re.sub(r"[^A-Za-z0-9_.-]+", "_", text)[:80]
-
-
 def _figures(board: Board, agg: pd.DataFrame, results: list[dict[str, Any]],
              curves: pd.DataFrame) -> list[tuple[str, str, bytes]]:
     """(file name, caption, PNG) for one board: noise curves, training curves per noise group
@@ -98,7 +95,7 @@ def _figures(board: Board, agg: pd.DataFrame, results: list[dict[str, Any]],
         png = noise_curve_png(block, b, f"{LABELS.get(b, b)}: test rSum vs {board.noise_type}-level noise "
                                         "(mean ± std over seeds)")
         if png:
-            figs.append((f"p{board.protocol}-{b}{kind}-rsum-vs-noise.png",
+            figs.append((slug(f"p{board.protocol}-{b}{kind}-rsum-vs-noise") + ".png",
                          f"{LABELS.get(b, b)}: rSum vs {board.noise_type}-level noise ratio", png))
     datasets = {dataset_of(b) for b in board.benchmarks}
     stats = curves[(curves.protocol_version.astype(str) == board.protocol) & (curves.noise_type == board.noise_type)
@@ -108,7 +105,7 @@ def _figures(board: Board, agg: pd.DataFrame, results: list[dict[str, Any]],
                    "(mean ± std over seeds per epoch)")
         png = curves_png(block, caption)
         if png:
-            figs.append((_slug(f"p{board.protocol}-{dataset}-{ratio:g}{kind}-curves") + ".png", caption, png))
+            figs.append((slug(f"p{board.protocol}-{dataset}-{ratio:g}{kind}-curves") + ".png", caption, png))
     first: dict[tuple, dict[str, Any]] = {}
     for r in sorted(results, key=lambda r: r["identity"]["seed"]):
         ident = r["identity"]
@@ -121,7 +118,7 @@ def _figures(board: Board, agg: pd.DataFrame, results: list[dict[str, Any]],
         seed, epoch = r["identity"]["seed"], r.get("best_val", {}).get("epoch")
         caption = (f"{method} ({backbone}), {dataset} {ratio:.0%} {board.noise_type}-level noise, seed {seed}: "
                    f"loss split at selected epoch {epoch}")
-        name = _slug(f"p{board.protocol}-{dataset}-{ratio:g}{kind}-{method}-{backbone}-seed{seed}-split") + ".png"
+        name = slug(f"p{board.protocol}-{dataset}-{ratio:g}{kind}-{method}-{backbone}-seed{seed}-split") + ".png"
         figs.append((name, caption, split_histogram_png(r["detection"]["split_histogram"], caption)))
     return figs
 
@@ -133,7 +130,7 @@ AGREEMENT_NOTE = ("AUC: the method's correspondence estimate ranking pairs judge
 
 def agreement_boards(results: list[dict[str, Any]], allow_mixed: bool = False) -> tuple[list[Board], pd.DataFrame]:
     """Boards (and the aggregated frame) of the human-agreement scores in ``results``."""
-    agg = aggregate(check_noise_indices(agreement_frame(results), allow_mixed), AGREEMENT_METRICS)
+    agg = aggregate(check_noise_indices(agreement_frame(results), allow_mixed), AGREEMENT_METRICS, missing_ok=True)
     estimates, counts = {}, {}
     for r in results:
         block = r.get("human_agreement")
@@ -174,7 +171,7 @@ def build_leaderboard(req: LeaderboardRequest) -> LeaderboardOutput:
     target = Path(req.out)
 
     def put(name: str, data: str | bytes) -> None:
-        path = target / name
+        path = output_path(target, name)
         if isinstance(data, str):
             write_text_atomic(path, data)
         else:

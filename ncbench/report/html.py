@@ -22,6 +22,7 @@ from .markdown import (
     board_notes,
     fairness,
 )
+from .paths import slug
 
 
 @dataclass
@@ -41,7 +42,8 @@ def templates() -> Environment:
 
 
 def page_name(board: Board) -> str:
-    return f"leaderboard-p{board.protocol}-{board.key}.html"
+    """The file of a board's page (slugged: its protocol and key come from result files)."""
+    return slug(f"leaderboard-p{board.protocol}-{board.key}") + ".html"
 
 
 def _columns(board: Board) -> list[dict]:

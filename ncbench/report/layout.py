@@ -57,7 +57,8 @@ class Cell:
     mean: float
     std: float = math.nan
     ci95: float = math.nan
-    n: int = 1
+    n: int = 1  # seeds this cell's statistics cover
+    seeds: int | None = None  # seeds of its row, where that is more than ``n`` (a value undefined for some)
     best: bool = False
     digits: int = 1
     printed: float | None = None  # a reported Sum as printed, where it differs from the sum of the recalls
@@ -67,11 +68,12 @@ class Cell:
     def text(self) -> str:
         if math.isnan(self.mean):
             return "n/a"
+        fewer = f" (n = {self.n})" if self.seeds is not None and self.n < self.seeds else ""
         if self.n > 1 and not math.isnan(self.std):
-            return f"{self.mean:.{self.digits}f} ± {self.std:.{self.digits}f}"
+            return f"{self.mean:.{self.digits}f} ± {self.std:.{self.digits}f}{fewer}"
         if self.printed is not None:
             return f"{self.mean:.{self.digits}f} (printed {self.printed:.{self.digits}f})"
-        return f"{self.mean:.{self.digits}f}"
+        return f"{self.mean:.{self.digits}f}{fewer}"
 
 
 @dataclass
@@ -163,8 +165,8 @@ def _measured_rows(block: pd.DataFrame, metrics: tuple[str, ...] = METRICS, digi
     for (method, backbone), g in block.groupby(["method", "backbone"], sort=True):
         cells, seeds = {}, {}
         for _, r in g.iterrows():
-            cells[r.benchmark] = {m: Cell(float(r[f"{m}_mean"]), float(r[f"{m}_std"]), float(r[f"{m}_ci95"]), int(r.n),
-                                          digits=digits) for m in metrics}
+            cells[r.benchmark] = {m: Cell(float(r[f"{m}_mean"]), float(r[f"{m}_std"]), float(r[f"{m}_ci95"]),
+                                          int(r[f"{m}_n"]), seeds=int(r.n), digits=digits) for m in metrics}
             seeds[r.benchmark] = int(r.n)
         first = g.iloc[0]
         rows.append(Row(

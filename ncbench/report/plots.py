@@ -9,6 +9,10 @@
   density histograms of the truly clean and truly noisy pairs, with the fitted mixture's weighted
   components (the clean one solid) and their sum. Drawn from the ``split_histogram`` stored in the
   result, so it needs no re-training.
+
+Titles and legend labels carry names from result files; ``literal`` escapes their ``$`` so that
+matplotlib never reads them as mathtext (a tag holding ``$`` and an unfinished TeX command would
+otherwise stop the drawing).
 """
 
 from __future__ import annotations
@@ -22,6 +26,11 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
+
+
+def literal(text: str) -> str:
+    """``text`` drawn as written: every ``$`` escaped, so no part of it is parsed as mathtext."""
+    return str(text).replace("$", r"\$")
 
 
 def _png(fig) -> bytes:
@@ -44,11 +53,11 @@ def noise_curve_png(agg: pd.DataFrame, benchmark: str, title: str) -> bytes | No
         y = g.rsum_mean.to_numpy(float)
         sd = np.nan_to_num(g.rsum_std.to_numpy(float))
         label = method if block.backbone.nunique() == 1 else f"{method} ({backbone})"
-        (line,) = ax.plot(x, y, marker="o", label=label)
+        (line,) = ax.plot(x, y, marker="o", label=literal(label))
         ax.fill_between(x, y - sd, y + sd, color=line.get_color(), alpha=0.18, linewidth=0)
     ax.set_xlabel("noise ratio (%)")
     ax.set_ylabel("test rSum")
-    ax.set_title(title, fontsize=10)
+    ax.set_title(literal(title), fontsize=10)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     return _png(fig)
@@ -73,7 +82,7 @@ def split_histogram_png(hist: dict[str, Any], title: str) -> bytes:
     ax.plot(grid, pdf.sum(axis=0), color="black", linewidth=0.8, label="mixture")
     ax.set_xlabel("normalised per-sample loss")
     ax.set_ylabel("density")
-    ax.set_title(title, fontsize=10)
+    ax.set_title(literal(title), fontsize=10)
     ax.set_ylim(0, max(float(np.percentile(np.r_[(clean + noisy) / total / width, pdf.sum(axis=0)], 99)) * 1.3, 1.0))
     ax.legend(fontsize=7)
     return _png(fig)
@@ -101,7 +110,7 @@ def curves_png(stats: pd.DataFrame, title: str, runs: pd.DataFrame | None = None
             x, y = g.epoch.to_numpy(float), g[f"{series}_mean"].to_numpy(float)
             sd = np.nan_to_num(g[f"{series}_std"].to_numpy(float))
             label = method if stats.backbone.nunique() == 1 else f"{method} ({backbone})"
-            (line,) = ax.plot(x, y, label=label, linewidth=1.2)
+            (line,) = ax.plot(x, y, label=literal(label), linewidth=1.2)
             ax.fill_between(x, y - sd, y + sd, color=line.get_color(), alpha=0.18, linewidth=0)
         if runs is not None and not runs.empty:
             for seed, g in runs.groupby("seed"):
@@ -116,6 +125,6 @@ def curves_png(stats: pd.DataFrame, title: str, runs: pd.DataFrame | None = None
     handles, labels = axes[0][0].get_legend_handles_labels()
     fig.legend(handles, labels, fontsize=7, loc="lower right" if len(present) % cols else "upper right",
                bbox_to_anchor=(0.98, 0.05) if len(present) % cols else (1.12, 0.9))
-    fig.suptitle(title, fontsize=10)
+    fig.suptitle(literal(title), fontsize=10)
     fig.tight_layout()
     return _png(fig)
