@@ -15,9 +15,11 @@ def add_parser(sub) -> None:
     sm = sub.add_parser(
         "submit", help="validate result files and copy the accepted ones into the leaderboard",
         description="Validate result files against the published JSON Schema (ncbench/schema/result.schema.json) and "
-                    "the protocol (rSum = sum of the six recalls, known protocol version, canonical noise index, "
-                    "complete seed sets {0, 1, 2}), then copy the accepted ones into <dest>/. Files are read as JSON "
-                    "data only; nothing in a submission is executed.",
+                    "the protocol (rSum = sum of the six recalls, ranks within their test set, known protocol version, "
+                    "canonical noise index, complete seed sets {0, 1, 2}, reference rows only from ncbench's own probe "
+                    "and clean_oracle), then copy the accepted ones into <dest>/. Files are read as JSON data only; "
+                    "nothing in a submission is executed. Only regular files are read (no symbolic links, FIFOs or "
+                    "devices), at most 64 MiB each, and every number must be finite (no NaN or Infinity).",
         epilog="example:\n  ncbench submit results/protocol-1/synthetic/noise-0.2/mymethod\n"
                "  ncbench leaderboard --with-reported     (includes leaderboards/results/)",
         formatter_class=argparse.RawDescriptionHelpFormatter)
