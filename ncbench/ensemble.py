@@ -3,7 +3,8 @@ evaluated with their similarity matrices averaged (what the SGRAF papers and BiC
 headline rows report).
 
 ``--backbones sgraf`` trains the member runs as ordinary runs (each its own result, selected on its
-own validation rSum) and keeps their selected networks (``seed-<s>.nets.pt`` beside the result).
+own validation rSum) and keeps their selected networks (``seed-<s>.nets.pt`` beside the result;
+read back as tensors only, ``weights_only=True``, and never through a link).
 Then every network of both members (NCR/BiCro: A and B of each, 4 in all) scores the test split;
 the averaged similarities are ranked once. The ensemble's result lives under backbone ``sgraf``
 with ``meta.ensemble_size`` = all networks, ``meta.members`` (each member's backbone and config
@@ -13,13 +14,14 @@ hash) and ``meta.selection`` = ``members_best_val_rsum``; it is rebuilt when a m
 from __future__ import annotations
 
 import hashlib
+import os
 import time
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from .atomic import write_atomic
+from .atomic import open_regular, remove_temporaries, write_atomic
 from .config import RunConfig
 from .engine.context import make_context
 from .engine.method import build_config
@@ -79,6 +81,7 @@ def build(name: str, members: list[RunConfig], runner, log) -> tuple[str, dict[s
     with claim_result(runner.s.results_dir, path, cfg.config_hash, log, cfg.label) as (state, record):
         if state != "free":
             return state, record
+        remove_temporaries(path.parent, path.stem, log)  # ours now: left by a killed write
         return _build(name, members, cfg, path, runner, log, previous=record)
 
 
@@ -129,7 +132,8 @@ def _networks(cfg: RunConfig, runner, path: Path) -> list[torch.nn.Module]:
                        torch.Generator().manual_seed(cfg.seed))
     mcls = METHODS.get(cfg.method)
     method = mcls(build_config(mcls.Config, cfg.method_config), ctx)
-    states = torch.load(path, map_location=device, weights_only=True)
+    with os.fdopen(open_regular(path), "rb") as f:  # never through a link; tensors only, no code
+        states = torch.load(f, map_location=device, weights_only=True)
     networks = method.networks()
     if len(states) != len(networks):
         raise ValueError(f"{path}: {len(states)} networks kept, {cfg.method} has {len(networks)}")

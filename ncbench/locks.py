@@ -8,6 +8,11 @@ records who held it last: host, pid, time, for ``ncbench status``). Because a lo
 deleted, a process that obtains the lock checks that the path still names the file it locked, and
 starts over otherwise (the usual protocol for removable ``flock`` files). ``flock`` works on local file systems and on
 NFS (Linux maps it to POSIX locks through the NFS lock manager).
+
+In a shared results folder anyone may plant ``seed-<s>.lock -> ~victim/.bashrc``: the lock file is
+opened without following links and must be a regular file with one link (``atomic.open_regular``),
+so such a link is refused with an error naming it (``UnsafePathError``), never truncated or written;
+``is_locked`` (``ncbench status``) neither follows nor deletes it.
 """
 
 from __future__ import annotations
@@ -15,8 +20,11 @@ from __future__ import annotations
 import fcntl
 import os
 import socket
+import stat
 import time
 from pathlib import Path
+
+from .atomic import UnsafePathError, open_regular
 
 
 class RunLock:
@@ -27,10 +35,11 @@ class RunLock:
         self._fd: int | None = None
 
     def acquire(self, record: bool = True) -> bool:
-        """Take the lock; False if another process holds it. ``record`` writes who holds it."""
+        """Take the lock; False if another process holds it. ``record`` writes who holds it.
+        UnsafePathError when the path is a link or not a regular file (see the module docstring)."""
         self.path.parent.mkdir(parents=True, exist_ok=True)
         while True:
-            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+            fd = open_regular(self.path, os.O_RDWR | os.O_CREAT, 0o644)
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
@@ -62,9 +71,9 @@ class RunLock:
 
 
 def _same_file(fd: int, path: Path) -> bool:
-    """Whether ``path`` still names the open file ``fd``."""
+    """Whether ``path`` itself (not a link's target) still names the open file ``fd``."""
     try:
-        st = os.stat(path)
+        st = os.lstat(path)
     except FileNotFoundError:
         return False
     held = os.fstat(fd)
@@ -72,15 +81,22 @@ def _same_file(fd: int, path: Path) -> bool:
 
 
 def is_locked(path: Path) -> str | None:
-    """Who holds the lock on ``path`` (its recorded holder), or None when nobody does."""
+    """Who holds the lock on ``path`` (its recorded holder), or None when nobody does. A link or
+    other foreign file at ``path`` is nobody's lock (a run refuses it with an error): None, and it
+    is left where it is."""
     path = Path(path)
-    if not path.exists():
-        return None
     lock = RunLock(path)
-    if lock.acquire(record=False):
-        lock.release()
+    try:
+        if not stat.S_ISREG(os.lstat(path).st_mode):
+            return None
+        if lock.acquire(record=False):
+            lock.release()
+            return None
+    except (FileNotFoundError, UnsafePathError):
         return None
     try:
-        return path.read_text().strip() or "another process"
-    except OSError:
+        fd = open_regular(path)
+    except (OSError, UnsafePathError):
         return "another process"
+    with os.fdopen(fd, "rb") as f:
+        return f.read(4096).decode("utf-8", "replace").strip() or "another process"

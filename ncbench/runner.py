@@ -9,7 +9,10 @@ is trained under a lock (``ncbench.locks``), so several workers can share one sw
 results folder: a run locked by another worker is passed over, never trained twice. A failed run
 (e.g. NaN loss) writes a result with status ``failed`` and the error, and is retried next time.
 A result with another config, or a corrupt file, is moved under ``superseded/`` before it is
-replaced, never deleted.
+replaced, never deleted. What a ``kill -9`` leaves is cleared under the run's lock: the temporary
+files of an interrupted write (``.seed-<s>.*.tmp``) when the run is claimed, and the checkpoint of a
+run found already done (killed between writing its result and removing its checkpoint).
+A resumed run's ``total_s`` and ``gpu_hours`` add up the time of all the processes that trained it.
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ from tqdm.auto import tqdm
 
 from . import PROTOCOL_VERSION
 from .agreement import human_agreement
+from .atomic import UnsafePathError, remove_temporaries, temporaries
 from .checkpoint import Checkpointer
 from .config import RunConfig, check_tag
 from .data.cards import Dataset, DatasetCard, SyntheticCard
@@ -56,9 +60,11 @@ from .results import (
     claim_result,
     environment,
     inspect_result,
+    lock_path,
     result_path,
     store_result,
 )
+from .locks import RunLock
 
 
 @dataclass
@@ -281,11 +287,14 @@ class Runner:
 
     def run(self, cfg: RunConfig, checkpoint: Checkpointer | None = None, keep: Path | None = None) -> dict[str, Any]:
         """Train (continuing from ``checkpoint`` if it holds one), select on validation, test, and
-        return the result record (status ok or failed); ``keep``: save the selected networks there."""
+        return the result record (status ok or failed); ``keep``: save the selected networks there.
+        Its ``total_s`` (and ``gpu_hours``) include what earlier processes spent (``checkpoint.earlier``)."""
         t_start = time.perf_counter()
+        device = torch.device(self.s.device)
+        if checkpoint is not None:  # its elapsed total counts this process from here
+            checkpoint.started, checkpoint.on_gpu = t_start, device.type == "cuda"
         ds = self.dataset(cfg.dataset)
         noise = self.noise_index(cfg, ds)
-        device = torch.device(self.s.device)
         generator = seed_everything(cfg.seed)
         mcls = METHODS.get(cfg.method)
         ctx = make_context(ds, noise, cfg.backbone, cfg.backbone_config, device, generator, self.s.progress,
@@ -319,13 +328,13 @@ class Runner:
                 save_networks(keep, method.networks())
         except TrainingError as exc:
             record.update(status="failed", error=str(exc))
-            record["timings"] = {"total_s": round(time.perf_counter() - t_start, 3)}
+            record["timings"] = {"total_s": round(_elapsed(checkpoint, t_start, device)["elapsed_s"], 3)}
             return record
         finally:
             if live is not None:
                 live.close()
         t_end = time.perf_counter()
-        total = t_end - t_start
+        spent = _elapsed(checkpoint, t_start, device)
         record.update(
             status="ok",
             best_val={"epoch": sel.best_epoch, **sel.best_val.full.to_dict()},
@@ -338,8 +347,8 @@ class Runner:
                   "reference": reference_role(mcls)},
             timings={
                 "train_s": round(sel.train_seconds, 3), "val_s": round(sel.val_seconds, 3),
-                "test_s": round(t_judged - t_test, 3), "judged_s": round(t_end - t_judged, 3), "total_s": round(total, 3),
-                "gpu_hours": round(total / 3600, 6) if device.type == "cuda" else 0.0,
+                "test_s": round(t_judged - t_test, 3), "judged_s": round(t_end - t_judged, 3),
+                "total_s": round(spent["elapsed_s"], 3), "gpu_hours": round(spent["gpu_s"] / 3600, 6),
             },
         )
         if test is not None:
@@ -376,6 +385,14 @@ class Runner:
             "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
             "error": None,
         }
+
+
+def _elapsed(checkpoint: Checkpointer | None, t_start: float, device: torch.device) -> dict[str, float]:
+    """The run's wall time over all its processes (the checkpoint carries the earlier ones') and the GPU part of it."""
+    if checkpoint is not None:
+        return checkpoint.elapsed()
+    now = time.perf_counter() - t_start
+    return {"elapsed_s": now, "gpu_s": now if device.type == "cuda" else 0.0}
 
 
 def reference_role(mcls) -> str | None:
@@ -428,6 +445,34 @@ def checkpoint_path(path: Path) -> Path:
     return path.with_suffix(".ckpt")
 
 
+def checkpointer(root: Path, path: Path, config_hash: str, log: Callable[[str], None] = lambda msg: None) -> Checkpointer:
+    """The checkpoint of the run whose result is ``path``; unusable ones are set aside under
+    ``superseded/checkpoints/`` at the run's own relative folder."""
+    aside = root / SUPERSEDED / "checkpoints" / path.parent.relative_to(root)
+    return Checkpointer(checkpoint_path(path), config_hash, aside=aside, log=log)
+
+
+def tidy_done(path: Path, config_hash: str, log: Callable[[str], None]) -> None:
+    """A run found done may hold what a ``kill -9`` between its result and its clean-up left: its
+    checkpoint (of the same config), temporary files, its lock file. Removed under the run's lock
+    (a checkpoint of another config is kept: that config may still resume from it)."""
+    ckpt, folder = checkpoint_path(path), path.parent
+    if not (os.path.lexists(ckpt) or os.path.lexists(lock_path(path)) or temporaries(folder, path.stem)):
+        return
+    lock = RunLock(lock_path(path))
+    try:
+        if not lock.acquire(record=False):
+            return  # someone is working on this path (another config): not ours to tidy
+    except (OSError, UnsafePathError):  # e.g. a planted link: left for a run that claims it to refuse
+        return
+    with lock:
+        remove_temporaries(folder, path.stem, log)
+        found = Checkpointer(ckpt, config_hash).where()
+        if found is not None and found.config_hash == config_hash:
+            ckpt.unlink()
+            log(f"    removed the leftover checkpoint {ckpt} of this finished run (left by an interrupted run)")
+
+
 def shard(runs: list[RunConfig], index: int, count: int) -> list[RunConfig]:
     """Every ``count``-th run starting at ``index`` (0-based): one worker's share of a sweep."""
     if count < 1 or not 0 <= index < count:
@@ -464,11 +509,13 @@ def run_sweep(runs: list[RunConfig], settings: RunSettings, ensembles: list[str]
         with claim_result(root, path, cfg.config_hash, log, where) as (state, data):
             if state == "done":
                 _skip(report, path, data, log, where)
+                tidy_done(path, cfg.config_hash, log)
                 continue
             if state == "busy":
                 report.busy.append(cfg.label)
                 continue
-            ckpt = Checkpointer(checkpoint_path(path), cfg.config_hash, aside=root / SUPERSEDED / "checkpoints", log=log)
+            remove_temporaries(path.parent, path.stem, log)  # ours now: left by a killed write
+            ckpt = checkpointer(root, path, cfg.config_hash, log)
             record = runner.run(cfg, ckpt, keep=nets_path(path) if settings.keep_networks else None)
             store_result(root, path, record, data, log, where)
             ckpt.remove()

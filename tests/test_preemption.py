@@ -16,9 +16,9 @@ import time
 from pathlib import Path
 
 import pytest
-import torch
 
 from ncbench import preemption
+from ncbench.checkpoint import read
 from ncbench.cli import main
 from ncbench.errors import Preempted
 from ncbench.registry import METHODS
@@ -102,7 +102,7 @@ def test_a_stop_mid_epoch_saves_the_step_and_resumes_to_identical_metrics(tmp_pa
         stopped_epoch, step, n = cls.fired
         assert stopped_epoch == epoch
         ckpt = next((tmp_path / "cut").rglob("seed-0.ckpt"))
-        saved = torch.load(ckpt, map_location="cpu", weights_only=False)
+        saved = read(ckpt)  # weights_only: every checkpoint ncbench writes loads without running code
         # the step the signal came in finished; the checkpoint continues with the next one
         assert saved["epoch"] == epoch - 1 and saved["partial"]["step"] == min(step + 1, n)
         assert len(saved["partial"]["plan"].steps) == n
@@ -113,8 +113,12 @@ def test_a_stop_mid_epoch_saves_the_step_and_resumes_to_identical_metrics(tmp_pa
         assert _run(tmp_path, cache_dir, "cut", name, base) == 0
         assert f"resuming {where}" in capsys.readouterr().out
         resumed = next((tmp_path / "cut").rglob("seed-0.json"))
-        meta = json.loads(resumed.read_text())["meta"]
+        meta, timings = json.loads(resumed.read_text())["meta"], json.loads(resumed.read_text())["timings"]
         assert meta["resumed_at_step"] == min(step + 1, n)
+        # total_s is the time of both processes (F2): at least the time the first one had spent when it
+        # saved, and the training and validation of all epochs (train_s, val_s add up across resumes)
+        assert timings["total_s"] >= saved["elapsed_s"] >= saved["train_seconds"] + saved["val_seconds"]
+        assert timings["total_s"] >= timings["train_s"] + timings["val_s"] + timings["test_s"] - 0.005
         assert meta["resumed_after_epoch"] == (epoch - 1 if epoch > 0 else None)
         assert _comparable(resumed) == _comparable(reference)
         assert not ckpt.exists()

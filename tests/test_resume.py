@@ -47,10 +47,10 @@ def _comparable(r: dict) -> dict:
 
 
 def _checkpointed_epoch(ckpt: Path) -> int:
-    import torch
+    from ncbench.checkpoint import read
 
     try:
-        return int(torch.load(ckpt, map_location="cpu", weights_only=False)["epoch"])
+        return int(read(ckpt)["epoch"])
     except (FileNotFoundError, KeyError):
         return -1
 
@@ -110,7 +110,7 @@ def test_an_unreadable_checkpoint_is_moved_aside_and_the_run_starts_over(tmp_pat
     done = _run(_cmd(results, cache_dir, "ncr", "--method-opt", "epochs=1", "--method-opt", "warmup_epochs=1"))
     assert done.returncode == 0, done.stderr
     assert "unreadable" in done.stdout and "starting from epoch 0" in done.stdout
-    (kept,) = (results / "superseded" / "checkpoints").glob("seed-0.corrupt.*.ckpt")
+    (kept,) = (results / "superseded" / "checkpoints" / ckpt.parent.relative_to(results)).glob("seed-0.corrupt.*.ckpt")
     assert kept.read_bytes() == b"\x80\x04 not a checkpoint"
     assert _result(results)["status"] == "ok"
 
