@@ -15,7 +15,8 @@ from typing import Any
 import numpy as np
 
 from .errors import ConfigError, ResultError
-from .results import noise_type_of, row_of
+from .data.noise_spec import CAPTION_SHUFFLE, NoiseSpec
+from .results import noise_of, noise_output_sha256, row_of
 from .significance import PairedTest, Ranks, fold_shares, paired_test, rsum
 
 
@@ -45,7 +46,7 @@ class RowKey:
     backbone: str
     dataset: str
     noise_ratio: float
-    noise_type: str = "caption"
+    noise: NoiseSpec = CAPTION_SHUFFLE  # the noise protocol (type, model, parameters)
     protocol_version: str | None = None  # None: the one protocol the results have
 
     @property
@@ -59,7 +60,7 @@ def in_row(result: dict[str, Any], key: RowKey, any_backbone: bool = False) -> b
     return (result.get("status") == "ok" and row_of(ident) == key.method
             and (any_backbone or ident["backbone"] == key.backbone)
             and ident["dataset"] == key.dataset and float(ident["noise_ratio"]) == float(key.noise_ratio)
-            and noise_type_of(ident) == key.noise_type
+            and noise_of(ident) == key.noise
             and (key.protocol_version is None or str(ident["protocol_version"]) == str(key.protocol_version)))
 
 
@@ -85,7 +86,7 @@ class Comparison:
     benchmark: str
     view: str
     noise_ratio: float
-    noise_type: str
+    noise: str  # the protocol's key: caption, image, caption-neighbour, ...
     seeds: list[int]
     rsum_a: float  # mean over the paired seeds, recomputed from the ranks
     rsum_b: float
@@ -109,7 +110,7 @@ def compare_rows(a: dict[int, dict[str, Any]], b: dict[int, dict[str, Any]], key
     view = view_of(benchmark)
     shares, strata, sums_a, sums_b, ranks_a = [], None, [], [], None
     for s in seeds:
-        na, nb = (x[s]["identity"].get("noise_index_sha256") for x in (a, b))
+        na, nb = (noise_output_sha256(x[s]["identity"]) for x in (a, b))
         if na != nb:
             raise ResultError(f"seed {s}: {key_a.label} and {key_b.label} were trained on different noise indices "
                               f"({str(na)[:12]}… vs {str(nb)[:12]}…); they cannot be paired")
@@ -123,6 +124,6 @@ def compare_rows(a: dict[int, dict[str, Any]], b: dict[int, dict[str, Any]], key
         sums_b.append(rsum(ranks_b))
     test = paired_test(np.stack(shares), strata, resamples=resamples, seed=seed)
     return Comparison(key_a.label, key_b.label, key_a.dataset, benchmark, view, float(key_a.noise_ratio),
-                      key_a.noise_type, seeds, float(np.mean(sums_a)), float(np.mean(sums_b)),
+                      key_a.noise.key, seeds, float(np.mean(sums_a)), float(np.mean(sums_b)),
                       test.images, int(sum(f.t2i.size for f in ranks_a.folds) if ranks_a.folds else ranks_a.t2i.size),
                       test)

@@ -1,8 +1,9 @@
 """Typed run configuration and its stable hash.
 
 A :class:`RunConfig` is everything that determines a run's numbers: method, backbone and dataset
-with their hyperparameters, the noise ratio and how its index is obtained, the training seed and
-the protocol version. Its hash (sha256 of the canonical JSON) identifies a result: a finished
+with their hyperparameters, the noise ratio, the noise protocol (``NoiseSpec``: type, model,
+parameters, generator version) and how its index is obtained, the training seed and the protocol
+version. Its hash (sha256 of the canonical JSON) identifies a result: a finished
 result with the same hash is not run again. Where a run executes (device, threads) is recorded in
 the result but is not part of the hash, and neither is ``recipe``: where the hyperparameters came
 from (a tuned recipe file, the method's defaults, the user's overrides), which is provenance, not
@@ -22,6 +23,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from . import PROTOCOL_VERSION
+from .data.noise_spec import CAPTION_SHUFFLE, NoiseSpec
 from .errors import ConfigError
 
 TAG = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,39}\Z")  # \Z: `$` would accept a trailing newline
@@ -47,7 +49,7 @@ class RunConfig:
     seed: int
     noise_seed: int = 0  # seed of the generated noise index (shared by all methods and seeds)
     noise_file: str | None = None  # an existing index file, loaded verbatim instead
-    noise_type: str = "caption"  # the noise protocol: caption-level (NCR) or image-level (DECL/RCL)
+    noise_protocol: NoiseSpec = CAPTION_SHUFFLE  # caption/image-level; the papers' shuffle or another model
     method_config: dict[str, Any] = field(default_factory=dict)
     backbone_config: dict[str, Any] = field(default_factory=dict)
     dataset_version: str = ""  # e.g. the synthetic generator's folder name
@@ -56,8 +58,16 @@ class RunConfig:
     tag: str | None = None  # ``--tag``: a named variant of the method, kept beside its other configs
     recipe: dict[str, Any] = field(default_factory=dict, compare=False)  # provenance, not hashed
 
+    @property
+    def noise_type(self) -> str:
+        return self.noise_protocol.type
+
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        """As stored in a result's ``config``: the noise protocol as flat fields (``noise_type``, and
+        for another model than the shuffle ``noise_model``, ``noise_params``, ``noise_generator_version``)."""
+        data = dataclasses.asdict(self)
+        del data["noise_protocol"]
+        return {**data, "noise_type": self.noise_type, **self.noise_protocol.config_fields()}
 
     @property
     def config_hash(self) -> str:
@@ -66,7 +76,7 @@ class RunConfig:
         if data["trial"] is None:  # ordinary runs hash as before trials existed
             data.pop("trial")
         if data["noise_type"] == "caption":  # caption-level runs hash as before image-level noise existed
-            data.pop("noise_type")
+            data.pop("noise_type")  # (and shuffles as before noise models existed: no model fields)
         if data["tag"] is None:  # untagged runs hash as before tags existed
             data.pop("tag")
         blob = json.dumps(data, sort_keys=True, separators=(",", ":"), default=str)
@@ -80,5 +90,5 @@ class RunConfig:
     @property
     def label(self) -> str:
         trial = "" if self.trial is None else f" (tuning trial {self.trial})"
-        kind = "" if self.noise_type == "caption" else f" {self.noise_type}-level"
+        kind = "" if self.noise_protocol == CAPTION_SHUFFLE else f" {self.noise_protocol.label}"
         return f"{self.row_name}/{self.backbone} on {self.dataset} @{kind} noise {self.noise_ratio:g}, seed {self.seed}{trial}"

@@ -67,7 +67,7 @@ def ensemble_config(name: str, members: list[RunConfig]) -> RunConfig:
     first = members[0]
     return RunConfig(method=first.method, backbone=name, dataset=first.dataset, noise_ratio=first.noise_ratio,
                      seed=first.seed, noise_seed=first.noise_seed, noise_file=first.noise_file,
-                     noise_type=first.noise_type, method_config=first.method_config,
+                     noise_protocol=first.noise_protocol, method_config=first.method_config,
                      backbone_config={"members": {m.backbone: m.config_hash for m in members}},
                      dataset_version=first.dataset_version, protocol_version=first.protocol_version, tag=first.tag)
 
@@ -149,7 +149,7 @@ def group_members(runs: list[RunConfig], name: str) -> list[list[RunConfig]]:
     by_key: dict[str, dict[str, RunConfig]] = {}
     for r in runs:
         if r.backbone in wanted:
-            key = hashlib.sha256(repr((r.method, r.tag, r.dataset, r.noise_ratio, r.noise_type, r.seed, r.noise_seed, r.noise_file,
+            key = hashlib.sha256(repr((r.method, r.tag, r.dataset, r.noise_ratio, r.noise_protocol.key, r.seed, r.noise_seed, r.noise_file,
                                        sorted(r.method_config.items(), key=str))).encode()).hexdigest()
             by_key.setdefault(key, {})[r.backbone] = r
     return [[g[b] for b in wanted] for g in by_key.values() if all(b in g for b in wanted)]

@@ -42,8 +42,8 @@ from typing import Any, Callable, Iterator
 from . import __version__
 from .atomic import write_text_atomic
 from .config import RunConfig, row_name
-from .data.noise import type_suffix
-from .errors import ResultError
+from .data.noise_spec import CAPTION_SHUFFLE, NoiseSpec
+from .errors import NcbenchError, ResultError
 from .locks import RunLock
 from .schema import schema_errors
 
@@ -54,29 +54,45 @@ RSUM_TOLERANCE = 0.01
 SUPERSEDED = "superseded"  # results replaced by a run with another config are moved here
 TUNING = "tuning"  # the trials of ``ncbench tune`` (dev-split only, never on a leaderboard)
 LOGS = "logs"  # live logs of ``--log tensorboard|wandb`` (``ncbench.live_log``), not results
+NOISE_INDEX = "noise_index"  # generated noise indices and their corrupted texts (``.texts.json``), not results
 
 
-def noise_folder(noise_ratio: float, noise_type: str = "caption") -> str:
-    """``noise-0.2`` for caption-level noise (the layout results had before image-level noise
-    existed, so they stay where they are), ``noise-image-0.2`` for image-level noise."""
-    return f"noise{type_suffix(noise_type)}-{float(noise_ratio):g}"
+def noise_folder(noise_ratio: float, noise: NoiseSpec = CAPTION_SHUFFLE) -> str:
+    """``noise-0.2`` for the caption-level shuffle (the layout results had before image-level noise
+    and noise models existed, so they stay where they are), ``noise-image-0.2``,
+    ``noise-neighbour-0.2``, ``noise-image-partial-0.2``, ... (``NoiseSpec.slug``) otherwise."""
+    slug = noise.slug
+    return f"noise{'-' + slug if slug else ''}-{float(noise_ratio):g}"
 
 
 def run_folder(root: Path, protocol_version: str, dataset: str, noise_ratio: float, method: str, backbone: str,
-               noise_type: str = "caption") -> Path:
+               noise: NoiseSpec = CAPTION_SHUFFLE) -> Path:
     """The folder holding the per-seed result files of one configuration."""
-    return Path(root) / f"protocol-{protocol_version}" / dataset / noise_folder(noise_ratio, noise_type) / method / backbone
+    return Path(root) / f"protocol-{protocol_version}" / dataset / noise_folder(noise_ratio, noise) / method / backbone
 
 
 def noise_type_of(ident: dict[str, Any]) -> str:
-    """A result's noise protocol; results written before the field existed are caption-level."""
+    """A result's noise type; results written before the field existed are caption-level."""
     return ident.get("noise_type") or "caption"
+
+
+def noise_of(ident: dict[str, Any]) -> NoiseSpec:
+    """A result's whole noise protocol (``NoiseSpec``); results written before noise models existed
+    are shuffles of their type."""
+    return NoiseSpec.from_fields(ident)
+
+
+def noise_output_sha256(ident: dict[str, Any]) -> str | None:
+    """What identifies the noise a run trained on: the index's sha256, joined by the corrupted texts'
+    sha256 for noise that rewrites captions (two ``partial`` runs share the untouched index)."""
+    sha, texts = ident.get("noise_index_sha256"), ident.get("noise_texts_sha256")
+    return f"{sha}+{texts}" if sha and texts else sha
 
 
 def identity_path(root: Path, ident: dict[str, Any]) -> Path:
     """Where a result with this ``identity`` block lives under ``root``."""
     folder = run_folder(root, ident["protocol_version"], ident["dataset"], ident["noise_ratio"], row_of(ident),
-                        ident["backbone"], noise_type_of(ident))
+                        ident["backbone"], noise_of(ident))
     return folder / f"seed-{ident['seed']}.json"
 
 
@@ -100,8 +116,8 @@ def result_path(root: Path, cfg: RunConfig) -> Path:
     if cfg.trial is not None:
         folder = (Path(root) / TUNING / f"protocol-{cfg.protocol_version}" / cfg.dataset / cfg.row_name / cfg.backbone
                   / f"trial-{cfg.trial}")
-        return folder / f"{noise_folder(cfg.noise_ratio, cfg.noise_type)}-seed-{cfg.seed}.json"
-    return (run_folder(root, cfg.protocol_version, cfg.dataset, cfg.noise_ratio, cfg.row_name, cfg.backbone, cfg.noise_type)
+        return folder / f"{noise_folder(cfg.noise_ratio, cfg.noise_protocol)}-seed-{cfg.seed}.json"
+    return (run_folder(root, cfg.protocol_version, cfg.dataset, cfg.noise_ratio, cfg.row_name, cfg.backbone, cfg.noise_protocol)
             / f"seed-{cfg.seed}.json")
 
 
@@ -230,6 +246,10 @@ def result_problems(data: Any, local: bool = True) -> list[str]:
     ident = data["identity"]
     if type(ident["seed"]) is not int:
         problems.append(f"identity.seed {ident['seed']!r} is not a whole number")
+    try:
+        noise_of(ident)  # a known noise model with valid parameters
+    except NcbenchError as exc:
+        problems.append(f"identity: {exc}")
     test = data.get("test")
     if data["status"] == "ok" and test is None and not _is_trial(data):
         problems.append("status ok but no 'test' metrics")
@@ -271,12 +291,12 @@ class LoadedResults:
 
 
 def iter_result_files(root: Path) -> Iterator[Path]:
-    """The result files under ``root``, sorted (not the superseded, tuning or live-log folders, not
+    """The result files under ``root``, sorted (not the superseded, tuning, live-log or noise-index folders, not
     hidden names such as a result still being written). Only names: ``read_result`` checks each
     one is a regular file before opening it."""
     for p in sorted(Path(root).rglob("*.json")):
         parts = p.relative_to(root).parts
-        if SUPERSEDED not in parts and parts[0] not in (TUNING, LOGS) and not p.name.startswith("."):
+        if SUPERSEDED not in parts and parts[0] not in (TUNING, LOGS, NOISE_INDEX) and not p.name.startswith("."):
             yield p
 
 

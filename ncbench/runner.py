@@ -35,14 +35,9 @@ from .atomic import UnsafePathError, remove_temporaries, temporaries
 from .checkpoint import Checkpointer
 from .config import RunConfig, check_tag
 from .data.cards import Dataset, DatasetCard, SyntheticCard
-from .data.noise import (
-    NoiseIndex,
-    check_noise_type,
-    check_ratio,
-    load_noise_index,
-    obtain_noise_index,
-    type_suffix,
-)
+from .data.noise import NoiseIndex, check_ratio, load_noise, obtain_noise
+from .data.noise_models import inputs_from_split
+from .data.noise_spec import CAPTION_SHUFFLE, NoiseSpec
 from .engine.context import make_context
 from .engine.method import build_config
 from .engine.trainer import train_with_selection
@@ -55,6 +50,7 @@ from .recipes import Recipe, RecipeError, load_recipes
 from .registry import BACKBONES, DATASETS, METHODS
 from .results import (
     LOGS,
+    NOISE_INDEX,
     SCHEMA_VERSION,
     SUPERSEDED,
     claim_result,
@@ -79,7 +75,7 @@ class SweepSpec:
     noise_seed: int = 0
     noise_file: str | None = None
     noise_dir: str | None = None
-    noise_type: str = "caption"  # caption | image (``ncbench.data.noise``)
+    noise_protocol: NoiseSpec = CAPTION_SHUFFLE  # type, model and parameters (``ncbench.data.noise_spec``)
     method_options: dict[str, Any] = field(default_factory=dict)
     backbone_options: dict[str, Any] = field(default_factory=dict)
     references: bool = False  # also the boards' floor and ceiling rows (REFERENCE_METHODS)
@@ -169,7 +165,6 @@ def plan(spec: SweepSpec) -> list[RunConfig]:
     if not spec.methods:
         raise ConfigError("no method given")
     ratios = [check_ratio(r) for r in spec.noise]
-    check_noise_type(spec.noise_type)
     check_tag(spec.tag)
     if spec.noise_file and len(ratios) != 1:
         raise ConfigError("--noise-file gives the index of one noise ratio; pass exactly one --noise value")
@@ -182,8 +177,8 @@ def plan(spec: SweepSpec) -> list[RunConfig]:
     for d, card in cards.items():
         if not card.allows_injected_noise and any(r > 0 for r in ratios):
             raise ConfigError(f"dataset {d!r} carries real noise only; injected noise must be 0 (got {spec.noise})")
-        if not card.allows_injected_noise and spec.noise_type != "caption":
-            raise ConfigError(f"dataset {d!r} carries real noise only; --noise-type {spec.noise_type} does not apply")
+        if not card.allows_injected_noise and spec.noise_protocol != CAPTION_SHUFFLE:
+            raise ConfigError(f"dataset {d!r} carries real noise only; {spec.noise_protocol.label} noise does not apply")
         recipes = load_recipes(d, spec.recipes) if spec.use_recipes else {}
         backbones = expand(spec.backbones or [card.default_backbone])[0]
         for m, mcls in methods.items():
@@ -197,7 +192,7 @@ def plan(spec: SweepSpec) -> list[RunConfig]:
                     for s in spec.seeds:
                         runs.append(RunConfig(
                             method=m, backbone=b, dataset=d, noise_ratio=r, seed=s,
-                            noise_seed=spec.noise_seed, noise_file=_noise_file(spec, d, r), noise_type=spec.noise_type,
+                            noise_seed=spec.noise_seed, noise_file=_noise_file(spec, d, r), noise_protocol=spec.noise_protocol,
                             method_config=mconf, backbone_config=bconf,
                             dataset_version=dataset_version(card), protocol_version=PROTOCOL_VERSION, recipe=recipe,
                             tag=spec.tag,
@@ -277,13 +272,14 @@ class Runner:
         return self._datasets[name]
 
     def noise_index(self, cfg: RunConfig, ds: Dataset) -> NoiseIndex:
-        true_rows = ds.train.caption_to_row()
+        inputs = inputs_from_split(ds.train, ds.vocab, ds.card.word_list, ds.root)
+        spec = cfg.noise_protocol
         if cfg.noise_file:
-            return load_noise_index(cfg.noise_file, true_rows, ds.train.n_rows, cfg.noise_ratio, cfg.noise_type)
+            return load_noise(spec, cfg.noise_file, inputs, cfg.noise_ratio)
         version = f"-{cfg.dataset_version}" if cfg.dataset_version else ""
-        name = f"{cfg.dataset}{version}_{cfg.noise_ratio:g}{type_suffix(cfg.noise_type, '_')}_seed{cfg.noise_seed}.npy"
-        return obtain_noise_index(true_rows, ds.train.n_rows, cfg.noise_ratio, cfg.noise_seed,
-                                  self.s.results_dir / "noise_index" / name, cfg.noise_type)
+        kind = f"_{spec.slug}" if spec.slug else ""  # names from before noise models stay: ``_image`` for image-level
+        name = f"{cfg.dataset}{version}_{cfg.noise_ratio:g}{kind}_seed{cfg.noise_seed}.npy"
+        return obtain_noise(spec, inputs, cfg.noise_ratio, cfg.noise_seed, self.s.results_dir / NOISE_INDEX / name)
 
     def run(self, cfg: RunConfig, checkpoint: Checkpointer | None = None, keep: Path | None = None) -> dict[str, Any]:
         """Train (continuing from ``checkpoint`` if it holds one), select on validation, test, and
@@ -373,10 +369,12 @@ class Runner:
             "identity": {
                 "method": cfg.method, **({"tag": cfg.tag} if cfg.tag else {}), "backbone": cfg.backbone,
                 "dataset": cfg.dataset,
-                "noise_ratio": cfg.noise_ratio, "noise_type": cfg.noise_type, "seed": cfg.seed,
+                "noise_ratio": cfg.noise_ratio, **cfg.noise_protocol.identity_fields(), "seed": cfg.seed,
                 "protocol_version": cfg.protocol_version,
                 "noise_index_sha256": noise.sha256, "noise_realised_ratio": noise.realised_ratio,
                 "noise_source": noise.source,
+                **({"noise_texts_sha256": noise.texts_sha256} if noise.texts_sha256 else {}),
+                **({"noise_details": noise.details} if noise.details else {}),
             },
             "config": cfg.to_dict(),
             "config_hash": cfg.config_hash,

@@ -32,11 +32,12 @@ from typing import Any
 
 from . import PROTOCOL_VERSION
 from .atomic import write_atomic
+from .data.noise_spec import NoiseSpec
 from .errors import NcbenchError, ResultError
 from .results import (
     MAX_BYTES,
     identity_path,
-    noise_type_of,
+    noise_of,
     parse_json,
     read_bounded,
     result_files,
@@ -53,14 +54,15 @@ PROTOCOL_SEEDS = (0, 1, 2)
 
 
 def canonical_noise() -> dict[str, dict[str, dict[str, dict[str, str]]]]:
-    """dataset → noise type (caption | image) → ratio (``f"{r:g}"``) → ``{"sha256", "source"}``."""
+    """dataset → noise protocol (``NoiseSpec.key``: caption, image, caption-neighbour, ...) → ratio
+    (``f"{r:g}"``) → ``{"sha256", "source"}`` (and ``texts_sha256`` for noise that rewrites captions)."""
     text = resources.files("ncbench.reference").joinpath("noise-index.json").read_text(encoding="utf-8")
     return json.loads(text)["datasets"]
 
 
-def canonical_entry(dataset: str, noise_type: str, ratio: float) -> dict[str, str] | None:
-    """The registered index of one (dataset, noise type, ratio), or None."""
-    return canonical_noise().get(dataset, {}).get(noise_type, {}).get(f"{float(ratio):g}")
+def canonical_entry(dataset: str, noise: NoiseSpec | str, ratio: float) -> dict[str, str] | None:
+    """The registered index of one (dataset, noise protocol, ratio), or None."""
+    return canonical_noise().get(dataset, {}).get(str(noise), {}).get(f"{float(ratio):g}")
 
 
 @dataclass
@@ -103,16 +105,24 @@ def check_content(data: dict[str, Any]) -> list[str]:
     for key in ("method", "backbone", "dataset", "noise_ratio", "seed"):
         if key in cfg and cfg[key] != ident[key]:
             reasons.append(f"identity.{key} = {ident[key]!r} but config.{key} = {cfg[key]!r}")
-    ratio, kind = f"{float(ident['noise_ratio']):g}", noise_type_of(ident)
-    if cfg.get("noise_type", "caption") != kind:
-        reasons.append(f"identity.noise_type = {kind!r} but config.noise_type = {cfg.get('noise_type', 'caption')!r}")
+    ratio, kind = f"{float(ident['noise_ratio']):g}", noise_of(ident)
+    try:
+        declared = NoiseSpec.from_fields(cfg)
+    except NcbenchError as exc:
+        declared = None
+        reasons.append(f"config: {exc}")
+    if declared is not None and declared != kind:
+        reasons.append(f"identity's noise protocol {kind} is not config's {declared}")
     entry = canonical_entry(ident["dataset"], kind, float(ratio))
     if entry is None:
-        reasons.append(f"no canonical {kind}-level noise index is registered for {ident['dataset']} at ratio {ratio} "
+        reasons.append(f"no canonical {kind.label} noise index is registered for {ident['dataset']} at ratio {ratio} "
                        "(leaderboards/reference/noise-index.json); results there cannot be compared yet")
     elif entry["sha256"] != ident["noise_index_sha256"]:
         reasons.append(f"noise index sha256 {ident['noise_index_sha256'][:12]}… is not the canonical "
-                       f"{entry['sha256'][:12]}… for {ident['dataset']} at {kind}-level {ratio} ({entry['source']})")
+                       f"{entry['sha256'][:12]}… for {ident['dataset']} at {kind.label} {ratio} ({entry['source']})")
+    elif entry.get("texts_sha256") != ident.get("noise_texts_sha256"):
+        reasons.append(f"corrupted caption texts sha256 {str(ident.get('noise_texts_sha256'))[:12]}… are not the "
+                       f"canonical {str(entry.get('texts_sha256'))[:12]}… for {ident['dataset']} at {kind.label} {ratio}")
     return reasons
 
 
@@ -138,7 +148,7 @@ def load_submission_file(path: Path) -> Verdict:
 
 def _group(ident: dict[str, Any]) -> tuple:
     return (ident["protocol_version"], ident["dataset"], float(ident["noise_ratio"]), row_of(ident), ident["backbone"],
-            noise_type_of(ident))
+            noise_of(ident))
 
 
 def _accepted_seeds(dest: Path, group: tuple) -> set[int]:

@@ -198,7 +198,7 @@ def test_caption_and_image_level_noise_never_share_a_table(tmp_path, write_resul
     cap, img = by_key["f30k-coco1k"], by_key["f30k-coco1k-image"]
     assert cap.title == "Flickr30K 1K and MS-COCO 1K, caption-level noise"
     assert img.title == "Flickr30K 1K and MS-COCO 1K, image-level noise"
-    assert (cap.noise_type, img.noise_type) == ("caption", "image")
+    assert (cap.noise.key, img.noise.key) == ("caption", "image") and cap.noise.is_papers and img.noise.is_papers
     cap_methods = {r.method for g in cap.groups for r in g.rows}
     img_rows = [r for g in img.groups for r in g.rows]
     assert "ncr" in cap_methods and "rcl" not in cap_methods and not {"DECL", "RCL"} & cap_methods

@@ -157,15 +157,25 @@ def test_noise_type_is_part_of_the_identity_and_caption_runs_hash_as_before():
     from ncbench.config import RunConfig
     from ncbench.results import result_path
 
+    from ncbench.data.noise_spec import NoiseSpec
+
     cap = RunConfig(method="ncr", backbone="vse_light", dataset="synthetic", noise_ratio=0.2, seed=0)
-    old = {k: v for k, v in dataclasses.asdict(cap).items() if k not in ("recipe", "trial", "noise_type", "tag")}
+    old = {"method": "ncr", "backbone": "vse_light", "dataset": "synthetic", "noise_ratio": 0.2, "seed": 0,
+           "noise_seed": 0, "noise_file": None, "method_config": {}, "backbone_config": {}, "dataset_version": "",
+           "protocol_version": "1"}  # the fields a RunConfig had before noise types, trials and tags
     blob = json.dumps(old, sort_keys=True, separators=(",", ":"), default=str)
     assert cap.config_hash == hashlib.sha256(blob.encode()).hexdigest()
-    img = dataclasses.replace(cap, noise_type="image")
+    img = dataclasses.replace(cap, noise_protocol=NoiseSpec.make("image"))
+    img_old = {**old, "noise_type": "image"}  # the image-level hash before noise models existed
+    assert img.config_hash == hashlib.sha256(json.dumps(img_old, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+    hard = dataclasses.replace(cap, noise_protocol=NoiseSpec.make("caption", "neighbour"))
+    assert len({cap.config_hash, img.config_hash, hard.config_hash}) == 3
     assert img.config_hash != cap.config_hash
     assert result_path(Path("r"), cap) == Path("r/protocol-1/synthetic/noise-0.2/ncr/vse_light/seed-0.json")
     assert result_path(Path("r"), img) == Path("r/protocol-1/synthetic/noise-image-0.2/ncr/vse_light/seed-0.json")
+    assert result_path(Path("r"), hard) == Path("r/protocol-1/synthetic/noise-neighbour-0.2/ncr/vse_light/seed-0.json")
     assert "image-level noise 0.2" in img.label and "image-level" not in cap.label
+    assert "caption-level neighbour noise 0.2" in hard.label
 
 
 # -- the realised ratio must match the nominal one (reliability report F1, cases B12 and B13) ----------

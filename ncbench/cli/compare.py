@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 
 from ..errors import ConfigError
-from .options import floats, names
+from .options import floats, names, noise_protocol, noise_protocol_options
 
 NAMES = ("compare",)
 
@@ -42,8 +42,7 @@ def add_parser(sub) -> None:
                         "with; where there are several, the dataset card's)")
     c.add_argument("--dataset", required=True, help="the dataset both rows were run on")
     c.add_argument("--noise", type=floats, required=True, metavar="R", help="the noise ratio (one)")
-    c.add_argument("--noise-type", choices=("caption", "image"), default="caption",
-                   help="noise protocol of both rows (default: caption)")
+    noise_protocol_options(c, " of both rows")
     c.add_argument("--benchmark", help="the board column to test: <dataset> (default), or coco-1k (5-fold mean, "
                                        "the default for MS-COCO) / coco-5k")
     c.add_argument("--results", action="append", metavar="DIR", help="results folder; repeatable (default: ./results)")
@@ -60,7 +59,7 @@ def _shared_backbone(args, methods: list[str], results: list[dict]) -> str:
     from ..registry import DATASETS
 
     have = [{r["identity"]["backbone"] for r in results
-             if in_row(r, RowKey(m, "", args.dataset, args.noise[0], args.noise_type), any_backbone=True)}
+             if in_row(r, RowKey(m, "", args.dataset, args.noise[0], noise_protocol(args)), any_backbone=True)}
             for m in methods]
     shared = sorted(have[0] & have[1])
     default = DATASETS.get(args.dataset).default_backbone
@@ -86,7 +85,8 @@ def _rows(args, results: list[dict]):
     if len(methods) != 2 or len(backbones) != 2:
         raise ConfigError("compare takes two rows: --methods A,B (and one or two --backbones), or one method "
                           "with --backbones B1,B2")
-    keys = [RowKey(m, b, args.dataset, args.noise[0], args.noise_type) for m, b in zip(methods, backbones)]
+    noise = noise_protocol(args)
+    keys = [RowKey(m, b, args.dataset, args.noise[0], noise) for m, b in zip(methods, backbones)]
     if keys[0] == keys[1]:
         raise ConfigError(f"both rows are {keys[0].label}: give two methods or two backbones")
     return keys
@@ -106,7 +106,7 @@ def command(args) -> int:
     rows = [select_row(results, k) for k in keys]
     for k, row in zip(keys, rows):
         if not row:
-            raise ConfigError(f"no ok result of {k.label} on {k.dataset} at {k.noise_type}-level noise "
+            raise ConfigError(f"no ok result of {k.label} on {k.dataset} at {k.noise.label} noise "
                               f"{k.noise_ratio:g} in {', '.join(map(str, folders))}")
     if set(rows[0]) != set(rows[1]):
         paired = sorted(set(rows[0]) & set(rows[1]))
@@ -125,7 +125,7 @@ def command(args) -> int:
     t = out.test
     n = f"{t.resamples:,}"
     view = "" if out.benchmark == out.dataset else f" ({out.benchmark})"
-    print(f"{out.a} vs {out.b}: {out.dataset}{view}, {out.noise_type}-level noise {out.noise_ratio:g}\n"
+    print(f"{out.a} vs {out.b}: {out.dataset}{view}, {keys[0].noise.label} noise {out.noise_ratio:g}\n"
           f"paired seeds: {', '.join(map(str, out.seeds))} ({len(out.seeds)}); test queries: {out.images} images "
           f"(image→text), {out.captions} captions (text→image)\n")
     lines = [

@@ -58,6 +58,32 @@ def default_cache_dir() -> str:
     return os.environ.get("NCBENCH_CACHE", str(Path.home() / ".cache" / "ncbench"))
 
 
+NOISE_MODELS_HELP = ("noise model (what happens to a chosen item): shuffle (the papers': it gets a random other "
+                     "image), neighbour (one of the k most similar other images under a frozen embedder, below a "
+                     "similarity ceiling: hard noise), partial (the image stays, one content word of the caption is "
+                     "replaced by another of its class), mixed (a share alpha neighbour, the rest shuffled). Results "
+                     "of different models are kept apart and never share a table (default: shuffle)")
+
+
+def noise_protocol_options(p: argparse.ArgumentParser, what: str = "") -> None:
+    """``--noise-type``, ``--noise-model`` and ``--noise-opt``: the noise protocol (``noise_protocol``)."""
+    p.add_argument("--noise-type", choices=("caption", "image"), default="caption",
+                   help=f"noise type{what}: caption (NCR, BiCro, CRCL: each chosen caption is corrupted) or image "
+                        "(DECL, RCL, L2RM: all captions of a chosen image together; harder). Results of the two "
+                        "are kept apart and never share a table (default: caption)")
+    p.add_argument("--noise-model", default="shuffle", metavar="MODEL", help=NOISE_MODELS_HELP)
+    p.add_argument("--noise-opt", action="append", default=[], metavar="KEY=VALUE",
+                   help="a parameter of the noise model: neighbour/mixed k (10), ceiling (0.85), embedder (features, "
+                        "or a .npy of one row per training image); mixed alpha (0.5); partial words (auto)")
+
+
+def noise_protocol(args):
+    """The ``NoiseSpec`` the noise options describe."""
+    from ..data.noise_spec import NoiseSpec, parse_noise_params
+
+    return NoiseSpec.make(args.noise_type, args.noise_model, parse_noise_params(args.noise_opt))
+
+
 def sweep_options(p: argparse.ArgumentParser, methods: list[str], datasets: list[str], noise: list[float],
                    dataset_help: str) -> None:
     """The options shared by ``run`` and ``detect``."""
@@ -75,10 +101,7 @@ def sweep_options(p: argparse.ArgumentParser, methods: list[str], datasets: list
                    help=f"noise ratios in [0,1) (default: {fmt(f'{x:g}' for x in noise)})")
     p.add_argument("--seeds", type=ints, default=[0], help="training seeds (default: 0)")
     p.add_argument("--noise-seed", type=int, default=0, help="seed of generated noise indices, shared by all runs (default: 0)")
-    p.add_argument("--noise-type", choices=("caption", "image"), default="caption",
-                   help="noise protocol: caption (NCR, BiCro, CRCL: each chosen caption gets another image) or image "
-                        "(DECL, RCL, L2RM: all captions of a chosen image move together; harder). Results of the two "
-                        "are kept apart and never share a table (default: caption)")
+    noise_protocol_options(p)
     p.add_argument("--noise-file", help="use this noise-index .npy verbatim (one --noise value only); per-caption or "
                         "per-image (RCL's); it must hold noise of --noise-type")
     p.add_argument("--noise-dir", help="folder of official index files named <dataset>_precomp_<ratio>.npy "
@@ -166,7 +189,7 @@ def sweep_spec(args):
 
     return SweepSpec(
         methods=args.methods, references=args.references, backbones=args.backbones, datasets=args.datasets, noise=args.noise, seeds=args.seeds,
-        noise_seed=args.noise_seed, noise_file=args.noise_file, noise_dir=args.noise_dir, noise_type=args.noise_type,
+        noise_seed=args.noise_seed, noise_file=args.noise_file, noise_dir=args.noise_dir, noise_protocol=noise_protocol(args),
         method_options=key_values(args.method_opt), backbone_options=key_values(args.backbone_opt),
         recipes=Path(args.recipes) if args.recipes and args.command != "tune" else None, use_recipes=not args.no_recipes,
         tag=args.tag,

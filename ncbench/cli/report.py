@@ -28,10 +28,10 @@ def add_parser(sub) -> None:
 
 def _page_name(result: dict) -> str:
     from ..report.paths import slug
-    from ..results import noise_folder, noise_type_of, row_of
+    from ..results import noise_folder, noise_of, row_of
 
     ident = result["identity"]
-    return slug(f"p{ident['protocol_version']}-{ident['dataset']}-{noise_folder(ident['noise_ratio'], noise_type_of(ident))}"
+    return slug(f"p{ident['protocol_version']}-{ident['dataset']}-{noise_folder(ident['noise_ratio'], noise_of(ident))}"
                 f"-{row_of(ident)}-{ident['backbone']}-seed{ident['seed']}") + ".html"
 
 

@@ -49,6 +49,16 @@ class NoiseSpec:
             raise ConfigError(f"noise model {model!r} has no {type}-level form (it has: {', '.join(m.types)})")
         return cls(type, model, tuple(sorted(build_params(model, params).items())))
 
+    def __str__(self) -> str:  # in tables and CSV files
+        return self.key
+
+    def sort_key(self) -> tuple:
+        """Boards list the caption-level before the image-level tables, the papers' shuffle first."""
+        return (self.type, not self.is_papers, self.model, tuple((k, str(v)) for k, v in self.params))
+
+    def __lt__(self, other: "NoiseSpec") -> bool:  # so that pandas can sort groups of results by protocol
+        return self.sort_key() < other.sort_key()
+
     @property
     def version(self) -> str:
         return get_model(self.model).version
@@ -88,13 +98,17 @@ class NoiseSpec:
         return self.slug if self.type != "caption" else "-".join(filter(None, ("caption", self.slug)))
 
     @property
-    def title(self) -> str:
-        """How a board's table names it."""
-        base = TYPE_TITLES[self.type]
+    def model_title(self) -> str:
+        """``""`` for the papers' shuffle, else ``, neighbour model v1 (ceiling=0.85, embedder=features, k=10)``."""
         if self.is_papers:
-            return base
+            return ""
         shown = ", ".join(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}" for k, v in self.params)
-        return f"{base}, {self.model} model v{self.version}" + (f" ({shown})" if shown else "")
+        return f", {self.model} model v{self.version}" + (f" ({shown})" if shown else "")
+
+    @property
+    def title(self) -> str:
+        """How a table names it in full (with the papers that use its type)."""
+        return TYPE_TITLES[self.type] + self.model_title
 
     @property
     def label(self) -> str:

@@ -29,12 +29,12 @@ from scipy import stats
 
 from ..errors import ResultError
 from ..evaluate import RetrievalMetrics
-from ..results import config_key, noise_type_of, row_of
+from ..results import config_key, noise_of, noise_output_sha256, row_of
 
 METRICS = (*RetrievalMetrics.RECALLS, "rsum")
 AGREEMENT_METRICS = ("auc", "spearman")
 JUDGMENT_KINDS = ("expert", "crowd")
-GROUP = ["protocol_version", "benchmark", "dataset", "noise_type", "noise_ratio", "method", "backbone"]
+GROUP = ["protocol_version", "benchmark", "dataset", "noise", "noise_ratio", "method", "backbone"]
 
 
 def run_columns(metrics: tuple[str, ...]) -> list[str]:
@@ -58,8 +58,8 @@ def _run_row(r: dict[str, Any], benchmark: str, values: dict[str, float]) -> dic
         "benchmark": benchmark,
         **{k: ident[k] for k in ("protocol_version", "dataset", "noise_ratio", "backbone", "seed")},
         "method": row_of(ident),
-        "noise_type": noise_type_of(ident),
-        "noise_index_sha256": ident.get("noise_index_sha256"),
+        "noise": noise_of(ident),
+        "noise_index_sha256": noise_output_sha256(ident),
         **values,
         "ensemble_size": int(meta.get("ensemble_size", 1)),
         "selection": meta.get("selection", "unknown"),
@@ -124,7 +124,7 @@ def check_noise_indices(frame: pd.DataFrame, allow_mixed: bool = False) -> pd.Da
     if frame.empty:
         return frame
     problems = []
-    for key, block in frame.groupby(["protocol_version", "dataset", "noise_type", "noise_ratio"], sort=True):
+    for key, block in frame.groupby(["protocol_version", "dataset", "noise", "noise_ratio"], sort=True):
         counts = block.drop_duplicates("path")["noise_index_sha256"].value_counts(dropna=False)
         if len(counts) <= 1:
             continue

@@ -24,9 +24,8 @@ from typing import Any
 import pandas as pd
 
 from ..atomic import write_atomic, write_text_atomic
-from ..data.noise import type_suffix
 from ..errors import ConfigError
-from ..results import load_results, noise_type_of, row_of
+from ..results import load_results, noise_of, row_of
 from . import html, latex, markdown
 from .aggregate import (
     AGREEMENT_METRICS,
@@ -75,7 +74,7 @@ def collect_results(folders: list[Path]) -> tuple[list[dict[str, Any]], list[str
         for r in loaded.results:
             ident = r["identity"]
             key = (*(ident[k] for k in ("protocol_version", "dataset", "noise_ratio", "backbone", "seed")),
-                   row_of(ident), noise_type_of(ident), r["config_hash"])
+                   row_of(ident), noise_of(ident), r["config_hash"])
             if key not in seen:
                 seen.add(key)
                 results.append(r)
@@ -88,20 +87,20 @@ def _figures(board: Board, agg: pd.DataFrame, results: list[dict[str, Any]],
     (``curves``: ``curve_stats`` of all results), then split histograms of its runs."""
     figs = []
     block = agg[agg.protocol_version.astype(str) == board.protocol]
-    if "noise_type" in block:
-        block = block[block.noise_type == board.noise_type]
-    kind = type_suffix(board.noise_type)
+    if "noise" in block:
+        block = block[block.noise == board.noise]
+    kind = "-" + board.noise.slug if board.noise.slug else ""
     for b in board.benchmarks:
-        png = noise_curve_png(block, b, f"{LABELS.get(b, b)}: test rSum vs {board.noise_type}-level noise "
+        png = noise_curve_png(block, b, f"{LABELS.get(b, b)}: test rSum vs {board.noise.label} noise "
                                         "(mean ± std over seeds)")
         if png:
             figs.append((slug(f"p{board.protocol}-{b}{kind}-rsum-vs-noise") + ".png",
-                         f"{LABELS.get(b, b)}: rSum vs {board.noise_type}-level noise ratio", png))
+                         f"{LABELS.get(b, b)}: rSum vs {board.noise.label} noise ratio", png))
     datasets = {dataset_of(b) for b in board.benchmarks}
-    stats = curves[(curves.protocol_version.astype(str) == board.protocol) & (curves.noise_type == board.noise_type)
+    stats = curves[(curves.protocol_version.astype(str) == board.protocol) & (curves.noise == board.noise)
                    & curves.dataset.isin(datasets)]
     for (dataset, ratio), block in stats.groupby(["dataset", "noise_ratio"], sort=True):
-        caption = (f"{LABELS.get(dataset, dataset)}, {ratio:.0%} {board.noise_type}-level noise: training curves "
+        caption = (f"{LABELS.get(dataset, dataset)}, {ratio:.0%} {board.noise.label} noise: training curves "
                    "(mean ± std over seeds per epoch)")
         png = curves_png(block, caption)
         if png:
@@ -111,12 +110,12 @@ def _figures(board: Board, agg: pd.DataFrame, results: list[dict[str, Any]],
         ident = r["identity"]
         hist = ((r.get("detection") or {}).get("split_histogram"))
         if (r.get("status") != "ok" or not hist or ident["dataset"] not in datasets
-                or str(ident["protocol_version"]) != board.protocol or noise_type_of(ident) != board.noise_type):
+                or str(ident["protocol_version"]) != board.protocol or noise_of(ident) != board.noise):
             continue
         first.setdefault((ident["dataset"], ident["noise_ratio"], row_of(ident), ident["backbone"]), r)
     for (dataset, ratio, method, backbone), r in sorted(first.items()):
         seed, epoch = r["identity"]["seed"], r.get("best_val", {}).get("epoch")
-        caption = (f"{method} ({backbone}), {dataset} {ratio:.0%} {board.noise_type}-level noise, seed {seed}: "
+        caption = (f"{method} ({backbone}), {dataset} {ratio:.0%} {board.noise.label} noise, seed {seed}: "
                    f"loss split at selected epoch {epoch}")
         name = slug(f"p{board.protocol}-{dataset}-{ratio:g}{kind}-{method}-{backbone}-seed{seed}-split") + ".png"
         figs.append((name, caption, split_histogram_png(r["detection"]["split_histogram"], caption)))
@@ -140,7 +139,7 @@ def agreement_boards(results: list[dict[str, Any]], allow_mixed: bool = False) -
     boards = build_agreement_boards(agg, estimates)
     for board in boards:
         dataset = board.key.removeprefix("human-")
-        block = counts.get(dataset.removesuffix(type_suffix(board.noise_type)), {})
+        block = counts.get(dataset.removesuffix('-' + board.noise.slug if board.noise.slug else ''), {})
         sizes = [f"{kind} {subset} {m['n']} ({m['n_describes']} describe / {m['n_not']} do not)"
                  for kind in ("expert", "crowd") for subset in ("all", "heldout")
                  if (m := (block.get(kind) or {}).get(subset))]

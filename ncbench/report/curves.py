@@ -15,11 +15,11 @@ from typing import Any
 
 import pandas as pd
 
-from ..results import noise_type_of, row_of
+from ..results import noise_of, row_of
 
 SERIES = {"loss": "training loss", "val_rsum": "validation rSum", "auc": "split AUC",
           "clean_precision": "clean precision", "clean_recall": "clean recall"}
-GROUP = ["protocol_version", "dataset", "noise_type", "noise_ratio", "method", "backbone"]
+GROUP = ["protocol_version", "dataset", "noise", "noise_ratio", "method", "backbone"]
 
 
 def training_loss(row: dict[str, Any]) -> float:
@@ -38,7 +38,7 @@ def curve_frame(results: list[dict[str, Any]]) -> pd.DataFrame:
             continue
         ident = r["identity"]
         key = {**{k: ident[k] for k in ("protocol_version", "dataset", "backbone")}, "method": row_of(ident),
-               "noise_type": noise_type_of(ident), "noise_ratio": float(ident["noise_ratio"]), "seed": int(ident["seed"])}
+               "noise": noise_of(ident), "noise_ratio": float(ident["noise_ratio"]), "seed": int(ident["seed"])}
         for h in r.get("history") or []:
             det = h.get("detection") or {}
             rows.append({**key, "epoch": int(h["epoch"]), "loss": training_loss(h),

@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 import pandas as pd
 
 from .. import PROTOCOL_VERSION
-from ..data.noise import type_suffix
+from ..data.noise_spec import CAPTION_SHUFFLE, NoiseSpec
 from .aggregate import AGREEMENT_METRICS, METRICS
 from .reported import ReportedRow
 
@@ -122,7 +122,7 @@ class Board:
     metrics: tuple[str, ...] = METRICS  # the columns of each benchmark's group
     headers: tuple[str, ...] = METRIC_HEADERS
     notes: list[str] = field(default_factory=list)  # extra lines under the table
-    noise_type: str = "caption"  # the noise protocol of every row (caption | image)
+    noise: NoiseSpec = CAPTION_SHUFFLE  # the noise protocol of every row (type, model, parameters)
 
     @property
     def is_retrieval(self) -> bool:
@@ -149,15 +149,18 @@ def table_of(benchmark: str) -> tuple[str, str, tuple[str, ...]]:
     return benchmark, LABELS.get(benchmark, benchmark), (benchmark,)
 
 
-NOISE_TITLES = {"caption": "caption-level noise", "image": "image-level noise"}
+def noise_title(noise: NoiseSpec) -> str:
+    """``caption-level noise``, ``image-level noise``, ``caption-level noise, neighbour model v1 (k=10, ...)``."""
+    return f"{noise.type}-level noise{noise.model_title}"
 
 
-def typed_table(key: str, title: str, benches: tuple[str, ...], noise_type: str) -> tuple[str, str]:
-    """A board's key and title for one noise protocol: ``f30k-coco1k`` / ``f30k-coco1k-image``,
-    titled with the protocol (tables of real-noise benchmarks only have no injected noise type)."""
+def typed_table(key: str, title: str, benches: tuple[str, ...], noise: NoiseSpec) -> tuple[str, str]:
+    """A board's key and title for one noise protocol: ``f30k-coco1k`` / ``f30k-coco1k-image`` /
+    ``synthetic-neighbour``, titled with the protocol (tables of real-noise benchmarks only have no
+    injected noise protocol)."""
     if all(b in REAL_NOISE_BENCHMARKS for b in benches):
         return key, title
-    return f"{key}{type_suffix(noise_type)}", f"{title}, {NOISE_TITLES[noise_type]}"
+    return "-".join(filter(None, (key, noise.slug))), f"{title}, {noise_title(noise)}"
 
 
 def _measured_rows(block: pd.DataFrame, metrics: tuple[str, ...] = METRICS, digits: int = 1) -> list[Row]:
@@ -192,11 +195,11 @@ def mark_below_floor(rows: list[Row], benchmarks: list[str]) -> None:
                 r.below_floor.append(b)
 
 
-def _reported_rows(reported: list[ReportedRow], benches: tuple[str, ...], ratio: float, noise_type: str) -> list[Row]:
+def _reported_rows(reported: list[ReportedRow], benches: tuple[str, ...], ratio: float, noise: NoiseSpec) -> list[Row]:
     """Reported rows of one noise group, merged across benchmarks by (source, method, backbone)."""
     merged: dict[tuple[str, str, str], Row] = {}
     for rep in reported:
-        if rep.benchmark not in benches or rep.noise_ratio != ratio or rep.noise_type != noise_type:
+        if rep.benchmark not in benches or rep.noise_ratio != ratio or rep.noise != noise:
             continue
         key = (rep.source, rep.method, rep.backbone)
         row = merged.setdefault(key, Row(rep.method, rep.backbone, {}, reported=True, source=rep.source,
@@ -237,28 +240,29 @@ def _mark_best(rows: list[Row], benchmarks: list[str], metrics: tuple[str, ...] 
 
 def build_boards(agg: pd.DataFrame, reported: list[ReportedRow] | None = None,
                  sources: dict[str, str] | None = None) -> list[Board]:
-    """One board per (protocol, table, noise type); reported rows join the current protocol's tables
-    of their own noise type."""
+    """One board per (protocol, table, noise protocol): a board never ranks runs of different noise
+    types or models together. Reported rows (all the papers' shuffles) join the current protocol's
+    tables of their own noise type."""
     reported = reported or []
-    keys: dict[tuple[str, str, str], tuple[str, tuple[str, ...]]] = {}
-    if "noise_type" not in agg:  # an aggregate of results from before image-level noise existed
-        agg = agg.assign(noise_type="caption")
-    for protocol, benchmark, kind in agg[["protocol_version", "benchmark", "noise_type"]].drop_duplicates().itertuples(index=False):
+    keys: dict[tuple[str, str, NoiseSpec], tuple[str, tuple[str, ...]]] = {}
+    if "noise" not in agg:  # an aggregate of results from before noise protocols were recorded
+        agg = agg.assign(noise=CAPTION_SHUFFLE)
+    for protocol, benchmark, kind in agg[["protocol_version", "benchmark", "noise"]].drop_duplicates().itertuples(index=False):
         key, title, benches = table_of(benchmark)
-        keys[(str(protocol), key, str(kind))] = (title, benches)
+        keys[(str(protocol), key, kind)] = (title, benches)
     for rep in reported:
         key, title, benches = table_of(rep.benchmark)
-        keys.setdefault((PROTOCOL_VERSION, key, rep.noise_type), (title, benches))
+        keys.setdefault((PROTOCOL_VERSION, key, rep.noise), (title, benches))
     order = [t[0] for t in TABLES]
 
     def rank(item):
         (protocol, key, kind), _ = item
-        return protocol, order.index(key) if key in order else -1, key, kind != "caption", kind
+        return protocol, order.index(key) if key in order else -1, key, kind.sort_key()
 
     boards = []
     for (protocol, key, kind), (title, benches) in sorted(keys.items(), key=rank):
-        block = agg[(agg.protocol_version.astype(str) == protocol) & agg.benchmark.isin(benches) & (agg.noise_type == kind)]
-        reps = [r for r in reported if r.noise_type == kind] if protocol == PROTOCOL_VERSION else []
+        block = agg[(agg.protocol_version.astype(str) == protocol) & agg.benchmark.isin(benches) & (agg.noise == kind)]
+        reps = [r for r in reported if r.noise == kind] if protocol == PROTOCOL_VERSION else []
         ratios = sorted(set(block.noise_ratio.astype(float)) | {r.noise_ratio for r in reps if r.benchmark in benches})
         present = [b for b in benches if b in set(block.benchmark) or any(r.benchmark == b for r in reps)]
         groups = []
@@ -271,7 +275,7 @@ def build_boards(agg: pd.DataFrame, reported: list[ReportedRow] | None = None,
         used = {r.source for g in groups for r in g.rows if r.reported}
         board_key, board_title = typed_table(key, title, benches, kind)
         boards.append(Board(board_key, board_title, protocol, present, groups,
-                            {s: (sources or {}).get(s, s) for s in sorted(used)}, noise_type=kind))
+                            {s: (sources or {}).get(s, s) for s in sorted(used)}, noise=kind))
     return boards
 
 
@@ -280,9 +284,9 @@ def build_agreement_boards(agg: pd.DataFrame, estimates: dict[str, str] | None =
     groups expert / crowd over all judged pairs and over held-out pairs, AUC and Spearman each;
     ``estimates`` (method → what its score is) become the notes under the table."""
     boards = []
-    if "noise_type" not in agg:
-        agg = agg.assign(noise_type="caption")
-    for (protocol, dataset, kind), block in agg.groupby(["protocol_version", "dataset", "noise_type"], sort=True):
+    if "noise" not in agg:
+        agg = agg.assign(noise=CAPTION_SHUFFLE)
+    for (protocol, dataset, kind), block in agg.groupby(["protocol_version", "dataset", "noise"], sort=True):
         present = [b for b in AGREEMENT_BENCHMARKS if b in set(block.benchmark)]
         groups = []
         for ratio in sorted(set(block.noise_ratio.astype(float))):
@@ -291,8 +295,8 @@ def build_agreement_boards(agg: pd.DataFrame, estimates: dict[str, str] | None =
             groups.append(NoiseGroup(ratio, noise_label(ratio, present), rows))
         methods = sorted({r.method for g in groups for r in g.rows})
         notes = [f"{m}: {(estimates or {}).get(m, 'estimate not recorded')}" for m in methods]
-        key = f"human-{dataset}{type_suffix(str(kind))}"
-        title = f"Noise detection vs human judgments ({dataset}, {NOISE_TITLES[str(kind)]})"
+        key = "-".join(filter(None, (f"human-{dataset}", kind.slug)))
+        title = f"Noise detection vs human judgments ({dataset}, {noise_title(kind)})"
         boards.append(Board(key, title, str(protocol), present, groups, {}, AGREEMENT_METRICS, AGREEMENT_HEADERS,
-                            notes, noise_type=str(kind)))
+                            notes, noise=kind))
     return boards

@@ -43,7 +43,7 @@ def mark_not_worse(boards: list[Board], results: list[dict[str, Any]], alpha: fl
                 if len(cells) < 2:
                     continue
                 best_row, _ = max(cells, key=lambda rc: rc[1].mean)
-                keys = {id(row): RowKey(row.method, row.backbone, dataset_of(b), group.ratio, board.noise_type,
+                keys = {id(row): RowKey(row.method, row.backbone, dataset_of(b), group.ratio, board.noise,
                                         board.protocol) for row, _ in cells}
                 try:
                     best = select_row(results, keys[id(best_row)])

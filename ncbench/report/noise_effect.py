@@ -8,7 +8,8 @@ For one dataset, noise type and ratio, with results of several noise models (``N
   clean/noisy estimate at the selected epoch (methods that estimate one);
 * **gain** = mean rSum − vanilla's mean rSum under the same model; **survives** = gain under the
   model / gain under the shuffle (the papers' protocol), in percent: 100% means the method's
-  advantage is as large on that noise as on the shuffle it was designed for;
+  advantage is as large on that noise as on the shuffle it was designed for (given only where the
+  shuffle gain is at least ``MIN_GAIN`` rSum: a ratio of two near-zero gains means nothing);
 * the floor (``probe``, training-free) and the ceiling (``clean_oracle``) are shown as rows, never
   as contenders.
 
@@ -28,6 +29,7 @@ import numpy as np
 from ..data.noise_spec import NoiseSpec
 
 REFERENCES = ("probe", "clean_oracle")
+MIN_GAIN = 5.0  # rSum points of gain under the shuffle below which no survival share is given
 
 
 @dataclass
@@ -65,7 +67,7 @@ class EffectTable:
     def survives(self, method: str, model: str) -> float:
         ref = self.gain(method, self.models[0])
         g = self.gain(method, model)
-        return 100.0 * g / ref if ref and not math.isnan(ref) and ref > 0 and not math.isnan(g) else math.nan
+        return 100.0 * g / ref if not math.isnan(ref) and ref >= MIN_GAIN and not math.isnan(g) else math.nan
 
 
 def _auc(result: dict[str, Any]) -> float | None:

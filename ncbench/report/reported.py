@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from importlib import resources
 
 from ..data.noise import NOISE_TYPES
+from ..data.noise_spec import NoiseSpec
 from ..errors import ResultError
 from .aggregate import METRICS
 
@@ -40,6 +41,11 @@ class ReportedRow:
     noise_type: str = "caption"  # the noise protocol of the paper's run: caption | image
     printed_rsum: float | None = None  # the paper's Sum where it differs from its recalls' (metrics has the recomputed one)
     copy_of: str = ""  # rows with the same key are published copies of one result (they may disagree: flagged)
+
+    @property
+    def noise(self) -> NoiseSpec:
+        """The paper's noise protocol: every published table uses a random shuffle of its type."""
+        return NoiseSpec.make(self.noise_type)
 
 
 def _read(name: str) -> str:

@@ -17,7 +17,7 @@ from typing import Any
 
 from .. import __version__
 from ..errors import ResultError
-from ..results import config_key, noise_type_of, read_result, row_of
+from ..results import config_key, noise_of, read_result, row_of
 from .curves import SERIES, curve_frame, curve_stats, training_loss
 from .html import Figure, templates
 from .plots import curves_png, split_histogram_png
@@ -57,7 +57,7 @@ def siblings(result: dict[str, Any]) -> list[dict[str, Any]]:
 def _title(r: dict[str, Any]) -> str:
     ident = r["identity"]
     return (f"{row_of(ident)} ({ident['backbone']}) on {ident['dataset']}, {float(ident['noise_ratio']):.0%} "
-            f"{noise_type_of(ident)}-level noise, seed {ident['seed']}")
+            f"{noise_of(ident).label} noise, seed {ident['seed']}")
 
 
 def figures(result: dict[str, Any]) -> list[Figure]:
