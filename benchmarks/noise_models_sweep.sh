@@ -17,8 +17,10 @@ METHODS=vanilla,ncr,bicro,crcl,decl,rcl,l2rm,cream
 COMMON=(--methods "$METHODS" --references --backbones vse_bow --noise 0.2,0.5 --seeds 0,1,2
         --workers 2 --threads 1 --results "$R" --no-progress)
 for dataset in flickr8k-clip flickr8k-xception synthetic; do
+    root=(--data-root "$D")
+    [ "$dataset" = synthetic ] && root=()  # embedded: generated in the cache, not read from --data-root
     for model in shuffle neighbour partial; do
-        ncbench run --dataset "$dataset" --data-root "$D" --noise-model "$model" "${COMMON[@]}"
+        ncbench run --dataset "$dataset" "${root[@]}" --noise-model "$model" "${COMMON[@]}"
     done
 done
 # how the difficulty moves with neighbour's k and ceiling (flickr8k-clip, 50%)
