@@ -109,7 +109,9 @@ def _similarity_line(inputs, index, seed: int) -> str:
         true_img = moved // inputs.captions_per_image
         return float(swap_similarity(emb, true_img, image_of_row[t2i[moved]]).mean())
 
-    ratio = max(index.realised_ratio, 1e-9) if index.ratio == 0 else index.ratio
+    if index.clean.all() or (index.t2i == inputs.true_rows).all():
+        return "  no caption is given another image (nothing to compare with a shuffle)"
+    ratio = index.realised_ratio if index.ratio == 0 else index.ratio
     shuffle = make_noise_index(inputs.true_rows, min(ratio, 0.999), seed, index.noise_type, inputs.n_rows)
     return (f"  similarity of the swapped images (cosine, the dataset's features): {mean_sim(index.t2i):.3f}; "
             f"a random shuffle's at ratio {ratio:g}: {mean_sim(shuffle.t2i):.3f}")
