@@ -93,16 +93,16 @@ def storable(cls: type) -> type:
 
 
 def _builtin_storable() -> None:
-    """ncbench's own classes that states hold (imported here, late: they import this module)."""
+    """ncbench's own classes that states hold (imported here, late; the trainer's ``Selection``
+    registers itself with ``@storable``, since the trainer imports this module)."""
     if STORABLE.get("ncbench.engine.method.EpochPlan"):
         return
     from .engine.method import EpochPlan, StepLogs
-    from .engine.trainer import Selection
     from .evaluate import RetrievalMetrics, SplitEvaluation
     from .kernels.mixture import BMM1D, GMM1D, SplitFit
     from .kernels.ridge import RidgeFit
 
-    for cls in (EpochPlan, StepLogs, Selection, RetrievalMetrics, SplitEvaluation, SplitFit, GMM1D, BMM1D, RidgeFit):
+    for cls in (EpochPlan, StepLogs, RetrievalMetrics, SplitEvaluation, SplitFit, GMM1D, BMM1D, RidgeFit):
         storable(cls)
 
 

@@ -25,7 +25,7 @@ import torch
 from tqdm.auto import tqdm
 
 from .. import preemption
-from ..checkpoint import Checkpointer, describe, restore_rng, rng_state
+from ..checkpoint import Checkpointer, describe, restore_rng, rng_state, storable
 from ..data.precomp import Split
 from ..errors import ConfigError, Preempted
 from ..evaluate import (
@@ -38,6 +38,7 @@ from ..precision import autocast
 from .method import EpochPlan, Method, StepLogs
 
 
+@storable  # checkpoints hold it (registered here: the checkpoint module must not import the trainer)
 @dataclass
 class Selection:
     best_epoch: int
