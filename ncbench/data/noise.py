@@ -58,12 +58,6 @@ class NoiseIndex:
         return float(1.0 - self.clean.mean()) if len(self.clean) else 0.0
 
 
-def type_suffix(noise_type: str, sep: str = "-") -> str:
-    """What names of files, folders and boards add for a noise type: nothing for caption-level
-    (the names they had before image-level noise existed), ``sep + type`` otherwise."""
-    return "" if noise_type == "caption" else f"{sep}{noise_type}"
-
-
 def check_noise_type(noise_type: str) -> str:
     if noise_type not in NOISE_TYPES:
         raise ConfigError(f"noise type must be one of {', '.join(NOISE_TYPES)}, got {noise_type!r}")

@@ -23,9 +23,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..errors import ConfigError
+from .noise import NOISE_TYPES
 from .noise_models import build_params, get_model
-
-NOISE_TYPES = ("caption", "image")
 TYPE_TITLES = {"caption": "caption-level noise (NCR, BiCro, CRCL)",
                "image": "image-level noise (DECL, RCL, L2RM)"}
 _SLUG_VALUE = re.compile(r"[^A-Za-z0-9.]+")
