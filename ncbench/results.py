@@ -30,17 +30,15 @@ import json
 import math
 import os
 import platform
-import shutil
 import stat
 import subprocess
-import time
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
 from . import __version__
-from .atomic import write_text_atomic
+from .atomic import move_aside, write_text_atomic
 from .config import RunConfig, row_name
 from .data.noise_spec import CAPTION_SHUFFLE, NoiseSpec
 from .errors import NcbenchError, ResultError
@@ -342,12 +340,9 @@ def existing_status(path: Path, config_hash: str) -> str:
 
 
 def set_aside(root: Path, path: Path, reason: str) -> Path:
-    """Move a result that is about to be replaced under ``<root>/superseded/`` (nothing is deleted)."""
-    rel = path.relative_to(root)
-    dest = Path(root) / SUPERSEDED / rel.parent / f"{path.stem}.{reason}.{time.strftime('%Y%m%d-%H%M%S')}{path.suffix}"
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    shutil.move(str(path), dest)
-    return dest
+    """Move a result that is about to be replaced under ``<root>/superseded/`` (its relative folder,
+    a name no other move can take: ``atomic.move_aside``; nothing is deleted)."""
+    return move_aside(path, Path(root) / SUPERSEDED / path.relative_to(root).parent, reason)
 
 
 def lock_path(path: Path) -> Path:

@@ -406,3 +406,17 @@ def test_boards_are_never_written_into_the_packages_leaderboards_folder(write_re
         assert sorted(reference.parent.rglob("*")) == before
     finally:
         shutil.rmtree(target, ignore_errors=True)
+
+
+def test_results_set_aside_in_the_same_second_keep_each_other(tmp_path):
+    """Two results of one run replaced in the same second (two configs in turn) both survive."""
+    from ncbench.results import set_aside
+
+    run = tmp_path / "protocol-1" / "synthetic" / "noise-0.2" / "ncr" / "vse_light"
+    run.mkdir(parents=True)
+    kept = []
+    for text in ("first", "second"):
+        (run / "seed-0.json").write_text(text)
+        kept.append(set_aside(tmp_path, run / "seed-0.json", "stale"))
+    assert len(set(kept)) == 2 and sorted(p.read_text() for p in kept) == ["first", "second"]
+    assert all(p.parent == tmp_path / "superseded" / run.relative_to(tmp_path) for p in kept)
