@@ -44,7 +44,7 @@ def test_unknown_names_suggest_without_traceback():
     (["run", "--noise", "1.0"], "noise ratio must be in [0, 1)"),
     (["run", "--noise", "0.2,0.4", "--noise-file", "x.npy"], "exactly one --noise"),
     (["run", "--dataset", "cc152k", "--noise", "0.2"], "real noise only"),
-    (["run", "--dataset", "cc152k", "--noise", "0", "--noise-type", "image"], "--noise-type image does not apply"),
+    (["run", "--dataset", "cc152k", "--noise", "0", "--noise-type", "image"], "image-level noise does not apply"),
     (["run", "--dataset", "f30k"], "needs --data-root"),
     (["run", "--method-opt", "epochz=3"], "unknown option(s) epochz"),
     (["run", "--method-opt", "epochs=three"], "cannot read 'three' as int"),
