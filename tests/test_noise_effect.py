@@ -28,6 +28,7 @@ def test_gain_and_survival_by_hand():
     assert t.gain("ncr", "caption") == 305 - 205 and t.gain("ncr", "caption-neighbour") == 30
     assert t.survives("ncr", "caption-neighbour") == pytest.approx(30.0)
     text = render_effect(t)
+    assert "| method | shuffle rSum | neighbour rSum | shuffle AUC | neighbour AUC |" in text
     assert "| ncr | 305.0 ± 7.1 | 330.0 ± 0.0 | 0.850 | 0.700 | +100.0 | +30.0 | 30% |" in text
     assert "| *probe* |" in text
 

@@ -110,10 +110,16 @@ def _fmt(x: float, digits: int = 1) -> str:
     return "–" if x is None or math.isnan(x) else f"{x:.{digits}f}"
 
 
+def model_name(key: str, noise_type: str) -> str:
+    """A column's name in a table of one noise type: ``shuffle``, ``neighbour``, ``neighbour-k3``."""
+    return "shuffle" if key == noise_type else key.removeprefix(f"{noise_type}-")
+
+
 def render_effect(table: EffectTable) -> str:
     """A Markdown table: per method, rSum ± std and AUC per model, then gain and survival."""
-    head = ["method"] + [f"{m} rSum" for m in table.models] + [f"{m} AUC" for m in table.models]
-    head += [f"gain {m}" for m in table.models] + [f"survives {m}" for m in table.models[1:]]
+    names = [model_name(m, table.noise_type) for m in table.models]
+    head = ["method"] + [f"{m} rSum" for m in names] + [f"{m} AUC" for m in names]
+    head += [f"gain {m}" for m in names] + [f"survives {m}" for m in names[1:]]
     lines = [f"**{table.dataset}, {table.ratio:.0%} {table.noise_type}-level noise**", "",
              "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for method in table.methods:
