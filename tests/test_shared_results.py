@@ -12,6 +12,7 @@ import math
 import os
 import shutil
 import subprocess
+import tempfile
 import sys
 from importlib import resources
 from pathlib import Path
@@ -64,8 +65,10 @@ def cli(argv: list[str], timeout: float = 60) -> subprocess.CompletedProcess:
     def limit():
         resource.setrlimit(resource.RLIMIT_DATA, (2 * 2**30, 2 * 2**30))
 
+    # run outside the checkout: ``python -m`` puts the working folder first on sys.path, and tox runs
+    # the tests from the repository root, whose source tree has no ``ncbench.reference`` (the wheel maps it)
     return subprocess.run([sys.executable, "-m", "ncbench", *argv], capture_output=True, text=True, timeout=timeout,
-                          preexec_fn=limit)
+                          preexec_fn=limit, cwd=tempfile.gettempdir())
 
 
 # -- S3: names that become paths ---------------------------------------------------------------
