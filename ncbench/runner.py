@@ -259,11 +259,12 @@ def seed_everything(seed: int) -> torch.Generator:
 
 
 class Runner:
-    """Executes runs, caching loaded datasets across the runs of a sweep."""
+    """Executes runs, caching loaded datasets and generated noise across the runs of a sweep."""
 
     def __init__(self, settings: RunSettings):
         self.s = settings
         self._datasets: dict[str, Dataset] = {}
+        self._noise: dict[tuple, NoiseIndex] = {}  # generated noise per (file, protocol, ratio, seed)
         self._load_checked = settings.warn is None or settings.device != "cpu"
 
     def dataset(self, name: str) -> Dataset:
@@ -278,8 +279,12 @@ class Runner:
             return load_noise(spec, cfg.noise_file, inputs, cfg.noise_ratio)
         version = f"-{cfg.dataset_version}" if cfg.dataset_version else ""
         kind = f"_{spec.slug}" if spec.slug else ""  # names from before noise models stay: ``_image`` for image-level
-        name = f"{cfg.dataset}{version}_{cfg.noise_ratio:g}{kind}_seed{cfg.noise_seed}.npy"
-        return obtain_noise(spec, inputs, cfg.noise_ratio, cfg.noise_seed, self.s.results_dir / NOISE_INDEX / name)
+        path = self.s.results_dir / NOISE_INDEX / f"{cfg.dataset}{version}_{cfg.noise_ratio:g}{kind}_seed{cfg.noise_seed}.npy"
+        key = (str(path), spec, cfg.noise_ratio, cfg.noise_seed)
+        if key not in self._noise:  # generated and checked against its cache once per sweep process, not per
+            # run: a neighbour table costs O(N_images² · D) (minutes on MS-COCO)
+            self._noise[key] = obtain_noise(spec, inputs, cfg.noise_ratio, cfg.noise_seed, path)
+        return self._noise[key]
 
     def run(self, cfg: RunConfig, checkpoint: Checkpointer | None = None, keep: Path | None = None) -> dict[str, Any]:
         """Train (continuing from ``checkpoint`` if it holds one), select on validation, test, and

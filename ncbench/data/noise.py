@@ -48,7 +48,6 @@ class NoiseIndex:
     sha256: str  # of the per-caption index (int64 .npy content)
     source: str  # "generated:seed=<s>" or the file path
     noise_type: str = "caption"  # the protocol's type: caption | image
-    spec: Any = None  # the whole protocol (``NoiseSpec``); None: the papers' shuffle of ``noise_type``
     texts: dict[int, str] = field(default_factory=dict)  # caption row → corrupted text (partial)
     texts_sha256: str | None = None  # of the override file's content (``noise_models.texts_bytes``)
     details: dict[str, Any] = field(default_factory=dict)  # the model's record, e.g. the embedder's sha256
@@ -232,9 +231,9 @@ def generate_noise(spec, inputs, ratio: float, seed: int) -> NoiseIndex:
     the papers' shuffle through ``make_noise_index``, so its indices stay byte-identical."""
     ratio = check_ratio(ratio)
     if spec.is_papers:
-        return replace(make_noise_index(inputs.true_rows, ratio, seed, spec.type, inputs.n_rows), spec=spec)
+        return make_noise_index(inputs.true_rows, ratio, seed, spec.type, inputs.n_rows)
     out = get_model(spec.model).generate(inputs, ratio, seed, spec.type, spec.params_dict)
-    return NoiseIndex(out.t2i, out.clean, ratio, array_sha256(out.t2i), f"generated:seed={seed}", spec.type, spec,
+    return NoiseIndex(out.t2i, out.clean, ratio, array_sha256(out.t2i), f"generated:seed={seed}", spec.type,
                       out.texts, texts_sha256(out.texts) if out.texts else None, out.details)
 
 
@@ -242,7 +241,7 @@ def obtain_noise(spec, inputs, ratio: float, seed: int, path: str | Path | None)
     """The generated noise of a run, cached at ``path`` (with its texts beside it) and, when the cache
     exists, compared with the fresh generation, index and texts alike."""
     if spec.is_papers:
-        return replace(obtain_noise_index(inputs.true_rows, inputs.n_rows, ratio, seed, path, spec.type), spec=spec)
+        return obtain_noise_index(inputs.true_rows, inputs.n_rows, ratio, seed, path, spec.type)
     index = generate_noise(spec, inputs, ratio, seed)
     if path is None:
         return index
@@ -264,7 +263,7 @@ def load_noise(spec, path: str | Path, inputs, ratio: float | None) -> NoiseInde
     """A noise file given for protocol ``spec`` (``--noise-file``), loaded verbatim: the index and,
     for text-corrupting models, its texts file; the realised ratio is checked against ``ratio``."""
     if spec.model != "partial":
-        return replace(load_noise_index(path, inputs.true_rows, inputs.n_rows, ratio, spec.type), spec=spec)
+        return load_noise_index(path, inputs.true_rows, inputs.n_rows, ratio, spec.type)
     index = load_noise_index(path, inputs.true_rows, inputs.n_rows, None, spec.type)
     if not index.clean.all():
         raise DataError(f"{path}: partial noise keeps every caption's image, but this index moves "
@@ -277,7 +276,7 @@ def load_noise(spec, path: str | Path, inputs, ratio: float | None) -> NoiseInde
     if ratio is not None:
         check_realised(str(tpath), realised, ratio, inputs.n_rows if spec.type == "image" else len(inputs.true_rows),
                        spec.type)
-    return replace(index, clean=clean, ratio=realised if ratio is None else ratio, spec=spec, texts=texts,
+    return replace(index, clean=clean, ratio=realised if ratio is None else ratio, texts=texts,
                    texts_sha256=texts_sha256(texts))
 
 

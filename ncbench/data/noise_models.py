@@ -323,14 +323,37 @@ def shuffle(inputs: NoiseInputs, ratio: float, seed: int, noise_type: str, param
     return _result(inputs, t2i, np.full(len(t2i), SHUFFLED, dtype=np.int8))
 
 
-def _neighbour_setup(inputs: NoiseInputs, noise_type: str, params: dict):
-    emb = embed_images(inputs, params["embedder"])
-    item_image, item_caps = item_captions(inputs, noise_type)
-    images = np.unique(item_image)
-    table, counts = neighbour_table(emb, images, params["k"], params["ceiling"])
-    eligible = counts[np.searchsorted(images, item_image)] > 0
-    details = {"embedder": params["embedder"], "embedder_sha256": embedding_sha256(emb)}
-    return emb, item_image, item_caps, images, table, counts, eligible, details
+@dataclass
+class Neighbours:
+    """The candidates of every item's image under ``neighbour``'s parameters."""
+
+    item_image: np.ndarray  # per item, its image number
+    item_caps: list[np.ndarray]  # per item, its caption rows
+    images: np.ndarray  # the distinct images of the items, ascending (rows of ``table``)
+    table: np.ndarray  # (len(images), k) candidate images, -1 padded
+    counts: np.ndarray  # candidates per image
+    details: dict[str, Any]  # the embedder and its sha256
+
+    @classmethod
+    def build(cls, inputs: NoiseInputs, noise_type: str, params: dict) -> "Neighbours":
+        emb = embed_images(inputs, params["embedder"])
+        item_image, item_caps = item_captions(inputs, noise_type)
+        images = np.unique(item_image)
+        table, counts = neighbour_table(emb, images, params["k"], params["ceiling"])
+        return cls(item_image, item_caps, images, table, counts,
+                   {"embedder": params["embedder"], "embedder_sha256": embedding_sha256(emb)})
+
+    @property
+    def eligible(self) -> np.ndarray:
+        """Per item: whether its image has a candidate at all."""
+        return self.counts[np.searchsorted(self.images, self.item_image)] > 0
+
+    def draw(self, items: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        """The image each of ``items`` (eligible ones) is given: uniform over its image's candidates."""
+        if not len(items):
+            return np.zeros(0, dtype=np.int64)
+        pos = np.searchsorted(self.images, self.item_image[items])
+        return self.table[pos, rng.integers(0, self.counts[pos])]
 
 
 def _assign(inputs: NoiseInputs, t2i: np.ndarray, kind: np.ndarray, item_caps: list[np.ndarray],
@@ -344,35 +367,30 @@ def _assign(inputs: NoiseInputs, t2i: np.ndarray, kind: np.ndarray, item_caps: l
 @noise_model("neighbour", "1", NeighbourParams,
              "hard noise: moved to one of the k most similar other images (below a similarity ceiling)")
 def neighbour(inputs: NoiseInputs, ratio: float, seed: int, noise_type: str, params: dict) -> Corruption:
-    emb, item_image, item_caps, images, table, counts, eligible, details = _neighbour_setup(inputs, noise_type, params)
+    nb = Neighbours.build(inputs, noise_type, params)
     rng = np.random.default_rng(seed)
-    order = rng.permutation(len(item_image))
-    chosen = choose(order, eligible, n_chosen(ratio, len(item_image)))
-    pos = np.searchsorted(images, item_image[chosen])
-    targets = table[pos, rng.integers(0, counts[pos])] if len(chosen) else np.zeros(0, dtype=np.int64)
+    order = rng.permutation(len(nb.item_image))
+    chosen = choose(order, nb.eligible, n_chosen(ratio, len(nb.item_image)))
     t2i = np.array(inputs.true_rows, dtype=np.int64, copy=True)
     kind = np.zeros(len(t2i), dtype=np.int8)
-    _assign(inputs, t2i, kind, item_caps, chosen, targets, NEIGHBOUR)
-    return _result(inputs, t2i, kind, details=details)
+    _assign(inputs, t2i, kind, nb.item_caps, chosen, nb.draw(chosen, rng), NEIGHBOUR)
+    return _result(inputs, t2i, kind, details=nb.details)
 
 
 @noise_model("mixed", "1", MixedParams, "a share alpha of the chosen items from neighbour, the rest shuffled")
 def mixed(inputs: NoiseInputs, ratio: float, seed: int, noise_type: str, params: dict) -> Corruption:
-    emb, item_image, item_caps, images, table, counts, eligible, details = _neighbour_setup(inputs, noise_type, params)
+    nb = Neighbours.build(inputs, noise_type, params)
     rng = np.random.default_rng(seed)
-    order = rng.permutation(len(item_image))
-    chosen = order[: n_chosen(ratio, len(item_image))]
+    order = rng.permutation(len(nb.item_image))
+    chosen = order[: n_chosen(ratio, len(nb.item_image))]
     n_hard = int(params["alpha"] * len(chosen))
-    hard = choose(chosen, eligible, n_hard)  # in choice order; an item without candidates is shuffled
+    hard = choose(chosen, nb.eligible, n_hard)  # in choice order; an item without candidates is shuffled
     easy = chosen[~np.isin(chosen, hard)]
     t2i = np.array(inputs.true_rows, dtype=np.int64, copy=True)
     kind = np.zeros(len(t2i), dtype=np.int8)
-    easy_images = item_image[easy]
-    _assign(inputs, t2i, kind, item_caps, easy, rng.permutation(easy_images), SHUFFLED)
-    pos = np.searchsorted(images, item_image[hard])
-    targets = table[pos, rng.integers(0, counts[pos])] if len(hard) else np.zeros(0, dtype=np.int64)
-    _assign(inputs, t2i, kind, item_caps, hard, targets, NEIGHBOUR)
-    return _result(inputs, t2i, kind, details={**details, "hard_items": int(len(hard)), "chosen_items": int(len(chosen))})
+    _assign(inputs, t2i, kind, nb.item_caps, easy, rng.permutation(nb.item_image[easy]), SHUFFLED)
+    _assign(inputs, t2i, kind, nb.item_caps, hard, nb.draw(hard, rng), NEIGHBOUR)
+    return _result(inputs, t2i, kind, details={**nb.details, "hard_items": int(len(hard)), "chosen_items": int(len(chosen))})
 
 
 def replaceable(tokens: list[str], table: dict[str, tuple[str, int]], classes: dict[str, list[list[str]]],
@@ -465,5 +483,5 @@ def read_texts(path: Path, n_captions: int) -> dict[int, str]:
 def inputs_from_split(split, vocab=None, word_list: str = "english", data_dir: Path | None = None) -> NoiseInputs:
     """The ``NoiseInputs`` of a loaded training ``Split`` (``ncbench.data.precomp``)."""
     return NoiseInputs(split.caption_to_row(), split.captions_per_image, split.image_rows(), split.n_rows,
-                       split.images, list(split.captions),
+                       split.images, split.captions,
                        None if vocab is None else frozenset(vocab.word2idx), word_list, data_dir)
