@@ -13,6 +13,7 @@ import json
 from pathlib import Path
 
 from ..errors import ConfigError
+from .options import default_cache_dir, ints, noise_protocol
 
 NAMES = ("noise",)
 
@@ -25,15 +26,13 @@ MODELS_HELP = ("noise model: shuffle (the papers'), neighbour (hard: one of the 
 
 
 def _dataset_options(p, required: bool = False) -> None:
-    from .options import default_cache_dir
-
     p.add_argument("--dataset", required=required, help="a registered dataset: generate or measure on its training split")
     p.add_argument("--data-root", help="folder holding a real dataset's files")
     p.add_argument("--cache-dir", default=default_cache_dir(), help="where generated data is kept")
 
 
 def _model_options(p) -> None:
-    p.add_argument("--model", default="shuffle", help=MODELS_HELP + " (default: shuffle)")
+    p.add_argument("--model", dest="noise_model", metavar="MODEL", default="shuffle", help=MODELS_HELP + " (default: shuffle)")
     p.add_argument("--noise-opt", action="append", default=[], metavar="KEY=VALUE",
                    help="a parameter of the noise model, e.g. k=10, ceiling=0.85, alpha=0.5")
 
@@ -84,12 +83,6 @@ def _load(args):
     return card, ds, inputs_from_split(ds.train, ds.vocab, card.word_list, ds.root)
 
 
-def _spec(args):
-    from ..data.noise_spec import NoiseSpec, parse_noise_params
-
-    return NoiseSpec.make(args.noise_type, args.model, parse_noise_params(args.noise_opt))
-
-
 def _similarity_line(inputs, index, seed: int) -> str:
     """Mean cosine similarity of the moved pairs' true and given images (the dataset's features),
     beside the papers' shuffle at the same ratio and seed."""
@@ -135,7 +128,7 @@ def _make(args) -> int:
     from ..data.noise_models import texts_bytes
     from ..atomic import write_atomic
 
-    spec = _spec(args)
+    spec = noise_protocol(args)
     if args.dataset:
         if args.captions is not None:
             raise ConfigError("--captions and --dataset exclude each other: the dataset gives the captions")
@@ -196,7 +189,6 @@ def _audit(args) -> int:
     from ..data.noise_models import build_params, get_model
     from ..noise_audit import audit_noise, ceiling_sweep, load_audit_data
     from ..registry import DATASETS
-    from .options import ints
 
     card = DATASETS.get(args.dataset)
     data = load_audit_data(card, Path(args.data_root) if args.data_root else None,
