@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..errors import ConfigError
-from .noise import NOISE_TYPES
+from .noise import NOISE_TYPES, check_noise_type
 from .noise_models import build_params, get_model
 TYPE_TITLES = {"caption": "caption-level noise (NCR, BiCro, CRCL)",
                "image": "image-level noise (DECL, RCL, L2RM)"}
@@ -41,8 +41,7 @@ class NoiseSpec:
 
     @classmethod
     def make(cls, type: str = "caption", model: str = "shuffle", params: dict[str, Any] | None = None) -> "NoiseSpec":
-        if type not in NOISE_TYPES:
-            raise ConfigError(f"noise type must be one of {', '.join(NOISE_TYPES)}, got {type!r}")
+        check_noise_type(type)
         m = get_model(model)
         if type not in m.types:
             raise ConfigError(f"noise model {model!r} has no {type}-level form (it has: {', '.join(m.types)})")
