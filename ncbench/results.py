@@ -59,8 +59,7 @@ def noise_folder(noise_ratio: float, noise: NoiseSpec = CAPTION_SHUFFLE) -> str:
     """``noise-0.2`` for the caption-level shuffle (the layout results had before image-level noise
     and noise models existed, so they stay where they are), ``noise-image-0.2``,
     ``noise-neighbour-0.2``, ``noise-image-partial-0.2``, ... (``NoiseSpec.slug``) otherwise."""
-    slug = noise.slug
-    return f"noise{'-' + slug if slug else ''}-{float(noise_ratio):g}"
+    return f"noise{noise.suffix()}-{float(noise_ratio):g}"
 
 
 def run_folder(root: Path, protocol_version: str, dataset: str, noise_ratio: float, method: str, backbone: str,

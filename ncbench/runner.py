@@ -278,8 +278,8 @@ class Runner:
         if cfg.noise_file:
             return load_noise(spec, cfg.noise_file, inputs, cfg.noise_ratio)
         version = f"-{cfg.dataset_version}" if cfg.dataset_version else ""
-        kind = f"_{spec.slug}" if spec.slug else ""  # names from before noise models stay: ``_image`` for image-level
-        path = self.s.results_dir / NOISE_INDEX / f"{cfg.dataset}{version}_{cfg.noise_ratio:g}{kind}_seed{cfg.noise_seed}.npy"
+        name = f"{cfg.dataset}{version}_{cfg.noise_ratio:g}{spec.suffix('_')}_seed{cfg.noise_seed}.npy"  # ``_image``, ``_partial``
+        path = self.s.results_dir / NOISE_INDEX / name
         key = (str(path), spec, cfg.noise_ratio, cfg.noise_seed)
         if key not in self._noise:  # generated and checked against its cache once per sweep process, not per
             # run: a neighbour table costs O(N_images² · D) (minutes on MS-COCO)

@@ -90,10 +90,15 @@ class NoiseSpec:
                 parts.append(f"{k}{text}")
         return "-".join(parts)
 
+    def suffix(self, sep: str = "-") -> str:
+        """What a name adds for this protocol: ``""`` for the caption-level shuffle (names as before
+        noise types and models existed), else ``sep + slug`` (``-image``, ``_neighbour``)."""
+        return f"{sep}{self.slug}" if self.slug else ""
+
     @property
     def key(self) -> str:
         """What boards group by: ``caption``, ``image``, ``caption-neighbour``, ... (never empty)."""
-        return self.slug if self.type != "caption" else "-".join(filter(None, ("caption", self.slug)))
+        return self.slug if self.type != "caption" else "caption" + self.suffix()
 
     @property
     def model_title(self) -> str:

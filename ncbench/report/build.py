@@ -89,7 +89,7 @@ def _figures(board: Board, agg: pd.DataFrame, results: list[dict[str, Any]],
     block = agg[agg.protocol_version.astype(str) == board.protocol]
     if "noise" in block:
         block = block[block.noise == board.noise]
-    kind = "-" + board.noise.slug if board.noise.slug else ""
+    kind = board.noise.suffix()
     for b in board.benchmarks:
         png = noise_curve_png(block, b, f"{LABELS.get(b, b)}: test rSum vs {board.noise.label} noise "
                                         "(mean ± std over seeds)")
@@ -139,7 +139,7 @@ def agreement_boards(results: list[dict[str, Any]], allow_mixed: bool = False) -
     boards = build_agreement_boards(agg, estimates)
     for board in boards:
         dataset = board.key.removeprefix("human-")
-        block = counts.get(dataset.removesuffix('-' + board.noise.slug if board.noise.slug else ''), {})
+        block = counts.get(dataset.removesuffix(board.noise.suffix()), {})
         sizes = [f"{kind} {subset} {m['n']} ({m['n_describes']} describe / {m['n_not']} do not)"
                  for kind in ("expert", "crowd") for subset in ("all", "heldout")
                  if (m := (block.get(kind) or {}).get(subset))]

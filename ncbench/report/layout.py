@@ -160,7 +160,7 @@ def typed_table(key: str, title: str, benches: tuple[str, ...], noise: NoiseSpec
     injected noise protocol)."""
     if all(b in REAL_NOISE_BENCHMARKS for b in benches):
         return key, title
-    return "-".join(filter(None, (key, noise.slug))), f"{title}, {noise_title(noise)}"
+    return key + noise.suffix(), f"{title}, {noise_title(noise)}"
 
 
 def _measured_rows(block: pd.DataFrame, metrics: tuple[str, ...] = METRICS, digits: int = 1) -> list[Row]:
@@ -295,7 +295,7 @@ def build_agreement_boards(agg: pd.DataFrame, estimates: dict[str, str] | None =
             groups.append(NoiseGroup(ratio, noise_label(ratio, present), rows))
         methods = sorted({r.method for g in groups for r in g.rows})
         notes = [f"{m}: {(estimates or {}).get(m, 'estimate not recorded')}" for m in methods]
-        key = "-".join(filter(None, (f"human-{dataset}", kind.slug)))
+        key = f"human-{dataset}{kind.suffix()}"
         title = f"Noise detection vs human judgments ({dataset}, {noise_title(kind)})"
         boards.append(Board(key, title, str(protocol), present, groups, {}, AGREEMENT_METRICS, AGREEMENT_HEADERS,
                             notes, noise=kind))
