@@ -96,6 +96,16 @@ def open_regular(path: str | Path, flags: int = os.O_RDONLY, mode: int = 0o644) 
     return fd
 
 
+def read_regular(path: str | Path, max_bytes: int) -> bytes:
+    """The bytes of the regular file ``path`` (never through a link, never a FIFO or device), at most
+    ``max_bytes``: UnsafePathError otherwise, ``ValueError`` when it is larger."""
+    with os.fdopen(open_regular(path), "rb") as f:
+        raw = f.read(max_bytes + 1)
+    if len(raw) > max_bytes:
+        raise ValueError(f"larger than {max_bytes} bytes")
+    return raw
+
+
 def move_aside(path: Path, folder: Path, reason: str) -> Path:
     """Move ``path`` (a link itself, not its target) into ``folder`` as
     ``<stem>.<reason>.<YYYYmmdd-HHMMSS>.<pid>-<random><suffix>``, a name no other move can take."""

@@ -201,3 +201,14 @@ def test_override_texts_round_trip_and_refusals(tmp_path):
         f.write_text(json.dumps(bad))
         with pytest.raises(DataError, match="t.json"):
             read_texts(f, 10)
+
+
+def test_a_texts_file_that_is_a_link_or_a_device_is_refused_unread(tmp_path):
+    """The texts of a cached index sit in a shared results folder: a planted link (to /dev/zero,
+    which would be read until memory runs out) is refused without being followed."""
+    from ncbench.atomic import UnsafePathError
+
+    link = tmp_path / "t.texts.json"
+    link.symlink_to("/dev/zero")
+    with pytest.raises(UnsafePathError, match="symbolic link"):
+        read_texts(link, 10)

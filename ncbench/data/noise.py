@@ -248,7 +248,7 @@ def obtain_noise(spec, inputs, ratio: float, seed: int, path: str | Path | None)
     path, tpath = Path(path), texts_path(path)
     if path.exists():
         check_cached(path, index, seed)
-        if index.texts and (not tpath.is_file() or _sha256_file(tpath) != index.texts_sha256):
+        if index.texts and (not tpath.is_file() or texts_sha256(read_texts(tpath, len(index.t2i))) != index.texts_sha256):
             raise DataError(f"{tpath}: the cached corrupted texts are missing or not the ones ncbench generates for "
                             f"{spec.label} noise at ratio {ratio:g}, noise seed {seed}: delete {path} and {tpath} to "
                             f"have them generated again")
@@ -292,6 +292,3 @@ def noisy_split(split, index: NoiseIndex, vocab):
         tokens[row] = vocab.encode(text)
     return replace(split, captions=captions, tokens=tokens)
 
-
-def _sha256_file(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()

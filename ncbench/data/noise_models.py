@@ -40,6 +40,7 @@ from typing import Any, Callable
 
 import numpy as np
 
+from ..atomic import read_regular
 from ..errors import ConfigError, DataError
 from .vocab import tokenize
 from .wordlists import concept_table, word_classes
@@ -461,13 +462,10 @@ def texts_bytes(texts: dict[int, str]) -> bytes:
 def read_texts(path: Path, n_captions: int) -> dict[int, str]:
     """An override file, checked: rows unique and in range, one string each."""
     try:
-        raw = path.read_bytes()
-        if len(raw) > 1 << 30:
-            raise DataError(f"{path}: larger than 1 GiB; not a caption override file")
-        doc = json.loads(raw.decode("utf-8"))
+        doc = json.loads(read_regular(path, 1 << 30).decode("utf-8"))  # a shared folder: no link, FIFO or device
     except FileNotFoundError:
         raise DataError(f"{path}: caption override file not found (partial noise needs the index's texts)") from None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+    except (OSError, ValueError) as exc:  # UnicodeDecodeError and JSONDecodeError are ValueErrors
         raise DataError(f"{path}: not a caption override file ({exc})") from None
     if not (isinstance(doc, dict) and doc.get("format") == TEXTS_FORMAT and isinstance(doc.get("rows"), list)
             and isinstance(doc.get("texts"), list) and len(doc["rows"]) == len(doc["texts"])):
