@@ -4,6 +4,8 @@ and commits they came from in ``golden/SOURCES.json``. CI compares ncbench with 
 
     NCBENCH_OFFICIAL=/path/to/checkouts python -m tests.parity.make_golden [CASE ...]
 
+(the cases are discovered from ``cases/<name>.py``; without a CASE, every one is written)
+
 (``NCBENCH_OFFICIAL`` holds one checkout per repository, named as in ``official.REPOSITORIES``.)
 Re-run it after changing a case's inputs, and commit the files it writes.
 """
@@ -19,7 +21,7 @@ import numpy as np
 
 from ncbench.atomic import write_atomic, write_text_atomic
 
-from .cases import CASES
+from .cases import discover
 from .official import REPOSITORIES, checkout
 
 GOLDEN = Path(__file__).parent / "golden"
@@ -35,18 +37,18 @@ def head(name: str) -> str:
 
 
 def main(names: list[str]) -> int:
-    unknown = sorted(set(names) - set(CASES))
+    cases = discover()
+    unknown = sorted(set(names) - set(cases))
     if unknown:
-        print(f"unknown case(s): {', '.join(unknown)} (known: {', '.join(sorted(CASES))})", file=sys.stderr)
+        print(f"unknown case(s): {', '.join(unknown)} (known: {', '.join(sorted(cases))})", file=sys.stderr)
         return 2
     missing = [n for n in REPOSITORIES if checkout(n) is None]
     if missing:
         print(f"checkouts missing under $NCBENCH_OFFICIAL: {', '.join(REPOSITORIES[n][2] for n in missing)}", file=sys.stderr)
         return 2
-    for name in names or sorted(CASES):
-        make, check = CASES[name]
-        data = make()
-        check(data)  # never store vectors ncbench does not reproduce without saying so
+    for name in names or sorted(cases):
+        data = cases[name].make()
+        cases[name].check(data)  # never store vectors ncbench does not reproduce without saying so
         write_atomic(GOLDEN / f"{name}.npz", lambda f, d=data: np.savez_compressed(f, **d))
         print(f"{name}: {len(data)} arrays")
     sources = {n: {"repository": r, "commit": head(n)} for n, (r, _, _) in REPOSITORIES.items()}
