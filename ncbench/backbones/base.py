@@ -5,8 +5,11 @@ score matrix and ``score`` on cached embeddings for evaluation. Global-embedding
 with one matrix product; cross-attention backbones (SGR, SAF) score every pair, which is why
 evaluation calls ``score`` on chunks of embeddings. ``global_features`` is the hook methods such as
 BiCro use for per-sample image/text vectors; ``pair_scores`` scores given (image, caption) pairs;
-``signed`` maps scores to a logit-like value in [−1, 1] (DECL), ``nonnegative`` to a similarity in
-[0, 1] (CREAM's negative weights).
+``image_image_scores`` and ``caption_caption_scores`` score images with images and captions with
+captions by the same head (structure-based methods such as GSC, CVPR'24: the cosine for global
+backbones, the similarity head on region/word pairs for SGR/SAF); ``signed`` maps scores to a
+logit-like value in [−1, 1] (DECL), ``nonnegative`` to a similarity in [0, 1] (CREAM's negative
+weights).
 """
 
 from __future__ import annotations
@@ -73,6 +76,19 @@ class Backbone(nn.Module):
         """One vector per image and per caption (the embeddings themselves for global backbones)."""
         return img_emb, cap_emb
 
+    def image_image_scores(self, img_emb: torch.Tensor) -> torch.Tensor:
+        """``[n, n]`` similarities of already-encoded images with each other, by the head that
+        ``score`` uses for image–caption pairs and in the same units (a cosine, or SGR/SAF's sigmoid
+        score). Entry ``[a, b]`` scores image ``b`` (the query) against image ``a``, the orientation of
+        ``score`` (rows: the side attended over, columns: the query); symmetric for a cosine."""
+        raise NotImplementedError(f"{type(self).__name__} has no image–image scores")
+
+    def caption_caption_scores(self, cap_emb: torch.Tensor) -> torch.Tensor:
+        """``[n, n]`` similarities of already-encoded captions with each other, as
+        ``image_image_scores``: entry ``[a, b]`` scores caption ``b``'s words (the query) against
+        caption ``a`` (what they attend over, for a cross-attention head)."""
+        raise NotImplementedError(f"{type(self).__name__} has no caption–caption scores")
+
     def signed(self, scores: torch.Tensor) -> torch.Tensor:
         """Scores as a signed, logit-like value in [−1, 1], for methods that need one (DECL's
         ``tanh(z)``). Default: the scores themselves (a cosine already is one); a sigmoid head
@@ -98,6 +114,14 @@ class CosineBackbone(Backbone):
 
     def pair_scores(self, img_emb: torch.Tensor, cap_emb: torch.Tensor, block: int = 256) -> torch.Tensor:
         return (img_emb * cap_emb).sum(dim=-1)
+
+    def image_image_scores(self, img_emb: torch.Tensor) -> torch.Tensor:
+        """The cosine of every two image embeddings (they are L2-normalised)."""
+        return img_emb @ img_emb.T
+
+    def caption_caption_scores(self, cap_emb: torch.Tensor) -> torch.Tensor:
+        """The cosine of every two caption embeddings (they are L2-normalised)."""
+        return cap_emb @ cap_emb.T
 
 
 def mean_regions(images: torch.Tensor) -> torch.Tensor:

@@ -17,7 +17,15 @@ Similarity of image ``i`` and caption ``c`` (a number in (0, 1)):
   5. ``sigmoid(Linear_256→1(s))``.
 
 Padded words are masked everywhere (word-axis normalisation, TextSA, node softmax, filtration), so
-every score equals the per-caption computation of the official code. SAF's BatchNorm in training
+every score equals the per-caption computation of the official code.
+
+Intra-modal scores (``image_image_scores``, ``caption_caption_scores``) run the same head on
+image–image and caption–caption pairs, as GSC (CVPR'24, ``forward_topology`` of its ``SGRAF.py``)
+does: two images' nodes are their globals' and their regions' squared differences region by region
+(no attention), each plus 1e-6; a query caption's words attend over the other caption's words
+(SCAN with λ = 9, the other's padded words masked, its word vectors plus 1e-6), the global node's
+squared difference plus 1e-6; then reasoning (or filtration) and the sigmoid score as above. GSC
+takes ``sigmoid`` of the head's logit, which is what these return. SAF's BatchNorm in training
 mode normalises with the statistics of each caption's scores against all images of the batch and
 updates its running statistics once per caption in caption order, exactly as the loop does.
 
@@ -38,6 +46,7 @@ from ..registry import BACKBONES
 from .base import Backbone, BackboneConfig, bigru_mean
 
 EPS = 1e-8
+INTRA_EPS = 1e-6  # what GSC adds to intra-modal differences (and to the caption attended over)
 
 
 def l2norm(x: torch.Tensor, dim: int = -1) -> torch.Tensor:
@@ -188,16 +197,58 @@ class SGRAF(Backbone):
         """The head's sigmoid scores, in [0, 1] already (CREAM's official weights use them as they are)."""
         return scores
 
-    def _attend(self, attn: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        """SCAN t2i weights from logits ``(..., R, L)``: normalised over valid words, softmax over regions."""
+    def _attend(self, attn: torch.Tensor, mask: torch.Tensor, source_mask: torch.Tensor | None = None) -> torch.Tensor:
+        """SCAN t2i weights from logits ``(..., R, L)``: normalised over valid words, softmax over regions
+        (over the valid ones of ``source_mask`` ``(..., R, 1)`` when words of a caption are attended over)."""
         attn = l2norm(F.leaky_relu(attn, 0.1) * mask, dim=-1)
+        if source_mask is not None:
+            attn = attn.masked_fill(~source_mask, float("-inf"))
         return torch.softmax(attn * self.config.lambda_softmax, dim=-2)
+
+    # -- intra-modal scores (GSC's ``forward_topology``) -------------------------------------------
+    def _query_chunk(self, n: int, length: int) -> int:
+        """Queries per chunk so that a ``(queries × n × length × embed_dim)`` intermediate stays
+        within ``pair_chunk`` elements."""
+        return max(1, self.config.pair_chunk // max(1, n * length * self.config.embed_dim))
+
+    def image_image_scores(self, img_emb: torch.Tensor) -> torch.Tensor:
+        """``[n, n]``: the head on every two images (nodes: regions compared region by region)."""
+        glo, n = self.v_att(img_emb), img_emb.shape[0]
+        mask = torch.ones(1, 1, img_emb.shape[1], dtype=torch.bool, device=img_emb.device)
+        step = self._query_chunk(n, img_emb.shape[1])
+        rows = [self._score_nodes((img_emb[None] - img_emb[q:q + step, None]).pow(2) + INTRA_EPS,
+                                  (glo[None] - glo[q:q + step, None]).pow(2) + INTRA_EPS, mask)
+                for q in range(0, n, step)]
+        return torch.cat(rows).T  # rows were the queries
+
+    def caption_caption_scores(self, cap_emb: torch.Tensor) -> torch.Tensor:
+        """``[n, n]``: the head on every two captions (the query's words attend over the other's)."""
+        mask = self.word_mask(cap_emb)
+        longest = max(int(mask.sum(1).max()), 1) if mask.numel() else 1
+        cap_emb, mask = cap_emb[:, :longest], mask[:, :longest]
+        glo, n = self.t_att(cap_emb, mask), cap_emb.shape[0]
+        source = cap_emb + INTRA_EPS
+        step = self._query_chunk(n, longest)
+        rows = []
+        for q in range(0, n, step):
+            query, qmask = cap_emb[q:q + step], mask[q:q + step]
+            attn = torch.einsum("nsd,qld->qnsl", source, query)  # (queries, others, their words, query words)
+            weights = self._attend(attn, qmask[:, None, None, :], mask[None, :, :, None])
+            context = l2norm(torch.einsum("qnsl,nsd->qnld", weights, source))
+            rows.append(self._score_nodes((context - query[:, None]).pow(2),
+                                          (glo[None] - glo[q:q + step, None]).pow(2) + INTRA_EPS, qmask[:, None]))
+        return torch.cat(rows).T
 
     def _head(self, context, cap, img_glo, cap_glo, mask) -> torch.Tensor:
         """Nodes → reasoning → score. Shapes broadcast to ``(c, i, L, E)`` (context, cap),
         ``(c, i, E)`` (globals) and ``(c, i, L)`` (mask); returns ``(c, i)``."""
-        local = l2norm(self.sim_loc((context - cap).pow(2)))
-        glob = l2norm(self.sim_glo((img_glo - cap_glo).pow(2)))
+        return self._score_nodes((context - cap).pow(2), (img_glo - cap_glo).pow(2), mask)
+
+    def _score_nodes(self, local_sq, global_sq, mask) -> torch.Tensor:
+        """The head from the squared differences of the local pairs ``(c, i, L, E)`` and of the
+        globals ``(c, i, E)``, valid local nodes ``mask`` (broadcast to ``(c, i, L)``); ``(c, i)``."""
+        local = l2norm(self.sim_loc(local_sq))
+        glob = l2norm(self.sim_glo(global_sq))
         nodes = torch.cat([glob[..., None, :].expand(*local.shape[:-2], 1, -1), local], dim=-2)
         node_mask = torch.cat([torch.ones_like(mask[..., :1]), mask], dim=-1).expand(nodes.shape[:-1])
         return torch.sigmoid(self.sim_eval(self.reason(nodes, node_mask))).squeeze(-1)
