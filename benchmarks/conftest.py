@@ -14,8 +14,10 @@ one-thread ratio means the same on a laptop and on a 64-core node. ``--bench-thr
 Options: ``--accuracy-full`` (also the eight methods' accuracy golden on ``vse_light``,
 ``test_accuracy_full.py``; about eleven minutes; not in CI), ``--bench-quick`` (fewer rounds of the
 slow baselines; what CI runs), ``--update-baseline``
-(append this run's speed-ups to ``benchmarks/history.jsonl`` and store, per group, the median of
-the last five recorded runs as the new baseline).
+(append this run's speed-ups, machine and commit to ``benchmarks/history.jsonl`` and store, per
+group, the median of this machine's last five recorded runs after its last step change as the new
+baseline). A run on another machine than the stored baseline's (CPU model, threads, torch, NumPy,
+scikit-learn) is not compared: the summary says what differs.
 """
 
 from __future__ import annotations
@@ -31,12 +33,16 @@ from ncbench.benchmarking import (
     append_history,
     compare,
     confirm,
+    differences,
+    fingerprint,
+    git_commit,
     load_baseline,
-    load_history,
+    load_runs,
     min_time,
-    recorded_threads,
+    recorded_env,
     reference_speedups,
     save_baseline,
+    step_changes,
 )
 
 HERE = Path(__file__).resolve().parent
@@ -142,16 +148,23 @@ def pytest_sessionfinish(session, exitstatus):
     for g, v in found.items():
         ref = f"   (stored {baseline[g]:.2f}×)" if g in baseline else "   (no stored baseline)"
         write(f"  {g:32s} {v:10.2f}×{ref}")
+    env = fingerprint(threads)
     if session.config.getoption("--update-baseline"):
-        append_history(HISTORY, found, {"threads": threads})
-        save_baseline(BASELINE, reference_speedups(load_history(HISTORY, threads)), {"threads": threads})
-        write(f"baseline updated: {BASELINE} (per group, the median of its last {WINDOW} runs recorded with "
-              f"{threads} thread(s))")
+        append_history(HISTORY, found, {"threads": threads, "env": env, "commit": git_commit(HERE.parent)})
+    runs = load_runs(HISTORY, env=env)
+    steps = step_changes(runs)
+    for st in steps:
+        write(f"history of this machine: {st}")
+    if session.config.getoption("--update-baseline"):
+        save_baseline(BASELINE, reference_speedups([r["speedups"] for r in runs], steps=steps),
+                      {"threads": threads, "env": env})
+        write(f"baseline updated: {BASELINE} (per group, the median of this machine's last {WINDOW} recorded runs "
+              f"after its last step change; {len(runs)} run(s) of this machine in {HISTORY.name})")
         return
-    stored_threads = recorded_threads(BASELINE)
-    if stored_threads != threads:
-        write(f"not compared: {BASELINE} was recorded with {stored_threads} thread(s), this run used "
-              f"{threads} (--bench-threads)")
+    diffs = differences(recorded_env(BASELINE), env)
+    if diffs:
+        write(f"not compared: {BASELINE.name} was recorded on another machine ({'; '.join(diffs)}); record this "
+              f"machine's with `pytest benchmarks --update-baseline` (five runs make its median)")
         return
     flagged = compare(found, baseline)
     for r in flagged:

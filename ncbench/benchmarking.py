@@ -12,6 +12,15 @@ Two things keep a millisecond kernel's noise from failing CI. The stored baselin
 bar the next ten runs miss. And a flagged group is **re-measured** before it fails
 (``confirm``): both roles timed again, back to back, with more rounds; only a group still past
 the tolerance is a regression. A kernel that really got slower stays slower on the re-measure.
+
+Drift is told from noise by comparing **like with like**. Every recorded run carries its machine
+(CPU model, architecture, thread count, torch / NumPy / scikit-learn versions: ``fingerprint``) and
+the commit it measured; the stored baseline is computed from the runs of one machine only and says
+which, and a run on another machine is not compared with it (the suite says what differs). Within
+one machine's history a **step change** (``step_changes``: the median of the runs after a point
+differs from the median of the runs before it by more than 10%, as asv and conbench flag
+them) is reported with the commit where it appeared, and the baseline is the median of the runs
+*after* the last step, so a drift is not averaged away with the runs before it.
 """
 
 from __future__ import annotations
@@ -19,6 +28,7 @@ from __future__ import annotations
 import json
 import platform
 import statistics
+import subprocess
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -29,6 +39,50 @@ from .atomic import write_text_atomic
 TOLERANCE = 0.25
 #: how many recorded runs (``history.jsonl``) the stored baseline is the median of
 WINDOW = 5
+#: how many runs on each side of a point ``step_changes`` compares, and by how much their medians
+#: must differ (medians of three one-thread runs move by a few percent between processes)
+STEP_WINDOW = 3
+STEP_TOLERANCE = 0.10
+#: what must be equal for two measurements to be compared (the rest of a fingerprint is recorded)
+COMPARED = ("cpu", "machine", "threads", "torch", "numpy", "scikit-learn")
+
+
+def fingerprint(threads: int) -> dict[str, object]:
+    """The machine a speed-up was measured on: what can move a kernel/baseline ratio."""
+    import numpy
+    import sklearn
+    import torch
+
+    return {"cpu": _cpu_model(), "machine": platform.machine(), "threads": threads, "torch": torch.__version__,
+            "numpy": numpy.__version__, "scikit-learn": sklearn.__version__, "python": platform.python_version()}
+
+
+def _cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def differences(recorded: dict | None, current: dict) -> list[str]:
+    """What differs, among ``COMPARED``, between a recorded machine and this one (``recorded`` None:
+    a run from before machines were recorded, never comparable)."""
+    if not isinstance(recorded, dict):
+        return ["machine not recorded"]
+    return [f"{k} {recorded.get(k)!r} vs {current.get(k)!r}" for k in COMPARED if recorded.get(k) != current.get(k)]
+
+
+def git_commit(folder: Path) -> str | None:
+    """HEAD of the checkout the benchmarks ran from (``None`` outside a git checkout)."""
+    try:
+        out = subprocess.run(["git", "-C", str(folder), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.stdout.strip() or None if out.returncode == 0 else None
 
 
 @dataclass
@@ -71,11 +125,19 @@ def confirm(regressions: list[Regression], remeasure: Callable[[str], float | No
     return confirmed, noise
 
 
-def reference_speedups(history: list[dict[str, float]], window: int = WINDOW) -> dict[str, float]:
+def reference_speedups(history: list[dict[str, float]], window: int = WINDOW,
+                       steps: list[StepChange] | None = None) -> dict[str, float]:
     """Per group, the median speed-up of its last ``window`` recorded runs (oldest first in
-    ``history``); a group recorded fewer times uses the runs it has."""
-    groups = sorted({g for run in history for g in run})
-    return {g: statistics.median([run[g] for run in history if g in run][-window:]) for g in groups}
+    ``history``) after its last step change (``steps``, indices into ``history``); a group recorded
+    fewer times uses the runs it has."""
+    last_step = {}
+    for st in steps or []:
+        last_step[st.group] = max(last_step.get(st.group, 0), st.index)
+    out = {}
+    for g in sorted({g for run in history for g in run}):
+        values = [run[g] for i, run in enumerate(history) if g in run and i >= last_step.get(g, 0)]
+        out[g] = statistics.median(values[-window:])
+    return out
 
 
 def min_time(fn: Callable[[], object], rounds: int = 5, sync: Callable[[], None] | None = None) -> float:
@@ -105,6 +167,7 @@ def load_baseline(path: Path) -> dict[str, float]:
 
 
 def save_baseline(path: Path, speedups: dict[str, float], meta: dict | None = None) -> None:
+    """``meta`` holds ``env`` (the ``fingerprint`` of the runs it was computed from) and ``threads``."""
     data = {"speedups": dict(sorted(speedups.items())), "machine": platform.machine(),
             "recorded": time.strftime("%Y-%m-%dT%H:%M:%S%z"), **(meta or {})}
     write_text_atomic(Path(path), json.dumps(data, indent=1) + "\n")
@@ -118,10 +181,15 @@ def append_history(path: Path, speedups: dict[str, float], meta: dict | None = N
     write_text_atomic(path, old + line + "\n")
 
 
-def load_history(path: Path, threads: int | None = None) -> list[dict[str, float]]:
+def load_history(path: Path, threads: int | None = None, env: dict | None = None) -> list[dict[str, float]]:
     """The speed-ups of every recorded run, oldest first (``[]`` without a history file); with
-    ``threads``, only the runs recorded with that many CPU threads (a ratio measured with another
-    thread count is not comparable)."""
+    ``threads``, only the runs recorded with that many CPU threads, with ``env`` (a ``fingerprint``)
+    only the runs of that machine (a ratio measured elsewhere is not comparable)."""
+    return [r["speedups"] for r in load_runs(path, threads, env)]
+
+
+def load_runs(path: Path, threads: int | None = None, env: dict | None = None) -> list[dict]:
+    """``load_history`` with each run's record: ``time``, ``speedups``, ``env`` and ``commit``."""
     path = Path(path)
     if not path.is_file():
         return []
@@ -134,12 +202,54 @@ def load_history(path: Path, threads: int | None = None) -> list[dict[str, float
             speedups = {k: float(v) for k, v in row["speedups"].items()}
         except (ValueError, KeyError, TypeError, AttributeError) as e:
             raise ValueError(f"{path}: line {n} is not a recorded run ({{'speedups': {{group: float}}}}): {e}") from e
-        if threads is None or row.get("threads") == threads:
-            runs.append(speedups)
+        if threads is not None and row.get("threads") != threads:
+            continue
+        if env is not None and differences(row.get("env"), env):
+            continue
+        runs.append({"time": row.get("time"), "speedups": speedups, "env": row.get("env"), "commit": row.get("commit")})
     return runs
 
 
-def recorded_threads(path: Path) -> int | None:
-    """The CPU thread count the stored baseline was measured with (``None``: not recorded)."""
+@dataclass
+class StepChange:
+    group: str
+    index: int  # the first run after the step (0-based, in the runs given)
+    before: float  # median speed-up of the STEP_WINDOW runs before it
+    after: float  # ... and of the STEP_WINDOW runs from it on
+    time: str | None = None
+    commit: str | None = None
+
+    def __str__(self) -> str:
+        where = f" from the run of {self.time}" + (f" (commit {self.commit[:10]})" if self.commit else "") if self.time else ""
+        return f"{self.group}: step change {self.before:.2f}× → {self.after:.2f}×{where}"
+
+
+def step_changes(runs: list[dict], tolerance: float = STEP_TOLERANCE, window: int = STEP_WINDOW) -> list[StepChange]:
+    """Points of one machine's history where a group's speed-up moved and stayed: the median of the
+    ``window`` runs from a point on differs from the median of the ``window`` runs before it by more
+    than ``tolerance`` (either way). One lucky run cannot make a step; a real change makes one at the
+    run that brought it (the most different point of a run of flagged points)."""
+    out = []
+    for group in sorted({g for r in runs for g in r["speedups"]}):
+        idx = [i for i, r in enumerate(runs) if group in r["speedups"]]
+        vals = [runs[i]["speedups"][group] for i in idx]
+        best: StepChange | None = None
+        best_ratio = 0.0
+        for j in range(window, len(vals) - window + 1):
+            before, after = statistics.median(vals[j - window:j]), statistics.median(vals[j:j + window])
+            ratio = max(before, after) / min(before, after)
+            if ratio > 1 + tolerance and ratio > best_ratio:
+                run = runs[idx[j]]
+                best, best_ratio = StepChange(group, idx[j], before, after, run.get("time"), run.get("commit")), ratio
+            elif ratio <= 1 + tolerance and best is not None:
+                out.append(best)
+                best, best_ratio = None, 0.0
+        if best is not None:
+            out.append(best)
+    return out
+
+
+def recorded_env(path: Path) -> dict | None:
+    """The machine (``fingerprint``) the stored baseline was measured on (``None``: not recorded)."""
     path = Path(path)
-    return json.loads(path.read_text()).get("threads") if path.is_file() else None
+    return json.loads(path.read_text()).get("env") if path.is_file() else None

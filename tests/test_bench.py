@@ -11,11 +11,14 @@ from ncbench.benchmarking import (
     append_history,
     compare,
     confirm,
+    differences,
     load_baseline,
     load_history,
+    load_runs,
     measure_speedup,
     reference_speedups,
     save_baseline,
+    step_changes,
 )
 from ncbench.cli import main
 from ncbench.kernels.recall import i2t_ranks
@@ -121,3 +124,42 @@ def test_a_malformed_history_names_the_file_and_line(tmp_path):
     history.write_text('{"speedups": {"a": 2.0}}\n{"speedups": "fast"}\n')
     with pytest.raises(ValueError, match=r"history.jsonl: line 2"):
         load_history(history)
+
+
+def _env(**changes):
+    env = {"cpu": "AMD EPYC", "machine": "x86_64", "threads": 1, "torch": "2.13.0+cpu", "numpy": "2.4.6",
+           "scikit-learn": "1.9.1", "python": "3.11.9"}
+    return {**env, **changes}
+
+
+def test_only_runs_of_the_same_machine_make_the_baseline(tmp_path):
+    """Issue 33 item 6: a ratio from another CPU or library version is not compared, and runs from
+    before machines were recorded count for none."""
+    history = tmp_path / "history.jsonl"
+    append_history(history, {"a": 70.0}, {"threads": 1})  # machine not recorded
+    append_history(history, {"a": 50.0}, {"threads": 1, "env": _env(cpu="Intel Xeon")})
+    append_history(history, {"a": 61.0}, {"threads": 1, "env": _env(), "commit": "c" * 40})
+    append_history(history, {"a": 63.0}, {"threads": 1, "env": _env(python="3.12.1")})  # python is recorded, not compared
+    runs = load_runs(history, env=_env())
+    assert [r["speedups"]["a"] for r in runs] == [61.0, 63.0] and runs[0]["commit"] == "c" * 40
+    assert load_history(history, env=_env(numpy="2.5.0")) == []
+    assert differences(None, _env()) == ["machine not recorded"]
+    assert differences(_env(torch="2.12.0"), _env()) == ["torch '2.12.0' vs '2.13.0+cpu'"]
+
+
+def test_a_step_in_the_history_is_found_and_the_baseline_follows_it():
+    """A drop that stays (82 → 70 → 61 in the real history of crcl-acl) is a step at the run that
+    brought it; one lucky run is not; the baseline is the median after the last step."""
+    values = [82, 81, 83, 82, 70, 71, 69, 70, 95, 70, 71]
+    runs = [{"speedups": {"g": float(v)}, "time": f"t{i}", "commit": None} for i, v in enumerate(values)]
+    steps = step_changes(runs)
+    # by hand: at index 4 the medians of (81, 83, 82) and (70, 71, 69) are 82 and 70 (17% apart, past
+    # the 10% step tolerance, and the largest such gap); around the lucky 95 they stay 70 and 71
+    assert [(s.group, s.index, s.before, s.after) for s in steps] == [("g", 4, 82.0, 70.0)]
+    assert "step change 82.00× → 70.00× from the run of t4" in str(steps[0])
+    speedups = [r["speedups"] for r in runs]
+    assert reference_speedups(speedups, steps=steps) == {"g": 70.0}  # last five of 70, 71, 69, 70, 95, 70, 71
+    # a window reaching back over the step would mix both levels: 69, 70, 70, 70, 71, 71, 82, 95 -> 70.5
+    assert reference_speedups(speedups, window=8) == {"g": 70.5}
+    assert reference_speedups(speedups, window=8, steps=steps) == {"g": 70.0}
+    assert step_changes(runs[4:]) == []  # one machine, one level: no step
