@@ -80,8 +80,11 @@ def test_corrupt_result_is_rerun_and_kept(tmp_path, cache_dir, capsys):
 
 @pytest.mark.slow
 def test_noise_hurts_the_noise_blind_baseline(sweep_root, cache_dir):
-    """The embedded dataset must make noise matter: vanilla loses clearly more rSum at 60% noise."""
-    argv = ["run", "--noise", "0,0.6", "--results", str(sweep_root), "--cache-dir", str(cache_dir), "--no-progress"]
+    """The embedded dataset must make noise matter: vanilla loses clearly more rSum at 60% noise.
+    On the shared sweep's backbone (``vse_bow``; seed 0 at 60% is the sweep's own run): 433 vs 231
+    rSum, the same margin as the default ``vse_light`` at a tenth of the time."""
+    argv = ["run", "--noise", "0,0.6", "--backbones", "vse_bow", "--seeds", "0", "--results", str(sweep_root),
+            "--cache-dir", str(cache_dir), "--no-progress"]
     assert main(argv) == 0
     by_ratio = {r["identity"]["noise_ratio"]: r["test"]["full"]["rsum"] for r in load_results(sweep_root).results
                 if r["identity"]["method"] == "vanilla" and r["identity"]["seed"] == 0}
