@@ -4,7 +4,8 @@ A row is (method, backbone) within one (protocol, dataset, noise type, noise rat
 are one per seed. ``compare_rows`` pairs two rows seed by seed (only seeds both have; each pair
 must share its noise index and test set) and runs ``significance.paired_test`` on the view the
 board shows (``full`` split, or the ``fold_mean`` of MS-COCO 1K). ``select_row`` finds a row's
-results and refuses ambiguity (two configs of one run) with the files named.
+results and refuses ambiguity (two configs of one run) and seeds made by different code
+(``code_identity.code_hash_of``, as the boards do) with the files named.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from .code_identity import code_hash_of, short
 from .errors import ConfigError, ResultError
 from .data.noise_spec import CAPTION_SHUFFLE, NoiseSpec
 from .results import noise_of, noise_output_sha256, row_of
@@ -66,7 +68,8 @@ def in_row(result: dict[str, Any], key: RowKey, any_backbone: bool = False) -> b
 
 def select_row(results: list[dict[str, Any]], key: RowKey) -> dict[int, dict[str, Any]]:
     """seed → the ok result of this row; an error when a seed has results of several configs or
-    protocol versions (they would be pooled silently otherwise)."""
+    protocol versions, or when its seeds were made by different code (they would be pooled silently
+    otherwise; results without a code record count as one unknown code)."""
     found: dict[int, list[dict[str, Any]]] = {}
     for r in results:
         if in_row(r, key):
@@ -75,7 +78,14 @@ def select_row(results: list[dict[str, Any]], key: RowKey) -> dict[int, dict[str
         if len(rs) > 1:
             raise ConfigError(f"{key.label}, seed {seed}: {len(rs)} results of different configs or protocols ("
                               + ", ".join(str(r.get("_path", "?")) for r in rs) + "); give --results of one of them")
-    return {seed: rs[0] for seed, rs in found.items()}
+    row = {seed: rs[0] for seed, rs in found.items()}
+    codes = {code_hash_of(r) for r in row.values()}
+    if len(codes) > 1:
+        raise ConfigError(f"{key.label}: its seeds were made by different code ("
+                          + ", ".join(f"seed {s}: code {short(code_hash_of(r))} ({r.get('_path', '?')})"
+                                      for s, r in sorted(row.items()))
+                          + "); they are not one row: run them again with one code, or accept the change")
+    return row
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,9 @@ it) whose import registers the plugin with the same decorator. Plugins load only
 places, the package's own modules and installed entry points; nothing is imported from arbitrary
 paths. Discovery is lazy (on the first lookup), a duplicate name is an error, an unknown name gets
 "did you mean" suggestions, and a plugin that fails to import is reported (``ncbench list`` shows
-it, and asking for it raises with the original error) rather than silently missing.
+it, and asking for it raises with the original error) rather than silently missing. A watcher
+(``Registry.watch``) sees every registration as it happens: ``ncbench.code_identity`` reads each
+method's source then, i.e. as it is imported.
 """
 
 from __future__ import annotations
@@ -61,6 +63,7 @@ class Registry(Generic[T]):
         self._errors: dict[str, str] = {}  # plugin name → import error message
         self._discovered = False
         self._source = "builtin"
+        self._watchers: list[Callable[[str, T], None]] = []
 
     # -- registration ------------------------------------------------------------------------
     def register(self, name: str, *, description: str | None = None) -> Callable[[T], T]:
@@ -76,9 +79,18 @@ class Registry(Generic[T]):
             own = getattr(obj, "description", None)
             desc = description or (own if isinstance(own, str) else _first_line(getattr(obj, "__doc__", None)))
             self._entries[name] = Entry(name, obj, desc, self._source)
+            for watcher in self._watchers:
+                watcher(name, obj)
             return obj
 
         return deco
+
+    def watch(self, watcher: Callable[[str, T], None]) -> None:
+        """Call ``watcher(name, obj)`` on every registration from now on, and now on each entry
+        already registered (``ncbench.code_identity`` reads a method's source as it registers)."""
+        self._watchers.append(watcher)
+        for entry in list(self._entries.values()):
+            watcher(entry.name, entry.obj)
 
     def unregister(self, name: str) -> None:
         """Remove an entry (used by tests and by plugins that replace a built-in on purpose)."""

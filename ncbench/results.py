@@ -1,9 +1,13 @@
 """Result files: one JSON per run, written atomically, read back with validation.
 
 A result holds the run's identity (method, backbone, dataset, noise ratio, noise-index sha256,
-seed, protocol version), its full config and hash, test and best-validation metrics, the
-per-query test ranks, per-epoch history, timings, package versions, git revision, hardware and a
-status (``ok`` or ``failed`` with the error). Everything downstream (leaderboards, plots,
+seed, protocol version), its full config and hash, the code that made it (``code``: the method's
+and ncbench's training code's hashes as imported, ``ncbench.code_identity``), test and
+best-validation metrics, the per-query test ranks, per-epoch history, timings, package versions,
+git revision, hardware and a status (``ok`` or ``failed`` with the error). A finished result of the
+same config counts as done only when made by the code the process runs now; one of other code
+(or of unknown code: written before results recorded it) is ``stale-code``, produced again unless
+the change is accepted, which is recorded in the file (``code_accepted``). Everything downstream (leaderboards, plots,
 submissions) reads only these files. Files live at
 ``<results>/<protocol>/<dataset>/noise-<r>/<method>/<backbone>/seed-<s>.json`` (``<method>@<tag>/`` for a
 run given ``--tag``, so configs of one method can live side by side).
@@ -31,7 +35,7 @@ import math
 import os
 import platform
 import stat
-import subprocess
+import time
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -39,6 +43,8 @@ from typing import Any, Callable, Iterator
 
 from . import __version__
 from .atomic import move_aside, write_text_atomic
+from .code_identity import accept as code_accept
+from .code_identity import code_hash_of, code_problems, code_record, current_code_hash, git_revision, short
 from .config import RunConfig, row_name
 from .data.noise_spec import CAPTION_SHUFFLE, NoiseSpec
 from .errors import NcbenchError, ResultError
@@ -262,7 +268,7 @@ def result_problems(data: Any, local: bool = True) -> list[str]:
     hist = (data.get("detection") or {}).get("split_histogram")
     if hist is not None:
         problems += _histogram_problems(hist)
-    return problems
+    return problems + code_problems(data)
 
 
 def read_result(path: Path) -> dict[str, Any]:
@@ -321,7 +327,9 @@ def load_results(root: Path) -> LoadedResults:
 
 def inspect_result(path: Path, config_hash: str) -> tuple[str, dict[str, Any] | None]:
     """The state of a run's result file and, when readable, its content (read once): state ``done``
-    (same config, status ok), ``stale`` (another config), ``failed``, ``corrupt`` or ``missing``."""
+    (same config, status ok, made by the code its method has in this process: ``code_identity``),
+    ``stale-code`` (the same but made by other code, or by unknown code: a result older than code
+    records), ``stale`` (another config), ``failed``, ``corrupt`` or ``missing``."""
     if not path.exists():
         return "missing", None
     try:
@@ -330,12 +338,34 @@ def inspect_result(path: Path, config_hash: str) -> tuple[str, dict[str, Any] | 
         return "corrupt", None
     if data["config_hash"] != config_hash:
         return "stale", data
-    return ("done" if data["status"] == "ok" else "failed"), data
+    if data["status"] != "ok":
+        return "failed", data
+    if code_hash_of(data) != current_code_hash(data["identity"]["method"]):
+        return "stale-code", data
+    return "done", data
 
 
 def existing_status(path: Path, config_hash: str) -> str:
     """The state alone (see ``inspect_result``)."""
     return inspect_result(path, config_hash)[0]
+
+
+def code_change(record: dict[str, Any]) -> str:
+    """How a ``stale-code`` result's code differs, for messages: ``code 1a2b3c4d, now 5e6f7a8b``."""
+    return f"code {short(code_hash_of(record))}, now {short(current_code_hash(record['identity']['method']))}"
+
+
+def accept_code_change(path: Path, record: dict[str, Any]) -> dict[str, Any]:
+    """Keep the ``stale-code`` result ``record`` of ``path`` as a result of this code: rewritten
+    atomically (never through a link) with the acceptance appended to its ``code_accepted``
+    (``code_identity.accept``); its numbers and its ``code`` block stay as they were."""
+    accepted = code_accept(record, time.strftime("%Y-%m-%dT%H:%M:%S%z"))
+    try:
+        write_json_atomic(path, accepted)
+    except OSError as exc:
+        raise ResultError(f"{path}: the accepted code change could not be written ({exc.strerror or exc}); "
+                          "the result is unchanged") from None
+    return accepted
 
 
 def set_aside(root: Path, path: Path, reason: str) -> Path:
@@ -350,13 +380,16 @@ def lock_path(path: Path) -> Path:
 
 
 @contextmanager
-def claim_result(root: Path, path: Path, config_hash: str, log: Callable[[str], None], where: str):
+def claim_result(root: Path, path: Path, config_hash: str, log: Callable[[str], None], where: str,
+                 accept_code: bool = False):
     """Claim the result file ``path`` before producing it (a run, an ensemble), with the check
     repeated under its lock: yields ``("done", record)`` when it is already finished, ``("busy",
     None)`` when another worker holds its lock, otherwise ``("free", previous)`` while holding the
-    lock, ``previous`` the state of the file there (missing, failed, stale, corrupt). Nothing is moved
-    yet: ``store_result`` replaces the file once the new record exists, so a run that fails to start
-    (a bad input) or fails leaves a finished result where it is."""
+    lock, ``previous`` the state of the file there (missing, failed, stale, stale-code, corrupt).
+    Nothing is moved yet: ``store_result`` replaces the file once the new record exists, so a run
+    that fails to start (a bad input) or fails leaves a finished result where it is. A ``stale-code``
+    result is produced again, saying so, unless ``accept_code``: then it is kept as this code's
+    (``accept_code_change``) and yielded as ``("accepted", record)``."""
     state, record = inspect_result(path, config_hash)
     if state == "done":
         yield state, record
@@ -371,6 +404,16 @@ def claim_result(root: Path, path: Path, config_hash: str, log: Callable[[str], 
         if state == "done":
             yield state, record
             return
+        if state == "stale-code" and accept_code:
+            change = code_change(record)
+            record = accept_code_change(path, record)
+            log(f"{where}: result of other code ({change}) kept as this code's; the acceptance is recorded in "
+                f"its code_accepted ({path})")
+            yield "accepted", record
+            return
+        if state == "stale-code":
+            log(f"{where}: result of other code ({code_change(record)}): produced again; the old result is set "
+                "aside once the new one is written")
         yield "free", state
 
 
@@ -381,15 +424,18 @@ def pending_path(path: Path) -> Path:
 
 
 def store_result(root: Path, path: Path, record: dict, previous: str, log: Callable[[str], None], where: str) -> bool:
-    """Write a new ``record`` at ``path`` (atomically), where ``previous`` was found by ``claim_result``.
-    A stale result (another config's, finished) is moved under ``superseded/`` only when the new run
-    succeeded; a failed run then leaves it in place and is not written (False). A corrupt file is
-    set aside too. The new file is written in full under a temporary name first, and only then is
+    """Write a new ``record`` at ``path`` (atomically), where ``previous`` was found by ``claim_result``;
+    a record without a ``code`` block gets its method's (``code_identity.code_record``). A stale
+    result (another config's or other code's, finished) is moved under ``superseded/`` only when the
+    new run succeeded; a failed run then leaves it in place and is not written (False). A corrupt
+    file is set aside too. The new file is written in full under a temporary name first, and only then is
     the old one moved and the new one renamed into place: a write that fails (a full disk) is a
     ResultError naming the file, and the old result stays where it was."""
-    if previous == "stale" and record.get("status") != "ok":
-        log(f"{where}: the run failed; the finished result of another config stays at {path}")
+    if previous in ("stale", "stale-code") and record.get("status") != "ok":
+        other = "another config" if previous == "stale" else "other code"
+        log(f"{where}: the run failed; the finished result of {other} stays at {path}")
         return False
+    record.setdefault("code", code_record(record["identity"]["method"]))
     pending = pending_path(path)
     try:
         write_text_atomic(pending, result_text(record))
@@ -398,7 +444,7 @@ def store_result(root: Path, path: Path, record: dict, previous: str, log: Calla
         raise ResultError(f"{path}: the result could not be written ({exc.strerror or exc}); "
                           + ("the previous result stays in place" if path.exists() else "nothing was written")) from None
     try:
-        if previous in ("stale", "corrupt"):
+        if previous in ("stale", "stale-code", "corrupt"):
             log(f"{where}: existing result is {previous}, moved to {set_aside(root, path, previous)}")
         os.replace(pending, path)
     except OSError as exc:
@@ -408,33 +454,6 @@ def store_result(root: Path, path: Path, record: dict, previous: str, log: Calla
 
 
 # -- provenance --------------------------------------------------------------------------------
-def git_revision(src: Path | None = None) -> dict[str, Any]:
-    """Commit and dirty flag of the source tree ncbench runs from (``src``: its root), when that
-    tree is a git checkout (an installed copy inside some other repository reports none). Dirty means
-    a changed tracked file *or* a method file git does not track (``methods/*.py``: a result made by
-    an uncommitted method is not reproducible from the commit); those are listed with their sha256."""
-    src = Path(__file__).resolve().parent.parent if src is None else Path(src).resolve()
-
-    def git(*args: str) -> str | None:
-        try:
-            out = subprocess.run(["git", "-C", str(src), *args], capture_output=True, text=True, timeout=10)
-        except (OSError, subprocess.SubprocessError):
-            return None
-        return out.stdout.strip() if out.returncode == 0 else None
-
-    top = git("rev-parse", "--show-toplevel")
-    if top is None or Path(top).resolve() != src:
-        return {"commit": None, "dirty": None}
-    dirty = git("status", "--porcelain", "--untracked-files=no")
-    untracked = git("ls-files", "--others", "--exclude-standard", "--", "methods/*.py")
-    out: dict[str, Any] = {"commit": git("rev-parse", "HEAD"), "dirty": None if dirty is None else bool(dirty)}
-    if untracked:
-        out["dirty"] = True
-        out["untracked_methods"] = {name: hashlib.sha256((src / name).read_bytes()).hexdigest()
-                                    for name in sorted(untracked.splitlines())}
-    return out
-
-
 def environment(device: str) -> dict[str, Any]:
     import numpy
     import torch

@@ -1,15 +1,18 @@
 """Sweeps: expand methods × backbones × datasets × noise ratios × seeds into runs, execute the
 missing ones, and write one result file per run.
 
-A run whose result file exists with the same config hash and status ``ok`` is skipped, so an
-interrupted sweep re-run with the same arguments finishes only what is missing; a run that was
+A run whose result file exists with the same config hash and status ``ok``, made by the same code
+(``ncbench.code_identity``: the method's module and ncbench's training code as imported), is
+skipped, so an interrupted sweep re-run with the same arguments finishes only what is missing; one
+made by other code is trained again, saying so, unless ``RunSettings.accept_code_change`` keeps it
+(recorded in the file, ``results.accept_code_change``); a run that was
 killed mid-training continues from its checkpoint (``ncbench.checkpoint``: after every epoch, and
 at the next step when stopped by a signal, ``ncbench.preemption``). Each run
 is trained under a lock (``ncbench.locks``), so several workers can share one sweep and one
 results folder: a run locked by another worker is passed over, never trained twice. A failed run
 (e.g. NaN loss) writes a result with status ``failed`` and the error, and is retried next time.
-A result with another config, or a corrupt file, is moved under ``superseded/`` before it is
-replaced, never deleted. What a ``kill -9`` leaves is cleared under the run's lock: the temporary
+A result with another config or of other code, or a corrupt file, is moved under ``superseded/``
+when it is replaced, never deleted. What a ``kill -9`` leaves is cleared under the run's lock: the temporary
 files of an interrupted write (``.seed-<s>.*.tmp``) when the run is claimed, and the checkpoint of a
 run found already done (killed between writing its result and removing its checkpoint).
 A resumed run's ``total_s`` and ``gpu_hours`` add up the time of all the processes that trained it.
@@ -33,6 +36,7 @@ from . import PROTOCOL_VERSION
 from .agreement import human_agreement
 from .atomic import UnsafePathError, remove_temporaries, temporaries
 from .checkpoint import Checkpointer
+from .code_identity import code_record
 from .config import RunConfig, check_tag
 from .data.cards import Dataset, DatasetCard, SyntheticCard
 from .data.noise import NoiseIndex, check_ratio, load_noise, obtain_noise
@@ -101,6 +105,7 @@ class RunSettings:
     warn: Callable[[str], None] | None = None  # ``load_warning`` goes here before the first run trains (None: not checked)
     live_log: tuple[str, ...] = ()  # ``--log``: tensorboard and/or wandb (``ncbench.live_log``)
     log_dir: Path | None = None  # where live logs go (None: <results_dir>/logs)
+    accept_code_change: bool = False  # keep finished results of other code as this code's (recorded in each)
 
 
 def configure_torch(threads: int | None) -> None:
@@ -383,6 +388,7 @@ class Runner:
             },
             "config": cfg.to_dict(),
             "config_hash": cfg.config_hash,
+            "code": code_record(cfg.method),
             "recipe": cfg.recipe,
             "env": environment(self.s.device),
             "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
@@ -442,6 +448,8 @@ class SweepReport:
     skipped: int = 0
     failed: list[str] = field(default_factory=list)
     busy: list[str] = field(default_factory=list)  # runs another worker was training
+    code_retrained: list[str] = field(default_factory=list)  # runs trained again: their result was of other code
+    code_accepted: list[str] = field(default_factory=list)  # results of other code kept (``accept_code_change``)
 
 
 def checkpoint_path(path: Path) -> Path:
@@ -509,14 +517,16 @@ def run_sweep(runs: list[RunConfig], settings: RunSettings, ensembles: list[str]
     for i, cfg in enumerate(bar, 1):
         where = f"[{i}/{len(runs)}] {cfg.label}"
         path = result_path(root, cfg)
-        with claim_result(root, path, cfg.config_hash, log, where) as (state, data):
-            if state == "done":
-                _skip(report, path, data, log, where)
+        with claim_result(root, path, cfg.config_hash, log, where, settings.accept_code_change) as (state, data):
+            if state in ("done", "accepted"):  # accepted: kept across a code change (``claim_result`` said so)
+                _skip(report, path, data, log, where, cfg.label if state == "accepted" else None)
                 tidy_done(path, cfg.config_hash, log)
                 continue
             if state == "busy":
                 report.busy.append(cfg.label)
                 continue
+            if data == "stale-code":
+                report.code_retrained.append(cfg.label)
             remove_temporaries(path.parent, path.stem, log)  # ours now: left by a killed write
             ckpt = checkpointer(root, path, cfg.config_hash, log)
             record = runner.run(cfg, ckpt, keep=nets_path(path) if settings.keep_networks else None)
@@ -547,7 +557,12 @@ def run_sweep(runs: list[RunConfig], settings: RunSettings, ensembles: list[str]
     return report
 
 
-def _skip(report: SweepReport, path: Path, record: dict[str, Any], log: Callable[[str], None], where: str) -> None:
+def _skip(report: SweepReport, path: Path, record: dict[str, Any], log: Callable[[str], None], where: str,
+          accepted: str | None = None) -> None:
+    """Count a run found done, or ``accepted`` (its label) across a code change."""
     report.skipped += 1
     report.done.append(record)
-    log(f"{where}: already done ({path})")
+    if accepted:
+        report.code_accepted.append(accepted)
+    else:
+        log(f"{where}: already done ({path})")

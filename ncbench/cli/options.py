@@ -118,6 +118,11 @@ def sweep_options(p: argparse.ArgumentParser, methods: list[str], datasets: list
                         "to <method>@NAME/ beside the untagged ones, and boards and `compare` show them as the row "
                         "<method>@NAME; without a tag, a run with other options replaces the previous result")
     p.add_argument("--results", default="results", help="results folder (default: ./results)")
+    p.add_argument("--accept-code-change", action="store_true",
+                   help="keep the finished results made by other code (the method's file or ncbench's training code "
+                        "changed since; `status` shows them as stale-code) as results of this code instead of "
+                        "training them again: each file keeps its numbers and the code that made it, and records the "
+                        "acceptance (code_accepted: from, to, when), so boards pool it with this code's results")
     p.add_argument("--data-root", help="folder holding a real dataset's files")
     p.add_argument("--cache-dir", default=default_cache_dir(),
                    help="where generated data is kept (default: $NCBENCH_CACHE or ~/.cache/ncbench)")

@@ -24,9 +24,12 @@ examples:
   ncbench run --methods ncr,bicro --dataset f30k --data-root data/ --executor slurm \\
       --slurm-partition gpu --slurm-time 1440 --slurm-opt account=mylab    one SLURM array task per run
 
-Re-running the same command skips finished runs (same config hash) and finishes the rest; a run
-that was interrupted continues from its checkpoint. SIGTERM or Ctrl-C during training finishes the
-current step and saves a mid-epoch checkpoint first (exit 143 / 130); a second signal stops at once.
+Re-running the same command skips finished runs (same config hash, same code) and finishes the
+rest; a run that was interrupted continues from its checkpoint. A finished run made by other code
+(its method's file or ncbench's training code changed since) is trained again and the old result
+set aside, unless --accept-code-change keeps it (recorded in the result file). SIGTERM or Ctrl-C
+during training finishes the current step and saves a mid-epoch checkpoint first (exit 143 / 130);
+a second signal stops at once.
 """
 
 

@@ -1,7 +1,9 @@
 """``ncbench status`` (alias ``plan``): the state of every run of a sweep and the time still needed.
 
 A result file that cannot be read or is invalid shows as ``corrupt`` with a warning naming it and
-saying why; the other runs are shown as usual.
+saying why; the other runs are shown as usual. A finished result of the same config made by other
+code than this process imports (or by unknown code: written before results recorded it) shows as
+``stale-code`` with both code hashes, apart from ``stale`` (another config); neither counts as done.
 """
 
 from __future__ import annotations
@@ -22,9 +24,9 @@ def add_parser(sub) -> None:
     st = sub.add_parser(
         "status", aliases=["plan"], help="show which runs of a sweep are done, running, failed or missing",
         description="For the sweep the same options would run: each run's state (done, failed, running in some "
-                    "worker, partial with the epoch of its checkpoint, missing, stale, corrupt), counts, and an "
-                    "estimate of the time still needed from the finished runs of the same method/backbone/dataset. "
-                    "Starts nothing.")
+                    "worker, partial with the epoch of its checkpoint, missing, stale: of another config, stale-code: "
+                    "made by other code, corrupt), counts, and an estimate of the time still needed from the finished "
+                    "runs of the same method/backbone/dataset. Starts nothing.")
     sweep_options(st, methods=["vanilla"], datasets=["synthetic"], noise=[0.0, 0.2, 0.6],
                    dataset_help="comma-separated datasets (default: synthetic)")
 
@@ -48,7 +50,7 @@ def command(args) -> int:
 
     from ..checkpoint import Checkpointer
     from ..locks import is_locked
-    from ..results import inspect_result, lock_path, result_path
+    from ..results import code_change, inspect_result, lock_path, result_path
     from ..runner import checkpoint_path
 
     runs, results = planned_runs(args), Path(args.results)
@@ -70,6 +72,8 @@ def command(args) -> int:
             detail = f"test rSum {t['rsum']:.1f}"
         elif state == "failed":
             detail = str(r.get("error"))[:80]
+        elif state == "stale-code":
+            detail = f"made by other {code_change(r)}: `run` trains it again (--accept-code-change keeps it)"
         elif state == "corrupt":
             problem = _problem(path)
             print(f"warning: unreadable result: {problem}", file=sys.stderr)

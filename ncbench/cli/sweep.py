@@ -58,7 +58,7 @@ def _train_here(args, runs, results):
         verbose=args.verbose or not bars,  # without bars (a log file, a pipe), one line per epoch
         amp=args.amp, compile=args.compile, keep_networks=bool(ensembles),
         log=lambda msg: print(prefix + msg, flush=True), live_log=check_kinds(args.log),
-        log_dir=Path(args.log_dir) if args.log_dir else None,
+        log_dir=Path(args.log_dir) if args.log_dir else None, accept_code_change=args.accept_code_change,
         # a busy machine is reported by this process, or for local workers by their parent (once)
         warn=None if args.worker_index is not None else lambda msg: print(f"ncbench: {msg}", file=sys.stderr, flush=True),
     )
@@ -66,8 +66,13 @@ def _train_here(args, runs, results):
     t0 = time.perf_counter()
     report = run_sweep(runs, settings, ensembles)
     busy = f", {len(report.busy)} being trained by other workers" if report.busy else ""
-    print(f"\n{prefix}{report.ran} run(s) trained, {report.skipped} already done, {len(report.failed)} failed{busy} "
+    kept = f" ({len(report.code_accepted)} kept across a code change)" if report.code_accepted else ""
+    print(f"\n{prefix}{report.ran} run(s) trained, {report.skipped} already done{kept}, {len(report.failed)} failed{busy} "
           f"in {time.perf_counter() - t0:.0f}s\n", flush=True)
+    if report.code_retrained:
+        print(f"{prefix}{len(report.code_retrained)} run(s) were trained again because their results were made by other "
+              "code (set aside under superseded/); --accept-code-change keeps such results instead, recorded in each "
+              "file\n", flush=True)
     return report
 
 
@@ -148,7 +153,7 @@ def _slurm(args, runs):
     """The SLURM executor: submit the runs that are neither done nor being trained, as one job array."""
     from ..ensemble import expand
     from ..locks import is_locked
-    from ..results import inspect_result, lock_path, result_path
+    from ..results import claim_result, inspect_result, lock_path, result_path
     from ..runner import collect
     from ..slurm import JobSettings, SlurmOptions, submit, wait
 
@@ -162,7 +167,11 @@ def _slurm(args, runs):
     todo, running = [], 0
     for cfg in runs:
         path = result_path(results, cfg)
-        if inspect_result(path, cfg.config_hash)[0] == "done":
+        state = inspect_result(path, cfg.config_hash)[0]
+        if state == "stale-code" and args.accept_code_change:  # kept here: the array's tasks would train it again
+            with claim_result(results, path, cfg.config_hash, print, cfg.label, accept_code=True) as (state, _):
+                pass
+        if state in ("done", "accepted"):
             continue
         if is_locked(lock_path(path)):
             running += 1

@@ -17,16 +17,19 @@ Spearman per judgment kind and subset), aggregated by the same ``aggregate``.
 
 ``check_noise_indices`` enforces that one table never mixes runs trained on different noise
 indices: within a (protocol, dataset, noise type, noise ratio) every run must share one index sha256.
+``check_configs`` enforces that one row never pools seeds of different configs or of different code
+(``code_identity.code_hash_of``; results without a code record pool only with each other).
 """
 
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Any, Callable
 
 import pandas as pd
 from scipy import stats
 
+from ..code_identity import code_hash_of, short
 from ..errors import ResultError
 from ..evaluate import RetrievalMetrics
 from ..results import config_key, noise_of, noise_output_sha256, row_of
@@ -39,7 +42,7 @@ GROUP = ["protocol_version", "benchmark", "dataset", "noise", "noise_ratio", "me
 
 def run_columns(metrics: tuple[str, ...]) -> list[str]:
     return [*GROUP, "seed", "noise_index_sha256", *metrics, "ensemble_size", "selection", "gpu_hours",
-            "reference", "recipe", "config_hash", "config_key", "path"]
+            "reference", "recipe", "config_hash", "config_key", "code_hash", "path"]
 
 
 RUN_COLUMNS = run_columns(METRICS)
@@ -68,6 +71,7 @@ def _run_row(r: dict[str, Any], benchmark: str, values: dict[str, float]) -> dic
         "recipe": recipe_label(r.get("recipe") or (r.get("config") or {}).get("recipe")),
         "config_hash": r.get("config_hash"),
         "config_key": config_key(r.get("config") or {}),
+        "code_hash": code_hash_of(r),  # None: unknown code (a result older than code records)
         "path": r.get("_path"),
     }
 
@@ -145,23 +149,40 @@ def check_noise_indices(frame: pd.DataFrame, allow_mixed: bool = False) -> pd.Da
     return frame
 
 
-def check_configs(frame: pd.DataFrame) -> None:
-    """Refuse a board row (protocol, benchmark, noise, method, backbone) whose seeds were trained with
-    different configs (e.g. other ``--method-opt`` values in another results folder): pooled, their
-    mean ± std would describe no config. The error names the files and the way out (``--tag``)."""
-    if frame.empty:
-        return
+def _split_rows(frame: pd.DataFrame, column: str, what: str, show: Callable[[Any], str] | None = None) -> list[str]:
+    """One line per board row (protocol, benchmark, noise, method, backbone) whose seeds differ in
+    ``column`` (a missing value, None, is a value of its own), naming the values (``show``) and files."""
     problems = []
     for key, block in frame.groupby(GROUP, sort=True):
-        if block["config_key"].nunique() > 1:
+        values = set(block[column].astype(object).where(block[column].notna(), None))
+        if len(values) > 1:
             files = sorted(set(block["path"].astype(str)))
+            named = f" ({', '.join(sorted(map(show, values)))})" if show else ""
             problems.append(f"{key[5]} ({key[6]}) on {key[1]} at {key[3]}-level noise {key[4]:g}: "
-                            f"{block['config_key'].nunique()} configs in one row: " + ", ".join(files[:6])
+                            f"{len(values)} {what} in one row{named}: " + ", ".join(files[:6])
                             + (" …" if len(files) > 6 else ""))
+    return problems
+
+
+def check_configs(frame: pd.DataFrame) -> None:
+    """Refuse a board row (protocol, benchmark, noise, method, backbone) whose seeds were trained with
+    different configs (e.g. other ``--method-opt`` values in another results folder), or by different
+    code (``code_identity.code_hash_of``: the method's file or ncbench's training code changed
+    between them; unknown code pools only with unknown code): pooled, their mean ± std would
+    describe no config, or no code. The error names the files and the way out."""
+    if frame.empty:
+        return
+    problems = _split_rows(frame, "config_key", "configs")
     if problems:
         raise ResultError("results of different configs would be pooled into one row:\n  " + "\n  ".join(problems)
                           + "\nread one config's results folder, or re-run the other config with --tag NAME "
                           "(its row is then <method>@NAME)")
+    problems = _split_rows(frame, "code_hash", "code versions", show=lambda h: f"code {short(h)}")
+    if problems:
+        raise ResultError("results of different code would be pooled into one row:\n  " + "\n  ".join(problems)
+                          + "\nrun the sweep again with this code (`ncbench run` trains the results of other code "
+                          "again), or keep them with `ncbench run --accept-code-change` where the change does not "
+                          "alter what they measure")
 
 
 def ci95(std: float, n: int) -> float:
