@@ -229,11 +229,16 @@ class Provenance:
         data = parse_json(raw, path)
         fields = {"result_sha256", "source", "code_hash", "code_problem", "format"}
         if not isinstance(data, dict) or set(data) != fields or data["format"] != PROVENANCE_FORMAT:
-            raise ResultError(f"{path}: not a submission record of format {PROVENANCE_FORMAT} (fields {sorted(fields)})")
-        ok = (isinstance(data["result_sha256"], str) and re.fullmatch(r"[0-9a-f]{64}", data["result_sha256"])
-              and isinstance(data["source"], str)
-              and (data["code_hash"] is None or isinstance(data["code_hash"], str) and re.fullmatch(r"[0-9a-f]{8,64}", data["code_hash"]))
-              and (data["code_problem"] is None or isinstance(data["code_problem"], str) and len(data["code_problem"]) < 1000))
+            raise ResultError(f"{path}: not a submission record of format {PROVENANCE_FORMAT} "
+                              f"(fields {sorted(fields)})")
+
+        def hex_text(value: Any, n: str) -> bool:
+            return isinstance(value, str) and re.fullmatch(f"[0-9a-f]{{{n}}}", value) is not None
+
+        ok = (hex_text(data["result_sha256"], "64") and isinstance(data["source"], str)
+              and (data["code_hash"] is None or hex_text(data["code_hash"], "8,64"))
+              and (data["code_problem"] is None or isinstance(data["code_problem"], str)
+                   and len(data["code_problem"]) < 1000))
         if not ok:
             raise ResultError(f"{path}: a field of the submission record has the wrong form")
         try:
@@ -280,10 +285,11 @@ class Verdict:
         line per reason a file is refused, each naming the file."""
         if not self.accepted:
             return [f"refused: {self.path}: {reason}" for reason in self.reasons]
-        p = self.provenance
-        what = (f"code {p.code_hash or 'unknown'}, source {p.source}"
-                + (f"; {p.code_problem.split(':', 1)[0]} allowed by --allow-dirty" if p.code_problem else "")) if p else ""
-        return [f"{self.note or 'accepted'}: {self.path} -> {self.dest}" + (f" ({what})" if what else "")]
+        p, line = self.provenance, f"{self.note or 'accepted'}: {self.path} -> {self.dest}"
+        if p is None:
+            return [line]
+        dirty = f"; {p.code_problem.split(':', 1)[0]} allowed by --allow-dirty" if p.code_problem else ""
+        return [f"{line} (code {p.code_hash or 'unknown'}, source {p.source}{dirty})"]
 
 
 def expected_reference(method: str) -> str | None:

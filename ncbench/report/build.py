@@ -1,8 +1,13 @@
 """Building a leaderboard: result folders → frame → boards → Markdown / HTML / LaTeX / CSV / PNG.
 
 ``build_leaderboard`` is what ``ncbench leaderboard`` calls. It reads every result file under the
-given folders (the same run found twice, e.g. in ``results/`` and in the accepted submissions of
-``leaderboards/results/``, counts once), refuses to mix noise indices in one table unless asked,
+given folders, with the provenance ``ncbench submit`` stored beside accepted ones
+(``submission.read_provenance``: such rows are badged ``submitted``, with their source). The same
+run found twice, e.g. in ``results/`` and in the accepted submissions of ``leaderboards/results/``,
+counts once when both files hold the same result; when they differ, that is a conflict, never
+resolved silently: the accepted copy is shown (the first folder's where neither or both are
+accepted), its row is marked ≢, and a warning line and a note under the table name both files
+(``collect``). It refuses to mix noise indices in one table unless asked,
 and writes every output atomically into the output folder (names slugged, and each path checked to
 stay inside it: ``paths``):
 
@@ -24,8 +29,9 @@ from typing import Any
 import pandas as pd
 
 from ..atomic import write_atomic, write_text_atomic
-from ..errors import ConfigError
+from ..errors import ConfigError, NcbenchError
 from ..results import load_results, noise_of, row_of
+from ..submission import read_provenance
 from . import html, latex, markdown
 from .aggregate import (
     AGREEMENT_METRICS,
@@ -37,7 +43,8 @@ from .aggregate import (
 )
 from .curves import curve_frame, curve_stats
 from .layout import LABELS, Board, build_agreement_boards, build_boards
-from .marks import dataset_of, mark_not_worse
+from .markdown import LOCAL_CONFLICT_MARK
+from .marks import dataset_of, mark_not_worse, mark_provenance
 from .paths import output_path, slug
 from .plots import curves_png, noise_curve_png, split_histogram_png
 from .reported import load_reported, load_sources
@@ -61,24 +68,80 @@ class LeaderboardOutput:
     written: list[Path] = field(default_factory=list)
     n_results: int = 0
     skipped: list[str] = field(default_factory=list)  # unreadable result files, with the reason
+    warnings: list[str] = field(default_factory=list)  # conflicts between copies of a run, bad provenance
     markdown: str = ""
 
 
-def collect_results(folders: list[Path]) -> tuple[list[dict[str, Any]], list[str]]:
-    results, errors, seen = [], [], set()
+@dataclass(frozen=True)
+class Conflict:
+    """Two different results of one run (same row, seed and config): ``shown`` is on the board."""
+
+    label: str  # the run: "mymethod (vse_light), synthetic caption-level noise 0.2, seed 1"
+    shown: str
+    other: str
+
+    def line(self) -> str:
+        return (f"{self.label}: {self.other} and {self.shown} hold different results of this run; the board shows "
+                f"{self.shown} (marked {LOCAL_CONFLICT_MARK}); remove one, or `ncbench submit --replace` the local one")
+
+
+@dataclass
+class Collected:
+    results: list[dict[str, Any]]
+    errors: list[str] = field(default_factory=list)  # unreadable result files, with the reason
+    warnings: list[str] = field(default_factory=list)  # conflicts and unreadable provenance, one line each
+    conflicts: list[Conflict] = field(default_factory=list)
+
+
+def _content(r: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in r.items() if not k.startswith("_")}
+
+
+def _with_provenance(r: dict[str, Any], warnings: list[str]) -> dict[str, Any]:
+    try:
+        r["_submission"] = read_provenance(Path(r["_path"]))
+    except NcbenchError as exc:
+        r["_submission"] = None
+        warnings.append(str(exc))
+    return r
+
+
+def collect(folders: list[Path]) -> Collected:
+    """Every result under ``folders`` with its provenance (``_submission``); a run found twice counts
+    once, and two different results of one run are a ``Conflict`` (the accepted copy is kept)."""
+    out, kept = Collected([]), {}
     for folder in folders:
         if not Path(folder).is_dir():
             raise ConfigError(f"{folder}: results folder not found (run `ncbench run` first)")
         loaded = load_results(Path(folder))
-        errors += loaded.errors
+        out.errors += loaded.errors
         for r in loaded.results:
+            r = _with_provenance(r, out.warnings)
             ident = r["identity"]
             key = (*(ident[k] for k in ("protocol_version", "dataset", "noise_ratio", "backbone", "seed")),
                    row_of(ident), noise_of(ident), r["config_hash"])
-            if key not in seen:
-                seen.add(key)
-                results.append(r)
-    return results, errors
+            if key not in kept:
+                kept[key] = len(out.results)
+                out.results.append(r)
+                continue
+            first = out.results[kept[key]]
+            if r["_submission"] is not None and first["_submission"] is None:  # the accepted copy is shown
+                out.results[kept[key]] = r
+                first, r = r, first
+            if _content(first) != _content(r):
+                label = (f"{row_of(ident)} ({ident['backbone']}), {ident['dataset']} {noise_of(ident).label} noise "
+                         f"{float(ident['noise_ratio']):g}, seed {ident['seed']}")
+                conflict = Conflict(label, shown=str(first["_path"]), other=str(r["_path"]))
+                first.setdefault("_conflicts", []).append(conflict)
+                out.conflicts.append(conflict)
+                out.warnings.append(conflict.line())
+    return out
+
+
+def collect_results(folders: list[Path]) -> tuple[list[dict[str, Any]], list[str]]:
+    """``collect``'s results and unreadable files (what ``ncbench compare`` reads)."""
+    got = collect(folders)
+    return got.results, got.errors
 
 
 def _figures(board: Board, agg: pd.DataFrame, results: list[dict[str, Any]],
@@ -158,7 +221,8 @@ def build_leaderboard(req: LeaderboardRequest) -> LeaderboardOutput:
     unknown = [f for f in req.formats if f not in FORMATS]
     if unknown:
         raise ConfigError(f"unknown leaderboard format(s) {', '.join(unknown)}; choose from {', '.join(FORMATS)}")
-    results, skipped = collect_results(req.results)
+    got = collect(req.results)
+    results, skipped = got.results, got.errors
     frame = check_noise_indices(results_frame(results), req.allow_mixed)
     check_configs(frame)
     agg = aggregate(frame)
@@ -166,7 +230,8 @@ def build_leaderboard(req: LeaderboardRequest) -> LeaderboardOutput:
     boards = build_boards(agg, reported, load_sources() if req.with_reported else {})
     mark_not_worse(boards, results)
     human, human_agg = agreement_boards(results, req.allow_mixed)
-    out = LeaderboardOutput(boards + human, n_results=len(results), skipped=skipped)
+    mark_provenance(boards + human, results)
+    out = LeaderboardOutput(boards + human, n_results=len(results), skipped=skipped, warnings=got.warnings)
     target = Path(req.out)
 
     def put(name: str, data: str | bytes) -> None:

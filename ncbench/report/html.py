@@ -2,7 +2,8 @@
 
 Pages need no server and no network: CSS and the sorting script are inline, plots are embedded
 as base64 PNGs. Every string from a result file passes through jinja2's autoescaping, so a method
-called ``<script>…`` shows as text.
+called ``<script>…`` shows as text; so does a submitted row's source, shown in the title of its
+``submitted`` badge and in the notes.
 """
 
 from __future__ import annotations
@@ -15,9 +16,12 @@ from jinja2 import Environment, PackageLoader, select_autoescape
 from .. import __version__
 from .layout import SHORT, Board
 from .markdown import (
+    DIRTY_CODE,
     FAIRNESS,
     FLOOR_MARK,
+    LOCAL_CONFLICT_MARK,
     REFERENCE_LABELS,
+    SUBMITTED,
     TIED_MARK,
     board_notes,
     fairness,
@@ -62,7 +66,8 @@ def render_board(board: Board, figures: list[Figure] | None = None) -> str:
     return templates().get_template("board.html").render(
         board=board, columns=_columns(board), metrics=board.metrics, fairness=fairness, figures=figures or [],
         n_fairness=len(FAIRNESS), notes=board_notes(board) + board.notes, references=REFERENCE_LABELS,
-        floor_mark=FLOOR_MARK, tied_mark=TIED_MARK,
+        floor_mark=FLOOR_MARK, tied_mark=TIED_MARK, local_conflict_mark=LOCAL_CONFLICT_MARK, submitted=SUBMITTED,
+        dirty_code=DIRTY_CODE,
     )
 
 

@@ -3,13 +3,14 @@
 Same content as the Markdown: a column group per benchmark with ``\\multicolumn`` headers, rows
 grouped by noise ratio with ``\\multirow``-free labels (the first row of a group carries it), best
 measured values in ``\\textbf``, reported rows in italics with a dagger and the sources in the
-caption. Every piece of text from a result file is escaped.
+caption; submitted rows say ``(submitted)`` after the method, their sources in the caption. Every
+piece of text from a result file is escaped.
 """
 
 from __future__ import annotations
 
 from .layout import LABELS, Board, Row
-from .markdown import FAIRNESS, REFERENCE_LABELS, TIED_MARK, fairness
+from .markdown import FAIRNESS, LOCAL_CONFLICT_MARK, REFERENCE_LABELS, TIED_MARK, badges, fairness
 
 _SPECIAL = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_",
             "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}",
@@ -27,6 +28,12 @@ def _cell(row: Row, bench: str, metric: str) -> str:
     text = c.text().replace(" ± ", r"$\pm$")
     text = rf"\textbf{{{text}}}" if c.best else text
     return text + (r"$^\diamond$" if c.tied else "")
+
+
+def _marked(text: str, marks: dict[str, str]) -> str:
+    for mark, tex in marks.items():
+        text = text.replace(mark, tex)
+    return text
 
 
 def render_board(board: Board) -> str:
@@ -52,7 +59,9 @@ def render_board(board: Board) -> str:
             name = escape(r.method) + (r"$^\dagger$" if r.reported else "") + (r"$^\ddagger$" if r.mixed else "")
             name += r"$^\triangledown$" if r.below_floor else ""
             name += r"$^{\neq}$" if r.conflict else ""
+            name += r"$^{\not\equiv}$" if r.differs else ""
             name += rf" \small({escape(REFERENCE_LABELS[r.reference])})" if r.reference in REFERENCE_LABELS else ""
+            name += rf" \small({escape(', '.join(badges(r)))})" if badges(r) else ""
             if r.reported:
                 name = rf"\textit{{{name}}}"
             cells = [_cell(r, b, m) for b in board.benchmarks for m in board.metrics]
@@ -70,7 +79,8 @@ def render_board(board: Board) -> str:
     if any(r.conflict for g in board.groups for r in g.rows):
         caption += " $^{\\neq}$Published copies of this reported row disagree; all are shown."
     if board.notes:
-        caption += " " + " ".join(escape(n).replace(TIED_MARK, r"$^\diamond$") + "." for n in board.notes)
+        marks = {TIED_MARK: r"$^\diamond$", LOCAL_CONFLICT_MARK: r"$^{\not\equiv}$"}
+        caption += " " + " ".join(_marked(escape(n), marks) + "." for n in board.notes)
     lines += [rf"\caption{{{caption}}}", rf"\label{{tab:ncbench-{escape(board.key)}}}", r"\end{table*}"]
     return "\n".join(lines) + "\n"
 

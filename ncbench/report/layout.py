@@ -19,6 +19,10 @@ The two noise protocols never share a table: caption-level results (NCR's protoc
 image-level results (DECL/RCL's: all captions of a chosen image move together) are laid out as
 separate boards, each titled with its protocol; reported rows join the boards of their own type.
 
+Measured rows accepted through ``ncbench submit`` carry their sources and code hashes
+(``submitted``, set by ``marks.mark_provenance``) and are badged ``submitted`` (``dirty code`` when
+accepted with ``--allow-dirty``); rows measured here have none.
+
 ``build_boards`` turns the aggregated frame (and, when asked, the reported rows) into ``Board``
 objects; the Markdown, HTML and LaTeX renderers only format them, so all three show the same thing.
 """
@@ -94,6 +98,10 @@ class Row:
     below_floor: list[str] = field(default_factory=list)  # benchmarks where its mean rSum is below the floor's
     copy_of: str = ""  # reported: the published result this row is a copy of (``reported.csv``)
     conflict: bool = False  # reported: another published copy of the same result disagrees
+    submitted: list[str] = field(default_factory=list)  # sources of its seeds accepted by ``ncbench submit``
+    code_hashes: list[str] = field(default_factory=list)  # of its submitted seeds ("unknown" for none recorded)
+    dirty_code: bool = False  # a submitted seed was made by uncommitted or unrecorded code (``--allow-dirty``)
+    differs: bool = False  # a seed has two different results (local and accepted): ``marks.mark_provenance``
 
     def cells_of(self, metric: str) -> list[Cell]:
         """This row's cells of ``metric``, one per benchmark it has."""

@@ -16,6 +16,9 @@ MIXED_MARK = "‡"
 FLOOR_MARK = "▽"
 CONFLICT_MARK = "≠"
 TIED_MARK = "◇"  # Sum not significantly below the best of its noise group (``marks``)
+LOCAL_CONFLICT_MARK = "≢"  # a seed of this row has two different results (local and accepted): ``build.collect``
+SUBMITTED = "submitted"  # accepted through ``ncbench submit`` (``marks.mark_provenance``)
+DIRTY_CODE = "dirty code"  # submitted with --allow-dirty: made by uncommitted or unrecorded code
 CONFLICT_NOTE = (f"{CONFLICT_MARK} published copies of this reported row disagree (different sources, different "
                  "numbers for the same method, backbone and noise): all are shown, none is chosen.")
 REFERENCE_LABELS = {"floor": "floor (training-free)", "ceiling": "ceiling (clean pairs only)"}
@@ -47,13 +50,19 @@ def row_cells(board: Board, row: Row, bold: str = "**") -> list[str]:
 
 def method_label(row: Row) -> str:
     return (row.method + (f" {MIXED_MARK}" if row.mixed else "") + (f" {FLOOR_MARK}" if row.below_floor else "")
-            + (f" {CONFLICT_MARK}" if row.conflict else ""))
+            + (f" {CONFLICT_MARK}" if row.conflict else "") + (f" {LOCAL_CONFLICT_MARK}" if row.differs else ""))
+
+
+def badges(row: Row) -> list[str]:
+    """A measured row's provenance badges: ``submitted`` and ``dirty code`` (none for a row measured here)."""
+    return ([SUBMITTED] if row.submitted else []) + ([DIRTY_CODE] if row.dirty_code else [])
 
 
 def source_label(row: Row) -> str:
     if row.reported:
         return f"reported ({row.source})"
-    return f"measured, {REFERENCE_LABELS[row.reference]}" if row.reference in REFERENCE_LABELS else "measured"
+    what = f"measured, {REFERENCE_LABELS[row.reference]}" if row.reference in REFERENCE_LABELS else "measured"
+    return ", ".join([what, *badges(row)])
 
 
 def board_notes(board: Board) -> list[str]:
