@@ -47,6 +47,7 @@ from typing import Any
 
 from . import PROTOCOL_VERSION
 from .atomic import write_atomic, write_text_atomic
+from .code_identity import code_hash_of
 from .data.noise_spec import NoiseSpec
 from .errors import ConfigError, NcbenchError, ResultError
 from .results import (
@@ -86,13 +87,6 @@ def canonical_entry(dataset: str, noise: NoiseSpec | str, ratio: float) -> dict[
 
 
 # -- the code that made a result, and where its source is ------------------------------------------
-def code_hash(data: dict[str, Any]) -> str | None:
-    """The code identity a result records (``code.hash``), or None (written before ncbench recorded it)."""
-    code = data.get("code")
-    value = code.get("hash") if isinstance(code, dict) else None
-    return value if isinstance(value, str) and value else None
-
-
 def code_problem(data: dict[str, Any]) -> str | None:
     """Why the code that made ``data`` is not known to be committed code, or None when it is: no
     ``code`` record (unknown code), no commit, uncommitted changes (``env.git.dirty`` or
@@ -101,7 +95,7 @@ def code_problem(data: dict[str, Any]) -> str | None:
     ours = code.get("ncbench") if isinstance(code.get("ncbench"), dict) else {}
     env = data.get("env") if isinstance(data.get("env"), dict) else {}
     git = env.get("git") if isinstance(env.get("git"), dict) else {}
-    if code_hash(data) is None:
+    if code_hash_of(data) is None:
         return "unknown code: the result records no code hash (no `code` block: written before ncbench recorded it)"
     untracked = git.get("untracked_methods") or {}
     if untracked:
@@ -426,7 +420,7 @@ def review(paths: list[Path], dest: Path, *, replace: bool = False, allow_dirty:
         if v.accepted:
             _check_destination(v, replace)
         v.provenance = Provenance(hashlib.sha256(v.raw).hexdigest(), str(source or detect_source(v.data)),
-                                  code_hash(v.data), problem)
+                                  code_hash_of(v.data), problem)
     groups: dict[tuple, list[Verdict]] = defaultdict(list)
     for v in verdicts:
         if v.data is not None:

@@ -18,7 +18,7 @@ import pytest
 from ncbench.cli import main
 from ncbench.registry import METHODS
 from ncbench.report.build import LeaderboardRequest, build_leaderboard
-from ncbench.results import git_revision
+from ncbench.code_identity import git_revision
 from ncbench import submission
 
 ENV = {"GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t", "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@t",
