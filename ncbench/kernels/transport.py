@@ -32,10 +32,12 @@ from __future__ import annotations
 
 import torch
 
+from .loops import accelerated, blocks
+
 SINKHORN_TOL = 1e-3
 SINKHORN_ITERS = 1000
 PLAN_FLOOR = 1e-10
-CHUNK = 8  # iterations between two checks of the stopping rule (one problem)
+CHUNK = 8  # iterations between two checks of the stopping rule on the CPU (the first block elsewhere)
 
 
 def _kernel(cost: torch.Tensor, reg: float, forbid_diagonal: bool) -> tuple[torch.Tensor, torch.Tensor]:
@@ -54,7 +56,8 @@ def _kernel(cost: torch.Tensor, reg: float, forbid_diagonal: bool) -> tuple[torc
 
 
 def partial_ot_plan(cost: torch.Tensor, mass: float = 0.1, reg: float = 0.01, forbid_diagonal: bool = True,
-                    max_iter: int = SINKHORN_ITERS, tol: float = SINKHORN_TOL) -> torch.Tensor:
+                    max_iter: int = SINKHORN_ITERS, tol: float = SINKHORN_TOL, chunk: int = CHUNK,
+                    grow: bool | None = None) -> torch.Tensor:
     """L2RM's plan ``π`` (``B×B``, or ``N×B×B`` for a batch of costs): the official partial OT of
     ``mass`` between uniform marginals ``1/B`` under ``cost ≥ 0`` (dummy row and column, the diagonal
     forbidden if ``forbid_diagonal``), with the dummy block removed; float64."""
@@ -68,18 +71,20 @@ def partial_ot_plan(cost: torch.Tensor, mass: float = 0.1, reg: float = 0.01, fo
     log_start = torch.zeros_like(marg)
     log_start[:, b] = xi / -reg  # exact, even where its exp underflows
     if n == 1:
-        sa, sb = _iterate_one(k[0], marg[0], log_start[0], reg, max_iter, tol)
+        sa, sb = _iterate_one(k[0], marg[0], log_start[0], reg, max_iter, tol, chunk, grow)
         return (k[0, :b, :b] * sa[:b, None] * sb[None, :b]).reshape(*cost.shape[:-2], b, b)
     sa, sb = log_start.exp(), log_start.exp()
     kt = k.transpose(-2, -1)
     active = torch.ones(n, dtype=torch.bool, device=c.device)
-    for _ in range(max_iter):
-        a_new = marg / torch.bmm(k, sb.unsqueeze(-1)).squeeze(-1)
-        b_new = marg / torch.bmm(kt, a_new.unsqueeze(-1)).squeeze(-1)
-        err = reg * torch.linalg.vector_norm(torch.log(a_new / sa), dim=1)
-        keep = active[:, None]  # a problem that has converged keeps its iterate
-        sa, sb = torch.where(keep, a_new, sa), torch.where(keep, b_new, sb)
-        active = active & (err >= tol)
+    for m in blocks(max_iter, chunk, accelerated(c.device, grow)):
+        for _ in range(m):
+            a_new = marg / torch.bmm(k, sb.unsqueeze(-1)).squeeze(-1)
+            b_new = marg / torch.bmm(kt, a_new.unsqueeze(-1)).squeeze(-1)
+            err = reg * torch.linalg.vector_norm(torch.log(a_new / sa), dim=1)
+            keep = active[:, None]  # a problem that has converged keeps its iterate
+            sa, sb = torch.where(keep, a_new, sa), torch.where(keep, b_new, sb)
+            active = active & (err >= tol)
+        # one read per block: a stopped problem is frozen, so iterations after it change nothing
         if not bool(active.any()):
             break
     plan = k[:, :b, :b] * sa[:, :b, None] * sb[:, None, :b]
@@ -87,21 +92,20 @@ def partial_ot_plan(cost: torch.Tensor, mass: float = 0.1, reg: float = 0.01, fo
 
 
 def _iterate_one(k: torch.Tensor, marg: torch.Tensor, log_start: torch.Tensor, reg: float, max_iter: int,
-                 tol: float, chunk: int = CHUNK) -> tuple[torch.Tensor, torch.Tensor]:
+                 tol: float, chunk: int = CHUNK, grow: bool | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """The scalings ``(a, b)`` of one problem (a training step's) at the official stopping iterate.
-    The iterations run in chunks of ``chunk`` without a host synchronisation: each stores ``log a`` in
-    a buffer, then one check per chunk finds the first iteration whose ``ε ‖log a − log a_prev‖`` fell
+    The iterations run in blocks (``blocks``) without a host synchronisation: each stores ``log a`` in
+    a buffer, then one check per block finds the first iteration whose ``ε ‖log a − log a_prev‖`` fell
     below ``tol``, and that iteration's state is rebuilt from its ``log a`` (``b = q / Kᵀa``): less
-    overhead per iteration on the CPU and no per-iteration sync on a GPU. Matrix-vector products
+    overhead per iteration on the CPU and a bounded number of syncs on a GPU. Matrix-vector products
     into reused buffers (the batched loop does the same with ``bmm`` and a mask)."""
     kt = k.T
     sb = log_start.exp()
     sa, prod = torch.empty_like(marg), torch.empty_like(marg)
-    logs = torch.empty(chunk + 1, len(marg), dtype=marg.dtype, device=marg.device)
+    sizes = list(blocks(max_iter, chunk, accelerated(marg.device, grow)))
+    logs = torch.empty(max(sizes, default=0) + 1, len(marg), dtype=marg.dtype, device=marg.device)
     logs[0] = log_start
-    done = 0
-    while done < max_iter:
-        m = min(chunk, max_iter - done)
+    for m in sizes:
         for j in range(1, m + 1):
             torch.div(marg, torch.mv(k, sb, out=prod), out=sa)
             torch.div(marg, torch.mv(kt, sa, out=prod), out=sb)
@@ -115,7 +119,6 @@ def _iterate_one(k: torch.Tensor, marg: torch.Tensor, log_start: torch.Tensor, r
                 sb = marg / torch.mv(kt, sa)
             break
         logs[0] = logs[m]
-        done += m
     return sa, sb
 
 
