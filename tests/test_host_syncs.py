@@ -16,7 +16,7 @@ from ncbench.host_syncs import SyncCounter
 from ncbench.kernels.loops import blocks
 from ncbench.kernels.losses import per_sample_triplet
 from ncbench.kernels.mixture import bmm_split, fit_gmm_1d, gmm_split
-from ncbench.kernels.recall import ranks
+from ncbench.kernels.recall import ACCELERATOR_CHUNK_ELEMS, default_chunk, ranks
 from ncbench.kernels.transport import partial_ot_plan
 
 
@@ -89,6 +89,11 @@ def test_recall_reads_the_matrix_twice_and_never_waits():
         # two comparisons per element (image→text and text→image, each block while it is in cache)
         # and the gathered ground truths (5 per image twice: the block's and every caption's own)
         assert c.bytes_read == 2 * sims.numel() * 4 + 2 * 1000 * 4, c.bytes_read
+    # an accelerator's blocks (2^25 elements: a COCO 5K matrix in 4 blocks, not 500) rank alike
+    assert default_chunk(torch.device("cuda")) == ACCELERATOR_CHUNK_ELEMS and default_chunk("cpu") == 1 << 18
+    big = ranks(sims, 5, chunk_elems=ACCELERATOR_CHUNK_ELEMS)
+    assert all(torch.equal(a, b) for a, b in zip(big, ranks(sims, 5, chunk_elems=1 << 12)))
+    assert -(-5000 // (ACCELERATOR_CHUNK_ELEMS // 25000)) == 4
 
 
 def test_the_per_sample_loss_pass_never_waits():
