@@ -137,14 +137,16 @@ def noise_ratio(checkpoints: list[Checkpoint], given: float | None) -> float:
     return ratios.pop()
 
 
-def test_split(card: DatasetCard, data_root: Path | None, cache_dir: Path) -> tuple[Vocabulary, Split]:
-    """The dataset's vocabulary and its test split (only the test files are read for a precomp card)."""
+def load_test_split(card: DatasetCard, data_root: Path | None, cache_dir: Path) -> tuple[Vocabulary, Split, str]:
+    """The dataset's vocabulary, its test split and where the vocabulary is from (only the test files
+    are read for a precomp card)."""
     if type(card).load is DatasetCard.load:
         root = card.locate(data_root, cache_dir)
-        vocab = Vocabulary.load(card.vocab_path(root, data_root))
-        return vocab, load_split(root, card.test.split, vocab, card.captions_per_image)
+        path = card.vocab_path(root, data_root)
+        vocab = Vocabulary.load(path)
+        return vocab, load_split(root, card.test.split, vocab, card.captions_per_image), str(path)
     ds = card.load(data_root, cache_dir)
-    return ds.vocab, ds.test
+    return ds.vocab, ds.test, f"the {card.name} vocabulary"
 
 
 def embedding_rows(states: list, where: str) -> int:
@@ -234,8 +236,7 @@ def evaluate_checkpoints(req: Request) -> tuple[dict[str, Any], list[Checkpoint]
     dataset = dataset_name(checkpoints, req.dataset)
     ratio = noise_ratio(checkpoints, req.noise_ratio)
     card = DATASETS.get(dataset)
-    vocab, split = test_split(card, req.data_root, req.cache_dir)
-    vocab_file = f"the {dataset} vocabulary"
+    vocab, split, vocab_file = load_test_split(card, req.data_root, req.cache_dir)
     nets = [n.to(req.device) for n in networks_for(checkpoints, vocab, split, vocab_file)]
     t0 = time.perf_counter()
     test = evaluate_split(nets, split, torch.device(req.device), folds=card.test.folds)
