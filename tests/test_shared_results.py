@@ -245,8 +245,8 @@ def test_a_fifo_or_device_in_a_submission_is_refused_quickly(write_result, tmp_p
     link, fifo = _hostile_files(files[0].parent)
     done = cli(["submit", "--check", str(tmp_path / "sub"), "--dest", str(tmp_path / "dest")], timeout=20)
     assert done.returncode == 2, done.stderr
-    assert f"refused: {link}\n    a symbolic link" in done.stderr
-    assert f"refused: {fifo}\n    not a regular file" in done.stderr
+    assert f"refused: {link}: a symbolic link" in done.stderr
+    assert f"refused: {fifo}: not a regular file" in done.stderr
     assert "3 accepted, 2 refused" in done.stdout
 
 

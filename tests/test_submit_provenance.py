@@ -194,7 +194,8 @@ def test_submitted_rows_carry_a_badge_and_their_source_on_every_board(tmp_path, 
 
 
 # -- 4. a local result and an accepted one of the same run -------------------------------------------
-def test_a_local_result_that_differs_from_the_accepted_one_is_shown_not_dropped(tmp_path, write_result, result_dict):
+def test_a_local_result_that_differs_from_the_accepted_one_is_shown_not_dropped(tmp_path, write_result, result_dict,
+                                                                                capsys):
     """Before: the board kept whichever copy came first (the local one) and dropped the other silently."""
     revision = {"commit": "c0ffee" * 6 + "c0ff", "dirty": False}
     three(write_result, result_dict, tmp_path / "sub", revision)
@@ -215,6 +216,11 @@ def test_a_local_result_that_differs_from_the_accepted_one_is_shown_not_dropped(
     page = next((tmp_path / "boards").glob("leaderboard-p1-synthetic*.html")).read_text()
     assert "≢ results differ" in page and str(local[1]) in page
     assert r"mymethod$^{\not\equiv}$" in (tmp_path / "boards" / "leaderboard.tex").read_text()
+    # the command says it too, on stderr
+    capsys.readouterr()
+    assert main(["leaderboard", "--results", str(tmp_path / "results"), "--results", str(dest),
+                 "--out", str(tmp_path / "boards2"), "--no-plots"]) == 0
+    assert f"warning: {out.warnings[0]}" in capsys.readouterr().err
     # the same result found twice is one run, and no conflict
     out = build_leaderboard(LeaderboardRequest([tmp_path / "sub", dest], tmp_path / "boards3", plots=False))
     assert out.warnings == [] and out.n_results == 3 and "≢" not in out.markdown

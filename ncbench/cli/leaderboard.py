@@ -75,6 +75,8 @@ def command(args) -> int:
     out = build_leaderboard(req)
     for err in out.skipped:
         print(f"warning: skipped unreadable result: {err}", file=sys.stderr)
+    for w in out.warnings:
+        print(f"warning: {w}", file=sys.stderr)
     print(out.markdown)
     shown = sorted({p.parent if p.parent.name == "plots" else p for p in out.written})
     print(f"read {out.n_results} result file(s) from {', '.join(map(str, folders))} ({len(out.skipped)} unreadable); "
