@@ -57,10 +57,12 @@ class {cls}(SingleNetwork):
 
     # SingleNetwork builds self.net (never assume which backbone) and its Adam self.optimizer, both
     # saved in checkpoints so that an interrupted run resumes exactly, and plans each epoch as
-    # shuffled batches with a step-decayed learning rate. An epoch is a plan of steps: if the run is
-    # stopped (SIGTERM, Ctrl-C) it saves the plan and resumes at the next step; everything a step
-    # changes must be in state_dict() (override it for label stores). Override plan_epoch to decide
-    # something per epoch first (a split: see methods/decl.py).
+    # shuffled batches with a step-decayed learning rate (× lr_decay every lr_update epochs). An
+    # epoch is a plan of steps: if the run is stopped (SIGTERM, Ctrl-C) it saves the plan and resumes
+    # at the next step; everything a step changes must be in state_dict() (override it for label
+    # stores). Override plan_epoch to decide something per epoch first (a split: see
+    # methods/decl.py), end_epoch for an update after the last step that must be saved (finish_epoch
+    # only reports: it must not change state_dict()). See methods/README.md for the call order.
 
     def pair_weights(self, sims: torch.Tensor) -> torch.Tensor:
         """TODO: your estimate of how likely each pair of the batch is matched, in [0, 1].

@@ -12,7 +12,7 @@ Then every epoch:
    (``co_step``: the method's label rectification and loss); A for a whole epoch, then B;
 3. evaluation averages A's and B's similarity matrices (``ensemble_size = 2``).
 
-The learning rate is ``lr × 0.1^(e // lr_update)`` with ``e`` the co-training epoch; warm-up uses a
+The learning rate is ``lr × lr_decay^(e // lr_update)`` with ``e`` the co-training epoch; warm-up uses a
 constant ``lr``. Warm-up epochs are not eligible for model selection.
 """
 
@@ -122,7 +122,7 @@ class CoTeaching(Method):
                      for ids in ctx.train.id_batches(batch_size=cfg.batch_size, generator=ctx.generator, min_size=2)]
             return EpochPlan(steps, {"warmup": True})
         for opt in self.opts:
-            set_lr(opt, step_decay(cfg.lr, epoch - cfg.warmup_epochs, cfg.lr_update))
+            set_lr(opt, step_decay(cfg.lr, epoch - cfg.warmup_epochs, cfg.lr_update, cfg.lr_decay))
         fits = [self.fit_split(loss) for loss in self.per_sample_losses()]
         probs = [f.prob.cpu() for f in fits]
         self._labels[:] = np.nan

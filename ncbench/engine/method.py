@@ -4,8 +4,9 @@ A method is a training strategy around one or more backbones (vanilla: one netwo
 co-teaching networks). It declares its hyperparameters as a dataclass with the paper's defaults,
 per-dataset overrides in ``dataset_defaults``, and trains an epoch as a plan of steps:
 ``plan_epoch`` decides at the epoch's start what its steps are (their batches' caption ids, and
-whatever they share, e.g. a co-divide split), ``train_step`` does one optimisation step and
-``finish_epoch`` turns the steps' averaged logs into the epoch's logs. A step is one iteration: it
+whatever they share, e.g. a co-divide split), ``train_step`` does one optimisation step,
+``end_epoch`` makes an update after the last step that the epoch's checkpoint keeps and
+``finish_epoch`` turns the steps' averaged logs into the epoch's logs (changing no state). A step is one iteration: it
 may make several optimiser updates (NCR: a clean and a noisy one; CREAM: up to three) and update
 auxiliary modules with their own optimisers (L2RM's learned cost), all kept in ``state_dict()``;
 ``observe_validation`` lets a method see each epoch's validation metrics. Because the plan is data, a
@@ -48,8 +49,9 @@ class MethodConfig:
     epochs: int = 30
     batch_size: int = 128
     lr: float = 2e-4
-    lr_update: int = 15  # multiply lr by 0.1 every lr_update epochs
+    lr_update: int = 15  # multiply lr by lr_decay every lr_update epochs
     grad_clip: float = 2.0
+    lr_decay: float = 0.1  # the factor of that decay, in (0, 1] (NCR and most: 0.1; GSC: 0.2)
 
 
 @dataclass
@@ -143,9 +145,18 @@ class Method:
         Everything it changes must be in ``state_dict()``: a resumed epoch continues from there."""
         raise NotImplementedError
 
+    def end_epoch(self, epoch: int, plan: EpochPlan) -> None:
+        """An update at the end of the epoch, after its last step and before ``finish_epoch``,
+        validation and the epoch's checkpoint (GSC's re-division of its per-pair targets, an
+        average over the epoch): unlike ``finish_epoch`` it may change ``state_dict()``. It runs
+        exactly once per epoch: a stop signal during it waits for it to finish, and a run stopped
+        after it resumes past it. Its effect is in this epoch's checkpoint and best-epoch snapshot,
+        and the next ``plan_epoch`` sees it."""
+
     def finish_epoch(self, epoch: int, plan: EpochPlan, logs: dict[str, float]) -> dict[str, float]:
         """The epoch's logs from its steps' mean ``logs``; may set diagnostics, must not change
-        ``state_dict()`` (a stop during it resumes after the last step, then finishes again)."""
+        ``state_dict()`` (a stop during it resumes after the last step, then finishes again): an
+        update that must be saved belongs in ``end_epoch``."""
         return logs
 
     def observe_validation(self, epoch: int, metrics: "RetrievalMetrics") -> None:
@@ -155,12 +166,14 @@ class Method:
         stop during validation validates the epoch again after the resume)."""
 
     def train_epoch(self, epoch: int) -> dict[str, float]:
-        """Train one epoch; return scalar logs. By default: the plan, each step, the finish. A method
-        that overrides this instead of the three hooks is checkpointed at epoch boundaries only."""
+        """Train one epoch; return scalar logs. By default: the plan, each step, the end, the finish.
+        A method that overrides this instead of the hooks is checkpointed at epoch boundaries only
+        (and does its end-of-epoch work in it: the trainer calls ``end_epoch`` only between hooks)."""
         plan = self.plan_epoch(epoch)
         logs = StepLogs()
         for i in range(len(plan.steps)):
             logs.add(self.train_step(epoch, plan, i))
+        self.end_epoch(epoch, plan)
         return self.finish_epoch(epoch, plan, logs.means())
 
     @property
@@ -223,8 +236,9 @@ class Method:
 
 class SingleNetwork(Method):
     """The skeleton of a one-network method: a backbone and its Adam optimiser, the learning rate
-    step-decayed per epoch, shuffled batches of the pairs in ``train_ids`` (None: all). Subclasses
-    write ``train_step`` (and ``finish_epoch``); vanilla, RCL, DECL and L2RM share it."""
+    step-decayed per epoch (``lr × lr_decay^(epoch // lr_update)``), shuffled batches of the pairs
+    in ``train_ids`` (None: all). Subclasses write ``train_step`` (and ``finish_epoch``); vanilla,
+    RCL, DECL and L2RM share it."""
 
     def __init__(self, config: MethodConfig, ctx: TrainContext):
         super().__init__(config, ctx)
@@ -240,16 +254,17 @@ class SingleNetwork(Method):
 
     def plan_epoch(self, epoch: int) -> EpochPlan:
         cfg, ctx = self.config, self.ctx
-        set_lr(self.optimizer, step_decay(cfg.lr, epoch, cfg.lr_update))
+        set_lr(self.optimizer, step_decay(cfg.lr, epoch, cfg.lr_update, cfg.lr_decay))
         return EpochPlan(ctx.train.id_batches(self.train_ids, cfg.batch_size, generator=ctx.generator, min_size=2))
 
 
 # The least value of options that any method or backbone having them needs (a run of zero epochs
-# selects nothing; a ranking loss needs two pairs per batch); ``lr`` must be above 0 and every float
-# finite. Checked on the values given (command line, recipe, dataset_defaults), not on a class's own
+# selects nothing; a ranking loss needs two pairs per batch); ``lr`` must be above 0, ``lr_decay`` in
+# (0, 1] and every float finite. Checked on the values given (command line, recipe, dataset_defaults), not on a class's own
 # defaults: probe and CRCL keep an unused ``epochs = 0``.
 MIN_OPTION = {"epochs": 1, "batch_size": 2, "warmup_epochs": 0, "embed_dim": 1}
 POSITIVE_OPTION = ("lr",)
+FACTOR_OPTION = ("lr_decay",)  # a factor in (0, 1]
 
 
 def build_config(cls: type, values: dict[str, Any]):
@@ -279,6 +294,8 @@ def check_option(name: str, value: Any) -> None:
         raise ConfigError(f"option {name}: must be at least {MIN_OPTION[name]}, got {value!r}")
     if name in POSITIVE_OPTION and value <= 0:
         raise ConfigError(f"option {name}: must be above 0, got {value!r}")
+    if name in FACTOR_OPTION and not 0 < value <= 1:
+        raise ConfigError(f"option {name}: must be above 0 and at most 1, got {value!r}")
 
 
 def _coerce(name: str, value: Any, default: Any) -> Any:

@@ -9,9 +9,10 @@ import torch
 from ..errors import TrainingError
 
 
-def step_decay(base_lr: float, epoch: int, every: int) -> float:
-    """``base_lr × 0.1^(epoch // every)`` (the schedule of NCR, BiCro and CRCL)."""
-    return base_lr * (0.1 ** (epoch // every)) if every > 0 else base_lr
+def step_decay(base_lr: float, epoch: int, every: int, factor: float = 0.1) -> float:
+    """``base_lr × factor^(epoch // every)``: the schedule of NCR, BiCro and CRCL with the factor 0.1,
+    GSC's with 0.2 (methods pass their ``lr_decay`` option)."""
+    return base_lr * (factor ** (epoch // every)) if every > 0 else base_lr
 
 
 def set_lr(optimizer: torch.optim.Optimizer, lr: float) -> None:

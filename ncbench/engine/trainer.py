@@ -12,6 +12,12 @@ checkpoint: the same, plus the epoch's plan, the next step and the steps' logs s
 run continues at that step with the same batches and random state, so it reaches the metrics of an
 uninterrupted run. A stop during the epoch's end (finish, validation) saves the place after its last
 step. Methods that override ``train_epoch`` are checkpointed at epoch boundaries only.
+
+The calls of one epoch, in order: ``plan_epoch``; ``train_step`` for each step; ``end_epoch`` (once:
+a stop waits for it, and the saved place records that it ran); ``finish_epoch``; validation and
+``observe_validation``; ``clean_probability`` and the detection metrics; the best-epoch snapshot of
+``state_dict()``; the epoch's checkpoint. A stop after the steps resumes after the last step and
+runs ``finish_epoch`` and validation again, so these two must not change ``state_dict()``.
 """
 
 from __future__ import annotations
@@ -182,15 +188,17 @@ class _Trained:
     rng: dict[str, Any] | None = None
     earlier_s: float = 0.0
     step_logs: StepLogs | None = None
+    ended: bool = False  # ``end_epoch`` has run (a resumed epoch must not run it again)
 
     def place(self, step: int, seconds: float) -> dict[str, Any]:
-        return {"plan": self.plan, "step": step, "logs": self.step_logs, "train_s": seconds}
+        return {"plan": self.plan, "step": step, "logs": self.step_logs, "train_s": seconds, "ended": self.ended}
 
 
 def _train_epoch(method: Method, epoch: int, partial: dict[str, Any] | None, progress: bool,
                  save_at: Callable[[dict[str, Any]], str | None]) -> _Trained:
-    """Run the steps of ``epoch`` (from a saved place in it, if given). A stop signal during the
-    steps lets the current step finish, then ``save_at`` saves the place and Preempted is raised."""
+    """Run the steps of ``epoch`` (from a saved place in it, if given), then ``end_epoch`` unless the
+    place says it ran. A stop signal during the steps or the end lets the current one finish, then
+    ``save_at`` saves the place and Preempted is raised."""
     if not method.resumable_steps:
         return _Trained(None, method.train_epoch(epoch))
     if partial is not None:
@@ -199,7 +207,7 @@ def _train_epoch(method: Method, epoch: int, partial: dict[str, Any] | None, pro
         plan, first, logs, earlier = method.plan_epoch(epoch), 0, StepLogs(), 0.0
     n = len(plan.steps)
     t0 = time.perf_counter()
-    trained = _Trained(plan, {}, step_logs=logs, earlier_s=earlier)
+    trained = _Trained(plan, {}, step_logs=logs, earlier_s=earlier, ended=bool(partial and partial.get("ended")))
     bar = tqdm(total=n, initial=first, desc=f"epoch {epoch}", unit="step", leave=False, dynamic_ncols=True,
                disable=not progress or n < 2)
     with preemption.deferred():
@@ -210,6 +218,11 @@ def _train_epoch(method: Method, epoch: int, partial: dict[str, Any] | None, pro
                 break
             logs.add(method.train_step(epoch, plan, i))
             bar.update()
+        if not trained.ended:
+            method.end_epoch(epoch, plan)
+            trained.ended = True
+            if preemption.pending():
+                raise preemption.stop(save_at(trained.place(n, earlier + time.perf_counter() - t0)))
     bar.close()
     trained.logs, trained.rng = logs.means(), rng_state(method.ctx.generator)
     return trained
