@@ -1,4 +1,6 @@
-"""Shared fixtures: the real data folder beside the project, small precomp folders, a cache dir."""
+"""Shared fixtures: the real data folder beside the project, small precomp folders, a cache dir, the
+accuracy golden's shared sweep, and the registry-driven ``registered_method``/``backbone_method``
+parametrisation."""
 
 from __future__ import annotations
 
@@ -10,6 +12,31 @@ import numpy as np
 import pytest
 
 SHARED = Path(os.environ.get("NCBENCH_SHARED_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
+
+
+def registered_methods() -> list[str]:
+    """Every registered method: the built-ins of the ``methods/`` folder and entry-point plugins."""
+    from ncbench.registry import METHODS
+
+    return METHODS.names()
+
+
+def backbone_methods() -> list[str]:
+    """The registered methods that train a backbone: all but those with a similarity model of their
+    own (``fixed_backbone``, as the training-free ``probe``), to which backbones do not apply."""
+    from ncbench.registry import METHODS
+
+    return [m for m in registered_methods() if not METHODS.get(m).fixed_backbone]
+
+
+def pytest_generate_tests(metafunc):
+    """Registry-driven parametrisation, read when the tests are collected: a test taking
+    ``registered_method`` runs once per registered method, one taking ``backbone_method`` once per
+    method that trains a backbone. A method added as ``methods/<name>.py`` or as a plugin is in both
+    without a line of the tests changed."""
+    for fixture, names in (("registered_method", registered_methods), ("backbone_method", backbone_methods)):
+        if fixture in metafunc.fixturenames:
+            metafunc.parametrize(fixture, names())
 
 
 @pytest.fixture(autouse=True)
@@ -59,33 +86,32 @@ def sweep_root(tmp_path_factory) -> Path:
     return tmp_path_factory.mktemp("sweep")
 
 
-NOISY_SWEEP_METHODS = "vanilla,ncr,bicro,crcl,decl,rcl,l2rm,cream"
-SWEEP_BACKBONE = "vse_bow"  # the whole sweep in about a minute on two cores (vse_light: eleven)
-
-
 @pytest.fixture(scope="session")
 def sweep_backbone() -> str:
-    return SWEEP_BACKBONE
+    from ncbench.accuracy import CI_SWEEP
+
+    return CI_SWEEP.backbone
 
 
 @pytest.fixture(scope="session")
 def noisy_sweep(sweep_root, cache_dir):
-    """``noisy_sweep(method)``: results of vanilla and ``method`` at 60% noise over seeds 0, 1, 2 on the
-    embedded dataset with the ``vse_bow`` backbone. The first call trains all eight built-in methods in
-    one sweep (24 runs shared by two local workers of one thread each: one thread makes the numbers
-    independent of the machine's core count, which ``benchmarks/accuracy_golden.json`` relies on);
-    later calls only read. (The same sweep on ``vse_light`` is ``pytest benchmarks --accuracy-full``.)"""
-    from ncbench.cli import main
-    from ncbench.results import load_results
+    """``noisy_sweep(method)``: results of vanilla and ``method`` in the accuracy golden's CI sweep
+    (``ncbench.accuracy.CI_SWEEP``: 60% noise, seeds 0, 1, 2, the embedded dataset, ``vse_bow``).
+    The first call trains every registered method but the reference rows (``golden_methods``: the
+    built-ins and any plugin) in one sweep, the same one ``ncbench golden`` trains (two local
+    workers of one thread each: one thread makes the numbers independent of the machine's core
+    count, which ``benchmarks/accuracy_golden.json`` relies on); later calls only read. (The same
+    sweep on ``vse_light`` is ``pytest benchmarks --accuracy-full``.)"""
+    from ncbench.accuracy import CI_SWEEP, golden_methods
+    from ncbench.cli.golden import train
+
+    methods = golden_methods()
+    trained: list[dict] = []
 
     def run(method: str) -> list[dict]:
-        argv = ["run", "--methods", NOISY_SWEEP_METHODS, "--backbones", SWEEP_BACKBONE, "--noise", "0.6", "--seeds",
-                "0,1,2", "--results", str(sweep_root), "--cache-dir", str(cache_dir), "--no-progress", "--device", "cpu",
-                "--workers", "2", "--threads", "1"]
-        assert main(argv) == 0
-        return [r for r in load_results(sweep_root).results
-                if r["identity"]["method"] in ("vanilla", method) and r["identity"]["noise_ratio"] == 0.6
-                and r["identity"]["backbone"] == SWEEP_BACKBONE]
+        if not trained:
+            trained.extend(train(CI_SWEEP, methods, sweep_root, cache_dir))
+        return [r for r in trained if r["identity"]["method"] in ("vanilla", method)]
 
     return run
 

@@ -1,6 +1,6 @@
 """The paper backbones (SGR, SAF, VSE∞) against explicit references written here from the spec
 (§2.1–2.2, §2.4): the official per-caption loop of the SGRAF similarity, GPO computed one sample at
-a time, padding that must change nothing; and every method training with every backbone."""
+a time, padding that must change nothing; and every registered method training with every backbone."""
 
 from __future__ import annotations
 
@@ -245,16 +245,28 @@ PHASE = {"vanilla": ({"epochs": 6, "lr": 2e-3, "batch_size": 64, "warmup_epochs"
 
 
 @pytest.mark.parametrize("backbone", ["sgr", "saf", "vse_inf", "vse_bow"])
-@pytest.mark.parametrize("method", ["vanilla", "ncr", "bicro", "crcl", "decl", "rcl", "l2rm", "cream"])
-def test_every_method_trains_with_every_backbone_and_its_loss_falls(tmp_path, method, backbone):
+def test_every_method_trains_with_every_backbone_and_its_loss_falls(tmp_path, backbone_method, backbone):
+    """Every registered method that trains a backbone (``backbone_method``: the registry's, plugins
+    included). A method of ``PHASE`` is held in one phase and its loss must fall; any other trains
+    its ``synthetic`` schedule from start to end, and its logs must be finite and its networks moved."""
     ctx = _region_context(tmp_path, backbone)
-    M = METHODS.get(method)
-    options, key = PHASE[method]
+    M = METHODS.get(backbone_method)
+    if backbone_method not in PHASE:
+        _trains_its_whole_schedule(M(M.make_config("synthetic"), ctx))
+        return
+    options, key = PHASE[backbone_method]
     m = M(M.make_config("synthetic", options), ctx)
     losses = [m.train_epoch(e)[key] for e in range(6)]  # six optimiser steps on the same batch
     assert np.isfinite(losses).all(), losses
     assert losses[-1] < losses[0], losses
 
+
+def _trains_its_whole_schedule(m) -> None:
+    before = [{k: v.detach().clone() for k, v in net.state_dict().items()} for net in m.networks()]
+    logs = [m.train_epoch(e) for e in range(m.total_epochs)]
+    assert all(np.isfinite(v) for row in logs for v in row.values()), logs
+    after = [net.state_dict() for net in m.networks()]
+    assert any(not torch.equal(b[k], a[k]) for b, a in zip(before, after) for k in b), "no weight changed"
 
 
 # the division phases too: each subset's loss is finite on every backbone

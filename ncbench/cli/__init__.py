@@ -2,7 +2,8 @@
 build leaderboards, compare two methods, write run pages, submit results, inspect noise indices.
 
 One module per command (``run``, ``detect``, ``tune``, ``status``, ``listing`` for ``list``,
-``leaderboard``, ``compare``, ``report``, ``bench``, ``submit``, ``new_method``, ``data``, ``noise``),
+``leaderboard``, ``compare``, ``report``, ``bench``, ``submit``, ``new_method``, ``golden``, ``data``,
+``noise``),
 each with ``NAMES`` (the command and its aliases), ``add_parser(sub)`` and ``command(args)``; shared
 option types in ``options``, sweep execution in ``sweep``. No other ncbench module imports this
 package.
@@ -29,6 +30,7 @@ from . import (
     compare,
     data,
     detect,
+    golden,
     leaderboard,
     listing,
     new_method,
@@ -41,7 +43,7 @@ from . import (
 )
 
 # in the order ``ncbench --help`` lists them
-MODULES = (run, detect, tune, status, listing, leaderboard, compare, report, bench, submit, new_method, data, noise)
+MODULES = (run, detect, tune, status, listing, leaderboard, compare, report, bench, submit, new_method, golden, data, noise)
 COMMANDS = {name: m.command for m in MODULES for name in m.NAMES}
 
 
