@@ -54,6 +54,8 @@ class {cls}(SingleNetwork):
     Config = {cls}Config
     dataset_defaults = {{"synthetic": {{"epochs": 12, "lr": 2e-3, "lr_update": 8}}}}
     ensemble_size = 1  # networks averaged at test time
+    # what `ncbench tune` may try (TODO: the knobs your paper tunes)
+    search_space = {{"lr": (1e-3, 2e-3), "margin": (0.1, 0.2)}}
 
     # SingleNetwork builds self.net (never assume which backbone) and its Adam self.optimizer, both
     # saved in checkpoints so that an interrupted run resumes exactly, and plans each epoch as
