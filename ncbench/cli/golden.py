@@ -66,14 +66,17 @@ def train(sweep, methods: list[str], results: Path, cache_dir: Path, workers: in
     """Train ``sweep`` for ``methods`` (runs already in ``results`` are reused) and return its results."""
     from ..errors import TrainingError
     from ..results import load_results
-    from . import build_parser, run
     from .options import check_paths
+    from .run import add_parser as add_run_parser
+    from .run import command as run_command
 
     argv = sweep_argv(sweep, methods, results, cache_dir, workers)
-    args = build_parser().parse_args(argv)
-    args.argv = argv
+    parser = argparse.ArgumentParser(prog="ncbench")  # `ncbench run` alone, parsed as main parses it
+    add_run_parser(parser.add_subparsers(dest="command"))
+    args = parser.parse_args(argv)
+    args.argv = argv  # what local workers re-run
     check_paths(args)
-    if run.command(args) != 0:
+    if run_command(args) != 0:
         raise TrainingError(f"some runs of the {sweep.name!r} sweep failed (see above); nothing recorded")
     return sweep.results_of(load_results(results).results, methods)
 
