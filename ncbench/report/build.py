@@ -7,9 +7,13 @@ run found twice, e.g. in ``results/`` and in the accepted submissions of ``leade
 counts once when both files hold the same result; when they differ, that is a conflict, never
 resolved silently: the accepted copy is shown (the first folder's where neither or both are
 accepted), its row is marked ≢, and a warning line and a note under the table name both files
-(``collect``). It refuses to mix noise indices in one table unless asked,
-and writes every output atomically into the output folder (names slugged, and each path checked to
-stay inside it: ``paths``):
+(``collect``). Released checkpoints evaluated by ``ncbench evaluate`` (results of kind
+``checkpoint``) are rows of their own, labelled as such, and check the reported rows they match
+(``marks.mark_checkpoints``); they were trained on the authors' noise files, which their results do
+not identify, so the noise-index check leaves them out (``checked_indices``; their label says where
+they are from). It refuses to mix noise indices in one table unless asked, and writes every output
+atomically into the output folder (names slugged, and each path checked to stay inside it:
+``paths``):
 
 * ``leaderboard.md`` / ``leaderboard.tex``: all boards;
 * ``index.html`` and one ``leaderboard-p<protocol>-<table>.html`` per board, self-contained;
@@ -44,7 +48,7 @@ from .aggregate import (
 from .curves import curve_frame, curve_stats
 from .layout import LABELS, Board, build_agreement_boards, build_boards
 from .markdown import LOCAL_CONFLICT_MARK
-from .marks import dataset_of, mark_not_worse, mark_provenance
+from .marks import dataset_of, is_checkpoint, mark_checkpoints, mark_not_worse, mark_provenance
 from .paths import output_path, slug
 from .plots import curves_png, noise_curve_png, split_histogram_png
 from .reported import load_reported, load_sources
@@ -217,18 +221,29 @@ def summary_markdown(results: list[dict[str, Any]]) -> str:
     return "\n".join(markdown.render_board(b) for b in boards) or "_No successful results._\n"
 
 
+def checked_indices(results: list[dict[str, Any]], allow_mixed: bool = False) -> pd.DataFrame:
+    """``results_frame`` with ``check_noise_indices`` applied to every run but the released checkpoints
+    (no known noise index: the authors' files), which are never ``mixed``."""
+    frame = results_frame(results)
+    released = frame["path"].isin([r.get("_path") for r in results if is_checkpoint(r)])
+    if not released.any():
+        return check_noise_indices(frame, allow_mixed)
+    return pd.concat([check_noise_indices(frame[~released], allow_mixed), frame[released].assign(mixed=False)])
+
+
 def build_leaderboard(req: LeaderboardRequest) -> LeaderboardOutput:
     unknown = [f for f in req.formats if f not in FORMATS]
     if unknown:
         raise ConfigError(f"unknown leaderboard format(s) {', '.join(unknown)}; choose from {', '.join(FORMATS)}")
     got = collect(req.results)
     results, skipped = got.results, got.errors
-    frame = check_noise_indices(results_frame(results), req.allow_mixed)
+    frame = checked_indices(results, req.allow_mixed)
     check_configs(frame)
     agg = aggregate(frame)
     reported = load_reported() if req.with_reported else []
     boards = build_boards(agg, reported, load_sources() if req.with_reported else {})
     mark_not_worse(boards, results)
+    mark_checkpoints(boards, results)
     human, human_agg = agreement_boards(results, req.allow_mixed)
     mark_provenance(boards + human, results)
     out = LeaderboardOutput(boards + human, n_results=len(results), skipped=skipped, warnings=got.warnings)

@@ -3,7 +3,9 @@
 Pages need no server and no network: CSS and the sorting script are inline, plots are embedded
 as base64 PNGs. Every string from a result file passes through jinja2's autoescaping, so a method
 called ``<script>…`` shows as text; so does a submitted row's source, shown in the title of its
-``submitted`` badge and in the notes.
+``submitted`` badge and in the notes, and a released checkpoint's file names and source, shown in the
+title of its ``released checkpoint`` tag, of the ✓ / ✗ marks on the reported Sums it checked, and
+in the notes.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from dataclasses import dataclass
 from jinja2 import Environment, PackageLoader, select_autoescape
 
 from .. import __version__
-from .layout import SHORT, Board
+from .layout import EVAL_BUG_MARK, RELEASED, SHORT, Board
 from .markdown import (
     DIRTY_CODE,
     FAIRNESS,
@@ -24,6 +26,7 @@ from .markdown import (
     SUBMITTED,
     TIED_MARK,
     board_notes,
+    check_text,
     fairness,
 )
 from .paths import slug
@@ -67,7 +70,7 @@ def render_board(board: Board, figures: list[Figure] | None = None) -> str:
         board=board, columns=_columns(board), metrics=board.metrics, fairness=fairness, figures=figures or [],
         n_fairness=len(FAIRNESS), notes=board_notes(board) + board.notes, references=REFERENCE_LABELS,
         floor_mark=FLOOR_MARK, tied_mark=TIED_MARK, local_conflict_mark=LOCAL_CONFLICT_MARK, submitted=SUBMITTED,
-        dirty_code=DIRTY_CODE,
+        dirty_code=DIRTY_CODE, released=RELEASED, check_text=check_text, eval_bug_mark=EVAL_BUG_MARK,
     )
 
 

@@ -3,18 +3,25 @@
 Same content as the Markdown: a column group per benchmark with ``\\multicolumn`` headers, rows
 grouped by noise ratio with ``\\multirow``-free labels (the first row of a group carries it), best
 measured values in ``\\textbf``, reported rows in italics with a dagger and the sources in the
-caption; submitted rows say ``(submitted)`` after the method, their sources in the caption. Every
-piece of text from a result file is escaped.
+caption; submitted rows say ``(submitted)`` after the method, their sources in the caption; a
+released checkpoint's row says ``(released checkpoint)``, a reported Sum it checked
+``$\\surd$ +0.4`` or ``$\\times$ -6.9`` (✓ / ✗ with Δ; no package beyond booktabs and graphicx), a
+reported row printed by a buggy evaluation ``$^\\S$``. Every piece of text from a result file is
+escaped.
 """
 
 from __future__ import annotations
 
-from .layout import LABELS, Board, Row
-from .markdown import FAIRNESS, LOCAL_CONFLICT_MARK, REFERENCE_LABELS, TIED_MARK, badges, fairness
+from .layout import CHECK_FAIL, CHECK_OK, EVAL_BUG_MARK, LABELS, RELEASED, Board, Row
+from .markdown import FAIRNESS, LOCAL_CONFLICT_MARK, REFERENCE_LABELS, TIED_MARK, badges, check_text, fairness
 
 _SPECIAL = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_",
             "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}",
             "<": r"\textless{}", ">": r"\textgreater{}"}
+
+
+MARKS = {TIED_MARK: r"$^\diamond$", LOCAL_CONFLICT_MARK: r"$^{\not\equiv}$", CHECK_OK: r"$\surd$",
+         CHECK_FAIL: r"$\times$", EVAL_BUG_MARK: r"$^\S$", "Δ": r"$\Delta$", "≤": r"$\leq$", "−": "--"}
 
 
 def escape(text: str) -> str:
@@ -27,6 +34,7 @@ def _cell(row: Row, bench: str, metric: str) -> str:
         return "--"
     text = c.text().replace(" ± ", r"$\pm$")
     text = rf"\textbf{{{text}}}" if c.best else text
+    text += "".join(" " + _marked(check_text(k), MARKS) for k in c.checks)
     return text + (r"$^\diamond$" if c.tied else "")
 
 
@@ -60,6 +68,8 @@ def render_board(board: Board) -> str:
             name += r"$^\triangledown$" if r.below_floor else ""
             name += r"$^{\neq}$" if r.conflict else ""
             name += r"$^{\not\equiv}$" if r.differs else ""
+            name += r"$^\S$" if r.eval_bugs else ""
+            name += rf" \small({RELEASED})" if r.released else ""
             name += rf" \small({escape(REFERENCE_LABELS[r.reference])})" if r.reference in REFERENCE_LABELS else ""
             name += rf" \small({escape(', '.join(badges(r)))})" if badges(r) else ""
             if r.reported:
@@ -79,8 +89,7 @@ def render_board(board: Board) -> str:
     if any(r.conflict for g in board.groups for r in g.rows):
         caption += " $^{\\neq}$Published copies of this reported row disagree; all are shown."
     if board.notes:
-        marks = {TIED_MARK: r"$^\diamond$", LOCAL_CONFLICT_MARK: r"$^{\not\equiv}$"}
-        caption += " " + " ".join(_marked(escape(n), marks) + "." for n in board.notes)
+        caption += " " + " ".join(_marked(escape(n), MARKS) + "." for n in board.notes)
     lines += [rf"\caption{{{caption}}}", rf"\label{{tab:ncbench-{escape(board.key)}}}", r"\end{table*}"]
     return "\n".join(lines) + "\n"
 

@@ -19,6 +19,13 @@ The two noise protocols never share a table: caption-level results (NCR's protoc
 image-level results (DECL/RCL's: all captions of a chosen image move together) are laid out as
 separate boards, each titled with its protocol; reported rows join the boards of their own type.
 
+A measured row of kind ``checkpoint`` (``ncbench evaluate``: the authors' released weights scored by
+ncbench) carries the files behind it (``Row.released``, set by ``marks.mark_checkpoints``) and is
+labelled ``released checkpoint``. A reported Sum that a checkpoint of the same method, backbone,
+dataset, noise ratio and protocol was evaluated against carries that ``CheckpointCheck`` (✓ or ✗ with
+Δ = evaluated − reported). Reported rows printed by an evaluation with a known bug carry it per
+benchmark (``Row.eval_bugs``, from ``reported.EVAL_BUGS``), with a note under the table.
+
 Measured rows accepted through ``ncbench submit`` carry their sources and code hashes
 (``submitted``, set by ``marks.mark_provenance``) and are badged ``submitted`` (``dirty code`` when
 accepted with ``--allow-dirty``); rows measured here have none.
@@ -37,7 +44,7 @@ import pandas as pd
 from .. import PROTOCOL_VERSION
 from ..data.noise_spec import CAPTION_SHUFFLE, NoiseSpec
 from .aggregate import AGREEMENT_METRICS, METRICS
-from .reported import ReportedRow
+from .reported import EVAL_BUGS, ReportedRow
 
 # (key, title, benchmarks in column order); other benchmarks get a table of their own
 TABLES = (
@@ -56,6 +63,43 @@ AGREEMENT_HEADERS = ("AUC", "Spearman ρ")
 AGREEMENT_BENCHMARKS = ("expert", "crowd", "expert-heldout", "crowd-heldout")
 
 
+CHECK_TOLERANCE = 1.0  # rSum: |evaluated − reported| within it is ✓ (see ``marks.CHECK_NOTE`` for why)
+CHECK_OK, CHECK_FAIL = "✓", "✗"  # a reported Sum the released checkpoint gives / does not give
+EVAL_BUG_MARK = "§"  # a reported row printed by an evaluation with a known bug
+RELEASED = "released checkpoint"  # the label of a measured row of kind ``checkpoint``
+
+
+@dataclass(frozen=True)
+class Released:
+    """The released checkpoint(s) behind a measured row of kind ``checkpoint``."""
+
+    row: str  # its row on the boards: ``ncr@checkpoint``
+    files: tuple[str, ...]  # ``ncr.pth.tar (sha256 1a2b3c4d5e6f)``, one per file
+    source: str = ""  # where the files are from (``--source``), "" when not given
+    claims: float | None = None  # the rSum the user said the files should give (``--claims``)
+
+    def text(self) -> str:
+        return f"{', '.join(self.files) or 'no file recorded'}; source {self.source or 'not given'}"
+
+
+@dataclass(frozen=True)
+class CheckpointCheck:
+    """A reported Sum checked against a released checkpoint's evaluation on the same benchmark."""
+
+    released: Released
+    evaluated: float
+    reported: float
+    tolerance: float = CHECK_TOLERANCE
+
+    @property
+    def delta(self) -> float:
+        return round(self.evaluated - self.reported, 1)
+
+    @property
+    def ok(self) -> bool:
+        return abs(self.delta) <= self.tolerance
+
+
 @dataclass
 class Cell:
     mean: float
@@ -68,6 +112,7 @@ class Cell:
     printed: float | None = None  # a reported Sum as printed, where it differs from the sum of the recalls
     p_value: float | None = None  # Sum: paired permutation p against the best row of its group (``marks``)
     tied: bool = False  # Sum: not significantly below the best of its noise group (``marks``)
+    checks: list[CheckpointCheck] = field(default_factory=list)  # reported Sum: released checkpoints evaluated
 
     def text(self) -> str:
         if math.isnan(self.mean):
@@ -102,6 +147,8 @@ class Row:
     code_hashes: list[str] = field(default_factory=list)  # of its submitted seeds ("unknown" for none recorded)
     dirty_code: bool = False  # a submitted seed was made by uncommitted or unrecorded code (``--allow-dirty``)
     differs: bool = False  # a seed has two different results (local and accepted): ``marks.mark_provenance``
+    released: list[Released] = field(default_factory=list)  # a ``checkpoint`` row: its files (``marks``)
+    eval_bugs: dict[str, str] = field(default_factory=dict)  # reported: benchmark → ``EVAL_BUGS`` key
 
     def cells_of(self, metric: str) -> list[Cell]:
         """This row's cells of ``metric``, one per benchmark it has."""
@@ -215,6 +262,8 @@ def _reported_rows(reported: list[ReportedRow], benches: tuple[str, ...], ratio:
                                          copy_of=rep.copy_of))
         row.cells[rep.benchmark] = {m: Cell(v, printed=rep.printed_rsum if m == "rsum" else None)
                                     for m, v in rep.metrics.items()}
+        if rep.eval_bug:
+            row.eval_bugs[rep.benchmark] = rep.eval_bug
     rows = list(merged.values())
     _flag_conflicts(rows)
     return rows
@@ -283,8 +332,21 @@ def build_boards(agg: pd.DataFrame, reported: list[ReportedRow] | None = None,
         used = {r.source for g in groups for r in g.rows if r.reported}
         board_key, board_title = typed_table(key, title, benches, kind)
         boards.append(Board(board_key, board_title, protocol, present, groups,
-                            {s: (sources or {}).get(s, s) for s in sorted(used)}, noise=kind))
+                            {s: (sources or {}).get(s, s) for s in sorted(used)}, notes=eval_bug_notes(groups),
+                            noise=kind))
     return boards
+
+
+def eval_bug_notes(groups: list[NoiseGroup]) -> list[str]:
+    """One note per reported row and bug: which benchmarks' numbers the bug printed, and what it is."""
+    notes = []
+    for g in groups:
+        for row in g.rows:
+            for bug in sorted(set(row.eval_bugs.values())):
+                where = ", ".join(SHORT.get(b, b) for b, v in row.eval_bugs.items() if v == bug)
+                notes.append(f"{EVAL_BUG_MARK} {row.method} (reported, {row.source}), noise {g.label}, {where}: "
+                             f"{EVAL_BUGS[bug]}.")
+    return notes
 
 
 def build_agreement_boards(agg: pd.DataFrame, estimates: dict[str, str] | None = None) -> list[Board]:

@@ -2,14 +2,16 @@
 
 Column groups per benchmark, as in BiCro's Table 1: ``<bench> i2t R@1 | R@5 | R@10 | t2i R@1 |
 R@5 | R@10 | Sum``, then the fairness columns. Best measured value per column and noise group in
-bold; reported rows say so in the Source column, with the citations listed under the table.
+bold; reported rows say so in the Source column, with the citations listed under the table. A
+released checkpoint's row says ``measured, released checkpoint``; a reported Sum it checked shows
+✓ or ✗ with Δ (``check_text``); a reported row printed by a buggy evaluation is marked §.
 """
 
 from __future__ import annotations
 
 from tabulate import tabulate
 
-from .layout import SHORT, Board, Row
+from .layout import CHECK_FAIL, CHECK_OK, EVAL_BUG_MARK, RELEASED, SHORT, Board, CheckpointCheck, Row
 
 FAIRNESS = ["Backbone", "Ens.", "Selection", "Seeds", "GPU-h", "Recipe"]
 MIXED_MARK = "‡"
@@ -38,19 +40,26 @@ def fairness(row: Row) -> list[str]:
             row.recipe or "—"]
 
 
+def check_text(check: CheckpointCheck) -> str:
+    """``✓ +0.4`` / ``✗ -6.9``: whether the released checkpoint gives the reported Sum, and Δ."""
+    return f"{CHECK_OK if check.ok else CHECK_FAIL} {check.delta:+.1f}"
+
+
 def row_cells(board: Board, row: Row, bold: str = "**") -> list[str]:
     out = []
     for b in board.benchmarks:
         for m in board.metrics:
             c = row.cells.get(b, {}).get(m)
             text = "—" if c is None else (f"{bold}{c.text()}{bold}" if c.best else c.text())
+            text += "".join(f" {check_text(k)}" for k in c.checks) if c is not None else ""
             out.append(text + (f" {TIED_MARK}" if c is not None and c.tied else ""))
     return out
 
 
 def method_label(row: Row) -> str:
     return (row.method + (f" {MIXED_MARK}" if row.mixed else "") + (f" {FLOOR_MARK}" if row.below_floor else "")
-            + (f" {CONFLICT_MARK}" if row.conflict else "") + (f" {LOCAL_CONFLICT_MARK}" if row.differs else ""))
+            + (f" {CONFLICT_MARK}" if row.conflict else "") + (f" {LOCAL_CONFLICT_MARK}" if row.differs else "")
+            + (f" {EVAL_BUG_MARK}" if row.eval_bugs else ""))
 
 
 def badges(row: Row) -> list[str]:
@@ -62,6 +71,7 @@ def source_label(row: Row) -> str:
     if row.reported:
         return f"reported ({row.source})"
     what = f"measured, {REFERENCE_LABELS[row.reference]}" if row.reference in REFERENCE_LABELS else "measured"
+    what += f", {RELEASED}" if row.released else ""
     return ", ".join([what, *badges(row)])
 
 

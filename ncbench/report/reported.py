@@ -8,6 +8,12 @@ L2RM; real-noise CC152K rows are filed as ``caption``, the type of every run wit
 noise), so a reported row only ever joins a table of its own protocol. The Sum shown is always the
 sum of the six printed recalls; where the paper printed another Sum (beyond rounding), the row keeps
 it as ``printed_rsum`` and the boards show both.
+
+Rows computed by an evaluation with a known bug carry it as ``eval_bug`` (a key of ``EVAL_BUGS``), from
+the optional ``eval_bug`` column (bugs identified by reading the paper's code) or recognised from the
+numbers: an MS-COCO 1K row whose printed Sum is ``2 × (i2t R@1 + R@5 + R@10)`` rather than the sum of
+its recalls was printed by the NCR-family ``mean_metrics[10]*6``. The boards mark such rows (§) and
+say what the bug is. The column was added after the first rows: a row without it has none recorded.
 """
 
 from __future__ import annotations
@@ -26,6 +32,15 @@ from .aggregate import METRICS
 REAL_NOISE = "real"
 RECALLS = METRICS[:-1]
 SUM_TOLERANCE = 0.3  # six recalls rounded to 0.1 (a Sum from unrounded recalls may differ by up to 0.3)
+FOLD5_X6 = "fold5-rsum-x6"
+EVAL_BUGS = {  # key → what the evaluation did wrong (shown under the boards)
+    FOLD5_X6: ("5-fold MS-COCO 1K Sum printed as `mean_metrics[10]*6` = 2 × (i2t R@1 + R@5 + R@10), the "
+               "NCR-family evaluation.py bug (kuanghuei/SCAN#23, fixed in vsepp PR#43); the Sum shown is recomputed "
+               "from the recalls"),
+    "fold5-t2i-r10": ("5-fold MS-COCO 1K t2i R@10 accumulated from i2t R@10 (NPC's eval.py: `t2i_R10 = "
+                      "t2i_R10 + results['i2t_R@10']`): the printed t2i R@10, and so the Sum, are not t2i's; every "
+                      "COCO 1K row of its README has t2i R@10 = i2t R@10"),
+}
 
 
 @dataclass(frozen=True)
@@ -41,6 +56,7 @@ class ReportedRow:
     noise_type: str = "caption"  # the noise protocol of the paper's run: caption | image
     printed_rsum: float | None = None  # the paper's Sum where it differs from its recalls' (metrics has the recomputed one)
     copy_of: str = ""  # rows with the same key are published copies of one result (they may disagree: flagged)
+    eval_bug: str = ""  # a key of EVAL_BUGS: the evaluation that printed these numbers had that bug
 
     @property
     def noise(self) -> NoiseSpec:
@@ -80,6 +96,17 @@ def load_reported(text: str | None = None) -> list[ReportedRow]:
         kind = (r.get("noise_type") or "").strip()
         if kind not in NOISE_TYPES:
             raise ResultError(f"{where}: noise_type must be one of {', '.join(NOISE_TYPES)}, got {kind!r}")
+        bug = (r.get("eval_bug") or "").strip() or _recognised_bug(r["benchmark"], metrics, printed)
+        if bug and bug not in EVAL_BUGS:
+            raise ResultError(f"{where}: eval_bug must be one of {', '.join(EVAL_BUGS)}, got {bug!r}")
         rows.append(ReportedRow(r["source"], r["method"], r["backbone"], ens, r["benchmark"], noise, metrics,
-                                r.get("note") or "", kind, printed, (r.get("copy_of") or "").strip()))
+                                r.get("note") or "", kind, printed, (r.get("copy_of") or "").strip(), bug))
     return rows
+
+
+def _recognised_bug(benchmark: str, metrics: dict[str, float], printed: float | None) -> str:
+    """``FOLD5_X6`` where an MS-COCO 1K row's printed Sum is twice its i2t recalls (not their sum)."""
+    i2t = sum(metrics[m] for m in RECALLS[:3])
+    if benchmark == "coco-1k" and printed is not None and abs(printed - 2 * i2t) <= SUM_TOLERANCE:
+        return FOLD5_X6
+    return ""
