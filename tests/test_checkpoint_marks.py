@@ -24,7 +24,7 @@ from ncbench.report import html, latex, markdown
 from ncbench.report.aggregate import aggregate
 from ncbench.report.build import LeaderboardRequest, build_leaderboard, checked_indices, collect
 from ncbench.report.layout import build_boards
-from ncbench.report.marks import CHECK_NOTE, CHECKPOINT_KIND, mark_checkpoints
+from ncbench.report.marks import CHECK_NOTE, CHECKPOINT_KIND, mark_checkpoints, released_of
 from ncbench.report.reported import load_reported, load_sources
 from ncbench.results import identity_path
 
@@ -106,6 +106,13 @@ def _checkpoint_result(**ident) -> dict:
             "meta": {"kind": "checkpoint", "ensemble_size": 2, "selection": "released_checkpoint",
                      "checkpoints": [{"file": "f30k_20.pth.tar", "sha256": "ab" * 32}], "source": "drive"},
             "timings": {"test_s": 1.0}, "env": {}, "error": None}
+
+
+def test_file_names_and_sources_read_from_a_result_stay_on_one_line():
+    data = _checkpoint_result()
+    data["meta"].update(source="https://x\n## injected", checkpoints=[{"file": "a\n- b.tar", "sha256": "not hex"}])
+    rel = released_of(data)
+    assert rel.files == ("a - b.tar (sha256 ?)",) and rel.source == "https://x ## injected"
 
 
 def _write(root: Path, data: dict) -> None:

@@ -146,18 +146,21 @@ def is_checkpoint(result: dict[str, Any]) -> bool:
 
 
 def released_of(result: dict[str, Any]) -> Released:
-    """What a checkpoint result says about its files (read defensively: names and hashes are only
-    shown, escaped by each renderer; a hash that is not hex shows as ``?``)."""
+    """What a checkpoint result says about its files (read defensively: names and the source are
+    shown on one line, escaped by each renderer; a hash that is not hex shows as ``?``)."""
     meta = result.get("meta") or {}
     files = []
     for c in meta.get("checkpoints") or []:
         if isinstance(c, dict):
             sha = str(c.get("sha256", "")).lower()
-            files.append(f"{c.get('file', '?')} (sha256 {sha[:12] if HEX.fullmatch(sha) else '?'})")
-    claims = (meta.get("claims") or {}).get("rsum") if isinstance(meta.get("claims"), dict) else None
-    source = meta.get("source")
-    return Released(row_of(result["identity"]), tuple(files), source if isinstance(source, str) else "",
+            files.append(f"{_one_line(c.get('file', '?'))} (sha256 {sha[:12] if HEX.fullmatch(sha) else '?'})")
+    claims = meta["claims"].get("rsum") if isinstance(meta.get("claims"), dict) else None
+    return Released(row_of(result["identity"]), tuple(files), _one_line(meta.get("source") or ""),
                     float(claims) if isinstance(claims, (int, float)) else None)
+
+
+def _one_line(value: Any) -> str:
+    return " ".join(str(value).split())
 
 
 def _method_key(name: str) -> str:
