@@ -6,6 +6,9 @@ over the method's networks (NCR/BiCro evaluate ``(S_A + S_B) / 2``). ``retrieval
 i2t/t2i R@1/5/10, medr, meanr and rSum with the chunked kernels. ``evaluate_split`` applies a
 dataset's test protocol: one ranking over the split, and for MS-COCO also the mean over five
 consecutive 1K folds with rSum taken from the averaged recalls (not the official misprint, §8.7).
+A split that names sub-benchmarks of its queries (``subsets``, e.g. ``synthetic-scenes``' ``binding``
+queries, whose hard distractor has the same bag of words) gets each scored from the same ranks,
+restricted to its image and caption queries (``subset_metrics``).
 ``detection_metrics`` and ``split_histogram`` score and record a method's clean/noisy estimate.
 """
 
@@ -56,11 +59,22 @@ def retrieval_metrics(sims, captions_per_image: int, device=None) -> tuple[Retri
     if isinstance(sims, np.ndarray) and not np.isfinite(sims).all():
         raise TrainingError("similarity matrix contains NaN or inf; the model has diverged")
     ri, rt = ranks(sims, captions_per_image, device=device)
+    return metrics_of_ranks(ri, rt), ri.cpu(), rt.cpu()
+
+
+def metrics_of_ranks(ri: torch.Tensor, rt: torch.Tensor) -> RetrievalMetrics:
+    """R@K, medr and meanr of 0-based i2t (per image) and t2i (per caption) ranks."""
     r_i, r_t = recall_at(ri), recall_at(rt)
-    m = RetrievalMetrics(
+    return RetrievalMetrics(
         *r_i, *r_t, sum(r_i) + sum(r_t), median_rank(ri), mean_rank(ri), median_rank(rt), mean_rank(rt)
     )
-    return m, ri.cpu(), rt.cpu()
+
+
+def subset_metrics(ri: torch.Tensor, rt: torch.Tensor, images: np.ndarray, captions: np.ndarray) -> dict[str, Any]:
+    """A sub-benchmark's metrics: the ranks of its image and caption queries only (ranked against the
+    whole split, as in the full figure), and how many queries it has."""
+    sub = metrics_of_ranks(ri[torch.as_tensor(images, dtype=torch.long)], rt[torch.as_tensor(captions, dtype=torch.long)])
+    return {"metrics": sub.to_dict(), "images": int(len(images)), "captions": int(len(captions))}
 
 
 @torch.no_grad()
@@ -124,6 +138,7 @@ class SplitEvaluation:
     fold_mean: RetrievalMetrics | None = None
     folds: list[RetrievalMetrics] | None = None
     fold_ranks: list[tuple[list[int], list[int]]] | None = None  # (i2t, t2i) per fold, indices within the fold
+    subsets: dict[str, dict[str, Any]] | None = None  # name → subset_metrics, for a split that names subsets
 
     @property
     def primary(self) -> RetrievalMetrics:
@@ -143,6 +158,8 @@ class SplitEvaluation:
         if self.fold_mean is not None:
             out["fold_mean"] = self.fold_mean.to_dict()
             out["folds"] = [f.to_dict() for f in self.folds or []]
+        if self.subsets:
+            out["subsets"] = self.subsets
         return out
 
 
@@ -152,6 +169,9 @@ def evaluate_split(nets: list[Backbone], split: Split, device: torch.device, fol
     cpi = split.captions_per_image
     full, ri, rt = retrieval_metrics(sims, cpi, device=device)
     result = SplitEvaluation(full, ri.tolist(), rt.tolist())
+    subsets = getattr(split, "subsets", None) or {}  # data.scenes.SplitWithSubsets
+    if subsets:
+        result.subsets = {name: subset_metrics(ri, rt, q.images, q.captions) for name, q in subsets.items()}
     if folds > 1:
         n = split.n_images // folds
         per_fold = [retrieval_metrics(sims[k * n : (k + 1) * n, k * n * cpi : (k + 1) * n * cpi], cpi, device=device)

@@ -16,6 +16,7 @@ from ..errors import DataError
 from .globalfeat import GlobalSource, load_table, table_splits
 from .judgments import JudgedPairs, JudgmentSource, build_judged_pairs
 from .precomp import Split, load_split
+from .scenes import ScenesSpec, ensure_scenes, with_binding
 from .synthetic import SyntheticSpec, ensure_synthetic
 from .vocab import Vocabulary
 
@@ -129,6 +130,33 @@ class SyntheticCard(DatasetCard):
 
 
 @dataclass(frozen=True)
+class ScenesCard(SyntheticCard):
+    """The embedded region-feature dataset ``synthetic-scenes`` (``ncbench.data.scenes``): generated
+    and cached like ``synthetic``; its test split carries the ``binding`` sub-benchmark."""
+
+    spec: ScenesSpec = ScenesSpec()  # type: ignore[assignment]
+    word_list: str = "english"  # its categories, colours and places are words of the english list
+
+    def locate(self, data_root: Path | None, cache_dir: Path) -> Path:
+        if data_root is not None:  # an explicitly generated copy
+            return Path(data_root)
+        return ensure_scenes(Path(cache_dir) / "data", self.spec)
+
+    def load(self, data_root: Path | None, cache_dir: Path) -> Dataset:
+        ds = super().load(data_root, cache_dir)
+        load_test = ds.load_test
+        ds.load_test = lambda: with_binding(ds.root, load_test())
+        return ds
+
+
+def scenes_card(name: str, description: str, spec: ScenesSpec) -> ScenesCard:
+    """A ``synthetic-scenes`` card: its layout (for ``ncbench data check``) follows from ``spec``."""
+    layout = PrecompLayout((("train", spec.n_train), ("dev", spec.n_dev), ("test", spec.n_test)),
+                           feature_shape=(spec.regions, spec.feature_dim))
+    return ScenesCard(name, description, spec=spec, layout=layout, schedule="synthetic")
+
+
+@dataclass(frozen=True)
 class GlobalFeatureCard(DatasetCard):
     """A dataset of precomputed global image embeddings (``ncbench.data.globalfeat``)."""
 
@@ -165,6 +193,17 @@ BUILTIN_CARDS: tuple[DatasetCard, ...] = (
         "a smaller embedded dataset (300 train / 100 dev / 100 test images) for smoke tests: a run in seconds",
         spec=SyntheticSpec(n_train=300, n_dev=100, n_test=100),
         schedule="synthetic",
+    ),
+    scenes_card(
+        "synthetic-scenes",
+        "embedded region features (1000 train / 200 dev / 500 test images, 12 regions x 64, 5 captions each): "
+        "objects with colours, sizes and positions; half the images come with a distractor of the same words",
+        ScenesSpec(),
+    ),
+    scenes_card(
+        "synthetic-scenes-small",
+        "a smaller synthetic-scenes (300 train / 100 dev / 100 test images) for tests: a run in seconds",
+        ScenesSpec(n_train=300, n_dev=100, n_test=100),
     ),
     DatasetCard(
         "f30k",
