@@ -183,3 +183,13 @@ def test_another_datasets_vocabulary_is_named(tmp_path):
     with pytest.raises(NcbenchError, match=rf"ncr\.pth\.tar \(model_A\): the word embedding has {len(words)} rows; "
                                            rf"the vocabulary .*f30k_precomp_vocab\.json has {len(words) + 1} words"):
         run([str(FIX / "ncr.pth.tar"), "--data-root", str(data), "--results", str(tmp_path / "r")])
+
+
+def test_a_cc152k_checkpoint_is_filed_with_the_reported_cc152k_rows():
+    """CC152K has no injected noise: a DECL/L2RM checkpoint (image-level family) evaluated there goes
+    on the caption-level board its reported rows are on, not a second CC152K board."""
+    from ncbench.external.evaluate import noise_of
+
+    assert noise_of("cc152k", None, "image").type == "caption"
+    assert noise_of("cc152k", "image", "image").type == "caption"
+    assert noise_of("f30k", None, "image").type == "image" and noise_of("f30k", "caption", "image").type == "caption"

@@ -196,10 +196,16 @@ def config_of(req: Request, checkpoints: list[Checkpoint], dataset: str) -> dict
             "networks": [{"backbone": n.spec.backbone, **n.spec.config} for c in checkpoints for n in c.networks]}
 
 
+def noise_of(dataset: str, given: str | None, family_default: str) -> NoiseSpec:
+    """The noise protocol a checkpoint's row is filed under: ``--noise-type``, else its family's;
+    always caption-level on CC152K, whose noise is the web's own (its reported rows are filed so)."""
+    return NoiseSpec.make("caption" if dataset == "cc152k" else (given or family_default))
+
+
 def build_record(req: Request, checkpoints: list[Checkpoint], dataset: str, ratio: float, card: DatasetCard,
                  test: SplitEvaluation, seconds: float) -> dict[str, Any]:
     family = checkpoints[0].family
-    noise = NoiseSpec.make(req.noise_type or family.noise_type)
+    noise = noise_of(dataset, req.noise_type, family.noise_type)
     config = config_of(req, checkpoints, dataset)
     rsum = test.primary.rsum
     meta: dict[str, Any] = {
