@@ -43,7 +43,8 @@ at each run's start).
   ``get_source`` was not used: both read the file from disk when called (through ``linecache``),
   so they give the same snapshot at best and the bug back at worst; the modules' code objects are
   not kept after import and depend on the Python version.
-- ``commit`` and ``dirty`` come from ``git_revision``, asked once per process.
+- ``commit`` and ``dirty`` come from ``git_revision``, asked once per process (``process_revision``,
+  which is also each result's ``env.git``).
 
 Known limits: a training module first imported after the snapshot (backbones and kernels are
 imported on the registries' first lookup, while the sweep is planned, seconds later) is assumed
@@ -56,6 +57,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import inspect
+import json
 import subprocess
 import sys
 import weakref
@@ -72,6 +74,7 @@ TRAINING_CODE = ("engine", "kernels", "backbones", "data", "evaluate.py", "confi
 """ncbench's training code, relative to the package: folders (all their ``.py`` files) and modules
 whose change can change a trained number. The one list; ``training_sha256`` hashes exactly these."""
 
+TRAINING_MODULES = tuple(f"ncbench.{part.removesuffix('.py')}" for part in TRAINING_CODE)  # as module names
 HASH_HEX = 16  # the code identity: the first 16 hex digits of a sha256
 
 
@@ -121,9 +124,8 @@ def _own_code(module: str) -> bool:
     """Whether a base class's module is the method's own code: not ncbench's training code (hashed
     on its own), not the standard library, not built in."""
     top = module.split(".")[0]
-    training = {f"ncbench.{p.removesuffix('.py')}" for p in TRAINING_CODE}
-    in_training = module in training or any(module.startswith(t + ".") for t in training)
-    return not in_training and top not in sys.stdlib_module_names and top != "builtins"
+    training = any(module == t or module.startswith(t + ".") for t in TRAINING_MODULES)
+    return not training and top not in sys.stdlib_module_names and top != "builtins"
 
 
 def read_source(cls: type) -> MethodSource:
@@ -164,15 +166,21 @@ def combined_hash(method_sha256: str | None, bases: dict[str, str], training_sha
 
 
 @functools.cache
-def _revision() -> tuple[str | None, bool | None]:
-    git = git_revision()
-    return git.get("commit"), git.get("dirty")
+def _revision() -> str:
+    return json.dumps(git_revision())
+
+
+def process_revision() -> dict[str, Any]:
+    """``git_revision()`` of the checkout this process imported ncbench from, asked once per process
+    (a fresh copy each call): an untracked method file is hashed as it was then, not at each run."""
+    return json.loads(_revision())
 
 
 def ncbench_record() -> dict[str, Any]:
-    """ncbench's part of the record: version, commit and dirty flag (asked once), training sha256."""
-    commit, dirty = _revision()
-    return {"version": __version__, "commit": commit, "dirty": dirty, "training_sha256": TRAINING_SHA256}
+    """ncbench's part of the record: version, commit and dirty flag (``process_revision``), training sha256."""
+    git = process_revision()
+    return {"version": __version__, "commit": git.get("commit"), "dirty": git.get("dirty"),
+            "training_sha256": TRAINING_SHA256}
 
 
 def code_record(method_name: str) -> dict[str, Any]:

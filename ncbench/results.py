@@ -43,8 +43,16 @@ from typing import Any, Callable, Iterator
 
 from . import __version__
 from .atomic import move_aside, write_text_atomic
-from .code_identity import accept as code_accept
-from .code_identity import code_hash_of, code_problems, code_record, current_code_hash, git_revision, short
+from .code_identity import (  # noqa: F401 - git_revision: ncbench.results.git_revision as before
+    accept as code_accept,
+    code_hash_of,
+    code_problems,
+    code_record,
+    current_code_hash,
+    git_revision,
+    process_revision,
+    short,
+)
 from .config import RunConfig, row_name
 from .data.noise_spec import CAPTION_SHUFFLE, NoiseSpec
 from .errors import NcbenchError, ResultError
@@ -465,7 +473,7 @@ def environment(device: str) -> dict[str, Any]:
             "torch": torch.__version__,
             "numpy": numpy.__version__,
         },
-        "git": git_revision(),
+        "git": process_revision(),
         "hardware": {
             "platform": platform.platform(),
             "machine": platform.machine(),

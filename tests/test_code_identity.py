@@ -218,3 +218,15 @@ def test_the_state_of_a_result_follows_its_code(tmp_path, result_dict):
     assert json.loads(path.read_text()) == kept and kept["code"] == other["code"]
     assert kept["code_accepted"][0]["to"] == code_record("vanilla")["hash"]
     assert inspect_result(path, rec["config_hash"])[0] == "done"
+
+
+def test_a_record_made_elsewhere_is_stored_with_its_methods_code(tmp_path, result_dict):
+    """store_result gives a record without a code block (an ensemble's) its method's."""
+    from ncbench.code_identity import code_record
+    from ncbench.results import identity_path, store_result
+
+    rec = result_dict(method="vanilla")
+    path = identity_path(tmp_path, rec["identity"])
+    path.parent.mkdir(parents=True)
+    assert store_result(tmp_path, path, rec, "missing", print, "here")
+    assert json.loads(path.read_text())["code"] == code_record("vanilla")

@@ -49,6 +49,7 @@ def command(args) -> int:
     from tabulate import tabulate
 
     from ..checkpoint import Checkpointer
+    from ..code_identity import short
     from ..locks import is_locked
     from ..results import code_change, inspect_result, lock_path, result_path
     from ..runner import checkpoint_path
@@ -70,6 +71,9 @@ def command(args) -> int:
                 epochs.setdefault(key, []).append(float(r["meta"]["epochs"]))
             gpu = gpu or str(r.get("env", {}).get("device", "")).startswith("cuda")
             detail = f"test rSum {t['rsum']:.1f}"
+            if r.get("code_accepted"):  # kept by --accept-code-change: trained by other code
+                trained, last = (r.get("code") or {}).get("hash"), r["code_accepted"][-1]
+                detail += f" (trained by code {short(trained)}, accepted for {short(last['to'])} at {last['at']})"
         elif state == "failed":
             detail = str(r.get("error"))[:80]
         elif state == "stale-code":
