@@ -87,13 +87,6 @@ def sweep_root(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
-def sweep_backbone() -> str:
-    from ncbench.accuracy import CI_SWEEP
-
-    return CI_SWEEP.backbone
-
-
-@pytest.fixture(scope="session")
 def noisy_sweep(sweep_root, cache_dir):
     """``noisy_sweep(method)``: results of vanilla and ``method`` in the accuracy golden's CI sweep
     (``ncbench.accuracy.CI_SWEEP``: 60% noise, seeds 0, 1, 2, the embedded dataset, ``vse_bow``).

@@ -68,7 +68,7 @@ def train(sweep, methods: list[str], results: Path, cache_dir: Path, workers: in
     from ..results import load_results
     from .options import check_paths
     from .run import add_parser as add_run_parser
-    from .run import command as run_command
+    from .sweep import execute, report_failures
 
     argv = sweep_argv(sweep, methods, results, cache_dir, workers)
     parser = argparse.ArgumentParser(prog="ncbench")  # `ncbench run` alone, parsed as main parses it
@@ -76,7 +76,7 @@ def train(sweep, methods: list[str], results: Path, cache_dir: Path, workers: in
     args = parser.parse_args(argv)
     args.argv = argv  # what local workers re-run
     check_paths(args)
-    if run_command(args) != 0:
+    if report_failures(execute(args)) != 0:
         raise TrainingError(f"some runs of the {sweep.name!r} sweep failed (see above); nothing recorded")
     return sweep.results_of(load_results(results).results, methods)
 
