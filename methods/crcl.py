@@ -141,7 +141,7 @@ class CRCL(Method):
         stage, e = self.stage_of(epoch)
         if e == 0 and stage > 0:
             self._new_network()
-        set_lr(self.optimizer, step_decay(cfg.lr, e, cfg.lr_update))
+        set_lr(self.optimizer, step_decay(cfg.lr, e, cfg.lr_update, cfg.lr_decay))
         batches = ctx.train.id_batches(batch_size=cfg.batch_size, generator=ctx.generator, min_size=2)
         return EpochPlan(batches, {"stage": stage, "e": e, "warm": e < cfg.warm_epochs,
                                    "reset": stage == 0 and e == cfg.warm_epochs - 1})

@@ -150,7 +150,7 @@ class CREAM(CoTeaching):
             for net, state in zip(self.nets, self._warm["nets"]):
                 net.load_state_dict(state)
         for opt in self.opts:
-            set_lr(opt, step_decay(cfg.lr, epoch - cfg.warmup_epochs, cfg.lr_update))
+            set_lr(opt, step_decay(cfg.lr, epoch - cfg.warmup_epochs, cfg.lr_update, cfg.lr_decay))
         fits = [self.fit_split(loss) for loss in self.per_sample_losses()]
         probs = [f.prob.cpu() for f in fits]
         clean, hard, noisy = (m.numpy() for m in three_way_split(*(split_clean(p, cfg.p_threshold) for p in probs)))

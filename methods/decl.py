@@ -126,7 +126,7 @@ class DECL(SingleNetwork):
             set_lr(self.optimizer, cfg.lr)
             return EpochPlan(ctx.train.id_batches(None, cfg.batch_size, generator=ctx.generator, min_size=2),
                              {"clean": None})
-        set_lr(self.optimizer, step_decay(cfg.lr, epoch - self.warmup, cfg.lr_update))
+        set_lr(self.optimizer, step_decay(cfg.lr, epoch - self.warmup, cfg.lr_update, cfg.lr_decay))
         self.clean, self.score, self.u = self._decide()
         batches = ctx.train.id_batches(None, cfg.batch_size, generator=ctx.generator, min_size=cfg.mu + 1)
         return EpochPlan(batches, {"clean": self.clean.copy()})

@@ -194,8 +194,8 @@ class L2RM(SingleNetwork):
             return EpochPlan(ctx.train.id_batches(batch_size=cfg.batch_size, generator=ctx.generator, min_size=2),
                              {"warmup": True})
         e = epoch - cfg.warmup_epochs
-        set_lr(self.optimizer, step_decay(cfg.lr, e, cfg.lr_update))
-        set_lr(self.cost_optimizer, step_decay(cfg.lr_cost, e, cfg.lr_update))
+        set_lr(self.optimizer, step_decay(cfg.lr, e, cfg.lr_update, cfg.lr_decay))
+        set_lr(self.cost_optimizer, step_decay(cfg.lr_cost, e, cfg.lr_update, cfg.lr_decay))
         (losses,) = per_sample_statistic([self.net], ctx.train, cfg.batch_size, ctx.generator, ctx.device,
                                          lambda s: per_sample_triplet(s, cfg.margin))
         fit, loss_range = self.divide(losses)

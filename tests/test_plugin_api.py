@@ -53,6 +53,22 @@ def test_the_step_decay_factor_is_an_option_of_both_skeletons(tmp_path, small_co
     assert [g["lr"] for o in cot.opts for g in o.param_groups] == pytest.approx([0.001, 0.001])
 
 
+@pytest.mark.parametrize("name", ["crcl", "cream", "decl", "l2rm"])
+def test_methods_with_their_own_schedule_use_the_factor(name, tmp_path, small_context, monkeypatch):
+    """The methods that call ``step_decay`` themselves pass their ``lr_decay`` (they ignored it before)."""
+    import importlib
+
+    ctx, _ = small_context(tmp_path)
+    cls = METHODS.get(name)
+    module = importlib.import_module(cls.__module__)
+    factors = []
+    real = module.step_decay
+    monkeypatch.setattr(module, "step_decay", lambda *a: factors.append(a[3] if len(a) > 3 else None) or real(*a))
+    method = cls(cls.make_config("synthetic", {"lr_decay": 0.3}), ctx)
+    method.plan_epoch(method.first_steady_epoch)
+    assert factors and set(factors) == {0.3}, factors
+
+
 @pytest.mark.parametrize("value, words", [("0", "must be above 0 and at most 1, got 0.0"),
                                           ("1.5", "must be above 0 and at most 1, got 1.5"),
                                           ("-0.2", "must be above 0 and at most 1, got -0.2"),
