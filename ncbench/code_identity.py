@@ -113,7 +113,8 @@ class MethodSource:
 def module_sha256(name: str) -> str | None:
     """sha256 of the file the imported module ``name`` was loaded from (None: no such file)."""
     module = sys.modules.get(name)
-    origin = getattr(getattr(module, "__spec__", None), "origin", None) or getattr(module, "__file__", None)
+    spec = getattr(module, "__spec__", None)
+    origin = spec.origin if spec is not None and spec.has_location else getattr(module, "__file__", None)
     try:
         return sha256_hex(Path(origin).read_bytes()) if origin else None
     except OSError:
