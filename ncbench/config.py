@@ -29,6 +29,18 @@ from .errors import ConfigError
 TAG = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,39}\Z")  # \Z: `$` would accept a trailing newline
 
 
+#: method options added after results existed, with the value every earlier run had: a config that
+#: holds that value hashes (and pools on a board) as before the option existed, as ``trial``,
+#: ``noise_type`` and ``tag`` do
+ADDED_METHOD_OPTIONS: dict[str, Any] = {"lr_decay": 0.1}
+
+
+def as_before_added_options(method_config: dict[str, Any] | None) -> dict[str, Any]:
+    """``method_config`` without the added options that hold their former value."""
+    return {k: v for k, v in (method_config or {}).items()
+            if k not in ADDED_METHOD_OPTIONS or v != ADDED_METHOD_OPTIONS[k]}
+
+
 def row_name(method: str, tag: str | None) -> str:
     return f"{method}@{tag}" if tag else method
 
@@ -72,6 +84,7 @@ class RunConfig:
     @property
     def config_hash(self) -> str:
         data = self.to_dict()
+        data["method_config"] = as_before_added_options(data["method_config"])
         data.pop("recipe")
         if data["trial"] is None:  # ordinary runs hash as before trials existed
             data.pop("trial")

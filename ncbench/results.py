@@ -53,7 +53,7 @@ from .code_identity import (  # noqa: F401 - git_revision: ncbench.results.git_r
     process_revision,
     short,
 )
-from .config import RunConfig, row_name
+from .config import RunConfig, as_before_added_options, row_name
 from .data.noise_spec import CAPTION_SHUFFLE, NoiseSpec
 from .errors import NcbenchError, ResultError
 from .locks import RunLock
@@ -111,6 +111,8 @@ def config_key(config: dict[str, Any]) -> str:
     """What the seeds of one board row must share: the config without its seed and provenance (an
     ensemble's member hashes, which carry the seed, count by backbone)."""
     data = {k: v for k, v in (config or {}).items() if k not in ("seed", "recipe")}
+    if "method_config" in data:
+        data["method_config"] = as_before_added_options(data["method_config"])
     members = (data.get("backbone_config") or {}).get("members")
     if isinstance(members, dict):
         data["backbone_config"] = {**data["backbone_config"], "members": sorted(members)}

@@ -82,8 +82,6 @@ def test_a_bad_lr_decay_is_one_error_line(tmp_path, capsys, value, words):
     assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
 
 
-@pytest.mark.xfail(strict=True, reason="needs the config.py change in issue 30 item 4's report: RunConfig.config_hash "
-                                        "leaves lr_decay out while it holds 0.1 (remove this mark with it)")
 def test_the_default_lr_decay_keeps_every_existing_config_hash():
     from ncbench.runner import SweepSpec, plan
 
@@ -95,6 +93,11 @@ def test_the_default_lr_decay_keeps_every_existing_config_hash():
         assert run.config_hash == before.config_hash, run.label
     changed = dataclasses.replace(runs[0], method_config={**runs[0].method_config, "lr_decay": 0.2})
     assert changed.config_hash != runs[0].config_hash
+    # and a board pools a seed recorded before the option with one recorded after it
+    from ncbench.results import config_key
+
+    old = {**runs[0].to_dict(), "method_config": {k: v for k, v in runs[0].method_config.items() if k != "lr_decay"}}
+    assert config_key(runs[0].to_dict()) == config_key(old) != config_key(changed.to_dict())
 
 
 # -- end_epoch -----------------------------------------------------------------------------------
