@@ -200,6 +200,7 @@ class Checkpointer:
     path: Path
     config_hash: str
     aside: Path | None = None  # where unusable checkpoints are moved (default: beside the file)
+    code_hash: str | None = None  # the code training now (``code_identity``); None: not checked
     log: Callable[[str], None] = lambda msg: None
     on_gpu: bool = False  # this process trains on a GPU (its time counts towards gpu_s)
     started: float = field(default_factory=time.perf_counter)
@@ -212,7 +213,7 @@ class Checkpointer:
 
     def save(self, epoch: int, state: dict[str, Any]) -> None:
         payload = to_plain({**state, "format": FORMAT, "config_hash": self.config_hash, "epoch": epoch,
-                            **self.elapsed()})
+                            **({"code_hash": self.code_hash} if self.code_hash else {}), **self.elapsed()})
         files: list[_Watched] = []
 
         def write(f) -> None:
@@ -278,6 +279,10 @@ class Checkpointer:
             return None, ("corrupt", why)
         if state.get("config_hash") != self.config_hash:
             return None, ("stale", f"written for config {state.get('config_hash')}")
+        if self.code_hash is not None and state.get("code_hash") != self.code_hash:
+            # resuming would train one run with two versions of the code under the new one's name
+            return None, ("stale-code", f"written by other code ({state.get('code_hash') or 'unrecorded'}, now "
+                                        f"{self.code_hash})")
         return state, None
 
     def remove(self) -> None:

@@ -456,11 +456,13 @@ def checkpoint_path(path: Path) -> Path:
     return path.with_suffix(".ckpt")
 
 
-def checkpointer(root: Path, path: Path, config_hash: str, log: Callable[[str], None] = lambda msg: None) -> Checkpointer:
-    """The checkpoint of the run whose result is ``path``; unusable ones are set aside under
-    ``superseded/checkpoints/`` at the run's own relative folder."""
+def checkpointer(root: Path, path: Path, config_hash: str, log: Callable[[str], None] = lambda msg: None,
+                 code_hash: str | None = None) -> Checkpointer:
+    """The checkpoint of the run whose result is ``path``; unusable ones (another config's, or
+    written by other code than ``code_hash``) are set aside under ``superseded/checkpoints/`` at the
+    run's own relative folder."""
     aside = root / SUPERSEDED / "checkpoints" / path.parent.relative_to(root)
-    return Checkpointer(checkpoint_path(path), config_hash, aside=aside, log=log)
+    return Checkpointer(checkpoint_path(path), config_hash, aside=aside, log=log, code_hash=code_hash)
 
 
 def tidy_done(path: Path, config_hash: str, log: Callable[[str], None]) -> None:
@@ -528,7 +530,7 @@ def run_sweep(runs: list[RunConfig], settings: RunSettings, ensembles: list[str]
             if data == "stale-code":
                 report.code_retrained.append(cfg.label)
             remove_temporaries(path.parent, path.stem, log)  # ours now: left by a killed write
-            ckpt = checkpointer(root, path, cfg.config_hash, log)
+            ckpt = checkpointer(root, path, cfg.config_hash, log, code_record(cfg.method)["hash"])
             record = runner.run(cfg, ckpt, keep=nets_path(path) if settings.keep_networks else None)
             store_result(root, path, record, data, log, where)
             ckpt.remove()

@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 from ncbench.cli import main
 from ncbench.registry import METHODS
@@ -230,3 +231,23 @@ def test_a_record_made_elsewhere_is_stored_with_its_methods_code(tmp_path, resul
     path.parent.mkdir(parents=True)
     assert store_result(tmp_path, path, rec, "missing", print, "here")
     assert json.loads(path.read_text())["code"] == code_record("vanilla")
+
+
+def test_a_checkpoint_of_other_code_is_set_aside_not_resumed(tmp_path):
+    """A run killed, its method edited, then resumed would train one run with two versions of the code
+    under the new one's name: its checkpoint records the code and is set aside when the code changed
+    (a checkpoint from before code records counts as other code)."""
+    from ncbench.checkpoint import Checkpointer
+
+    path = tmp_path / "seed-0.ckpt"
+    Checkpointer(path, "cfg", code_hash="a" * 16).save(2, {"weights": torch.ones(3)})
+    same = Checkpointer(path, "cfg", code_hash="a" * 16).load()
+    assert same is not None and same["epoch"] == 2 and torch.equal(same["weights"], torch.ones(3))
+    said = []
+    assert Checkpointer(path, "cfg", aside=tmp_path / "aside", log=said.append, code_hash="b" * 16).load() is None
+    assert not path.exists() and len(list((tmp_path / "aside").glob("seed-0.stale-code.*.ckpt"))) == 1
+    assert "written by other code (aaaaaaaaaaaaaaaa, now bbbbbbbbbbbbbbbb)" in said[0]
+    Checkpointer(path, "cfg").save(1, {})  # no code recorded
+    assert Checkpointer(path, "cfg", aside=tmp_path / "aside", code_hash="b" * 16).load() is None
+    Checkpointer(path, "cfg").save(1, {})
+    assert Checkpointer(path, "cfg").load() is not None  # not checked without a code hash (status, tidying)
