@@ -239,6 +239,9 @@ def test_status_estimate_counts_what_checkpoints_already_hold(tmp_path, capsys, 
     first, second, third = plan(SweepSpec(methods=["vanilla"], datasets=["synthetic"], noise=[0.2], seeds=[0, 1, 2]))
     rec = result_dict(method="vanilla", noise=0.2, seed=0)
     rec.update(config_hash=first.config_hash, timings={"total_s": 3600.0, "gpu_hours": 0.0})
+    from ncbench.code_identity import code_record
+
+    rec["code"] = code_record("vanilla")  # made by this code: done, not stale-code
     rec["meta"]["epochs"] = 10
     path = result_path(results, first)
     path.parent.mkdir(parents=True)

@@ -251,3 +251,15 @@ def test_a_checkpoint_of_other_code_is_set_aside_not_resumed(tmp_path):
     assert Checkpointer(path, "cfg", aside=tmp_path / "aside", code_hash="b" * 16).load() is None
     Checkpointer(path, "cfg").save(1, {})
     assert Checkpointer(path, "cfg").load() is not None  # not checked without a code hash (status, tidying)
+
+
+def test_a_run_page_bands_only_the_seeds_of_its_own_code(tmp_path, result_dict, write_result):
+    """The run page's seed band (its sweep group) is a board row: same config, same code."""
+    from ncbench.report.run_page import siblings
+    from ncbench.results import read_result
+
+    paths = [write_result(tmp_path, data={**result_dict(method="ncr", seed=s, noise=0.2),
+                                          "code": code_block("ncr", letter * 64)})
+             for s, letter in ((0, "a"), (1, "a"), (2, "b"))]
+    first = {**read_result(paths[0]), "_path": str(paths[0])}
+    assert sorted(r["identity"]["seed"] for r in siblings(first)) == [0, 1]

@@ -17,6 +17,7 @@ from typing import Any
 
 from .. import __version__
 from ..errors import ResultError
+from ..code_identity import code_hash_of
 from ..results import config_key, noise_of, read_result, row_of
 from .curves import SERIES, curve_frame, curve_stats, training_loss
 from .html import Figure, templates
@@ -35,8 +36,8 @@ def flatten(data: Any, prefix: str = "") -> list[tuple[str, str]]:
 
 
 def siblings(result: dict[str, Any]) -> list[dict[str, Any]]:
-    """This result and the ok results beside it of the same config but the seed (``results.config_key``,
-    as a board row): its sweep group."""
+    """This result and the ok results beside it of the same config but the seed (``results.config_key``)
+    and made by the same code (``code_identity.code_hash_of``), as a board row: its sweep group."""
     path = result.get("_path")
     found = [result]
     if not path:
@@ -49,7 +50,7 @@ def siblings(result: dict[str, Any]) -> list[dict[str, Any]]:
         except ResultError:  # an unreadable neighbour only leaves the band out
             continue
         if (other.get("status") == "ok" and config_key(other["config"]) == config_key(result["config"])
-                and other["identity"]["seed"] != result["identity"]["seed"]):
+                and code_hash_of(other) == code_hash_of(result) and other["identity"]["seed"] != result["identity"]["seed"]):
             found.append(other)
     return found
 
