@@ -220,7 +220,8 @@ def options(method: str, backbone: str, card: DatasetCard, recipes: dict[tuple[s
         prov = {"kind": "closed-form", "tuning": {}, "source": f"{mcls.__name__}: fitted in closed form, choices on dev"}
     elif key in mcls.dataset_defaults:
         where = None
-        prov = {"kind": "paper" if key in PAPER_DATASETS else "defaults", "tuning": {},
+        # the papers' own values, or a schedule set by hand for this dataset (e.g. synthetic's short one)
+        prov = {"kind": "paper" if key in PAPER_DATASETS else "hand-set", "tuning": {},
                 "source": f"{mcls.__name__}.dataset_defaults[{key!r}]"}
     else:
         where = None

@@ -174,3 +174,16 @@ def test_a_bad_input_after_a_finished_run_leaves_the_result_in_place(tmp_path, c
     assert path.read_text() == before and not (tmp_path / "r" / "superseded").exists()
     assert main(["status", "--dataset", "synthetic", "--methods", "vanilla", *args, "--results", str(tmp_path / "r")]) == 0
     assert "1 done" in capsys.readouterr().out
+
+
+def test_the_recipe_column_says_how_a_schedule_was_chosen():
+    """Issue 30 item 5: ``defaults`` was shown for the embedded dataset's hand-set schedules too."""
+    from ncbench.registry import DATASETS
+    from ncbench.report.aggregate import recipe_label
+    from ncbench.runner import options
+
+    kind = lambda method, dataset: options(method, "vse_bow", DATASETS.get(dataset), {}, {}, {})[2]["kind"]  # noqa: E731
+    assert kind("ncr", "synthetic") == "hand-set" and kind("ncr", "synthetic-small") == "hand-set"
+    assert kind("ncr", "f30k") == "paper"
+    assert kind("probe", "synthetic") == "closed-form"
+    assert recipe_label({"kind": "hand-set", "overrides": {"epochs": 2}}) == "hand-set +opts"

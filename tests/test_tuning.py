@@ -113,13 +113,13 @@ def test_run_uses_the_recipe_below_the_users_options(tmp_path):
     assert by["vanilla"].recipe["kind"] == "tuned" and by["vanilla"].recipe["tuning"]["budget"] == 7
     # clean_oracle shares vanilla's recipe; ncr has none here, so its dataset_defaults apply
     assert by["clean_oracle"].method_config == by["vanilla"].method_config
-    assert by["ncr"].recipe["kind"] == "defaults" and by["ncr"].method_config["epochs"] == 10
+    assert by["ncr"].recipe["kind"] == "hand-set" and by["ncr"].method_config["epochs"] == 10
     assert by["probe"].backbone == "bow-ridge" and by["probe"].backbone_config == {}
     # the user's option wins and is recorded as an override; provenance is not part of the hash
     over = plan(SweepSpec(methods=["vanilla"], noise=[0.2], recipes=tmp_path, method_options={"lr": "0.001"}))[0]
     assert over.method_config["lr"] == 0.001 and over.recipe["overrides"] == {"lr": "0.001"}
     plain = plan(SweepSpec(methods=["vanilla"], noise=[0.2], recipes=tmp_path, use_recipes=False))[0]
-    assert plain.method_config["lr"] == 2e-3 and plain.recipe["kind"] == "defaults"
+    assert plain.method_config["lr"] == 2e-3 and plain.recipe["kind"] == "hand-set"
     assert over.config_hash != plain.config_hash
     import dataclasses
     assert dataclasses.replace(plain, recipe={"kind": "other"}).config_hash == plain.config_hash

@@ -79,9 +79,10 @@ def _run_row(r: dict[str, Any], benchmark: str, values: dict[str, float]) -> dic
 def recipe_label(recipe: dict[str, Any] | None) -> str:
     """How a run's options were chosen, for the boards' Recipe column: ``tuned N`` (a recipe
     ``ncbench tune`` chose with a budget of N trials on the dev split), ``paper`` (the paper's own
-    per-dataset values), ``recipe`` (a hand-written recipe), ``defaults`` (the method's defaults,
-    not tuned for the dataset), ``closed-form`` (the training-free floor); ``+opts`` when the user
-    overrode any of them."""
+    per-dataset values), ``hand-set`` (a schedule set by hand for this dataset in the method's
+    ``dataset_defaults``, not tuned: e.g. the embedded dataset's short one), ``recipe`` (a
+    hand-written recipe), ``defaults`` (the method's defaults, not tuned for the dataset),
+    ``closed-form`` (the training-free floor); ``+opts`` when the user overrode any of them."""
     if not isinstance(recipe, dict) or not recipe:
         return "unrecorded"
     kind = str(recipe.get("kind", "unrecorded"))

@@ -83,7 +83,8 @@ def board_notes(board: Board) -> list[str]:
         notes.append("Measured rows: mean ± sample std over seeds (n = Seeds); bold: best measured value in "
                      "its noise group, reference rows left out. GPU-h: total over seeds (0 on CPU). Recipe: how the "
                      "options were chosen (tuned N: by `ncbench tune` with N trials on the dev split; paper: the "
-                     "paper's own values; defaults: not tuned for this dataset; +opts: changed by the user).")
+                     "paper's own values; hand-set: a schedule set by hand for this dataset, not tuned; defaults: the method's "
+                     "defaults, not tuned for this dataset; +opts: changed by the user).")
     if board.has_measured and board.is_retrieval and not any(r.reference == "floor" for r in rows):
         notes.append("No training-free floor measured for this table: run the sweep again with --references "
                      "(adds the probe and clean_oracle rows).")
