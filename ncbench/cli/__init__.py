@@ -1,8 +1,9 @@
 """The ``ncbench`` command: run sweeps, score noise detection against human judgments, list plugins,
-build leaderboards, compare two methods, write run pages, submit results, inspect noise indices.
+build leaderboards, compare two methods, evaluate released checkpoints, write run pages, submit results,
+record accuracy goldens, inspect noise indices.
 
 One module per command (``run``, ``detect``, ``tune``, ``status``, ``listing`` for ``list``,
-``leaderboard``, ``compare``, ``report``, ``bench``, ``submit``, ``new_method``, ``golden``, ``data``,
+``leaderboard``, ``compare``, ``evaluate``, ``report``, ``bench``, ``submit``, ``new_method``, ``golden``, ``data``,
 ``noise``),
 each with ``NAMES`` (the command and its aliases), ``add_parser(sub)`` and ``command(args)``; shared
 option types in ``options``, sweep execution in ``sweep``. No other ncbench module imports this
@@ -30,6 +31,7 @@ from . import (
     compare,
     data,
     detect,
+    evaluate,
     golden,
     leaderboard,
     listing,
@@ -43,7 +45,8 @@ from . import (
 )
 
 # in the order ``ncbench --help`` lists them
-MODULES = (run, detect, tune, status, listing, leaderboard, compare, report, bench, submit, new_method, golden, data, noise)
+MODULES = (run, detect, tune, status, listing, leaderboard, compare, evaluate, report, bench, submit, new_method, golden,
+           data, noise)
 COMMANDS = {name: m.command for m in MODULES for name in m.NAMES}
 
 

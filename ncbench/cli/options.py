@@ -215,8 +215,9 @@ def planned_runs(args):
 _SWEEP_FOLDERS = ("results", "cache_dir", "log_dir", "recipes")
 FOLDER_OPTIONS = {"run": _SWEEP_FOLDERS, "detect": _SWEEP_FOLDERS, "tune": _SWEEP_FOLDERS, "status": _SWEEP_FOLDERS,
                   "plan": _SWEEP_FOLDERS, "leaderboard": ("results", "out"), "compare": ("results",),
-                  "report": ("out",), "submit": ("dest",), "new-method": ("dir",), "bench": ("cache_dir",)}
-FILE_OPTIONS = {"noise": ("out",), "bench": ("out",)}
+                  "report": ("out",), "submit": ("dest",), "new-method": ("dir",), "bench": ("cache_dir",),
+                  "golden": ("results", "cache_dir"), "evaluate": ("results", "cache_dir")}
+FILE_OPTIONS = {"noise": ("out",), "bench": ("out",), "golden": ("file",)}
 
 
 def path_options(args) -> list[tuple[str, str, bool]]:
