@@ -160,12 +160,26 @@ def _metrics(r1: float, rsum_shift: float = 0.0) -> dict:
             "t2i_meanr": 8.0}
 
 
+COMMIT = "c0ffee" * 6 + "c0ff"
+
+
+def committed_code(method: str) -> dict:
+    """A ``code`` block of committed code (its hash: the first 16 hex of the sha256 of its parts joined,
+    as ``code_identity`` computes it)."""
+    parts = {"method": "a" * 64, "training": "b" * 64}
+    return {"hash": hashlib.sha256((parts["method"] + parts["training"]).encode()).hexdigest()[:16],
+            "method": {"name": method, "module": f"ncbench.methods.{method}", "sha256": parts["method"]},
+            "ncbench": {"version": "0.1.0", "commit": COMMIT, "dirty": False, "training_sha256": parts["training"]}}
+
+
 def make_result_dict(method="mymethod", backbone="vse_light", dataset="synthetic", noise=0.0, seed=0, r1=50.0,
                      sha=None, protocol="1", coco=False, ensemble=1, gpu_hours=0.0, rsum_shift=0.0,
-                     reference=None, recipe=None, noise_type=None) -> dict:
+                     reference=None, recipe=None, noise_type=None, committed=False) -> dict:
     """A complete, schema-valid result record with hand-chosen recalls (R@1 = ``r1``, the others offset
     from it, so every number in a rendered table can be predicted by hand). ``noise_type=None``: no
-    such field, as in results written before image-level noise existed (read as caption-level)."""
+    such field, as in results written before image-level noise existed (read as caption-level).
+    ``committed``: made by committed code (a ``code`` block and a clean git record, which ``submit``
+    requires); otherwise no ``code`` block, as results written before code records existed."""
     from ncbench.submission import canonical_noise
 
     if sha is None:
@@ -183,7 +197,9 @@ def make_result_dict(method="mymethod", backbone="vse_light", dataset="synthetic
         "test": test, "best_val": {"epoch": 3},
         "meta": {"ensemble_size": ensemble, "selection": "best_val_rsum", **({"reference": reference} if reference else {})},
         **({"recipe": recipe} if recipe else {}),
-        "timings": {"gpu_hours": gpu_hours}, "env": {}, "error": None,
+        "timings": {"gpu_hours": gpu_hours}, "error": None,
+        **({"code": committed_code(method), "env": {"git": {"commit": COMMIT, "dirty": False}}} if committed
+           else {"env": {}}),
     }
 
 

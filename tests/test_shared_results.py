@@ -241,7 +241,7 @@ def _hostile_files(folder: Path) -> tuple[Path, Path]:
 
 def test_a_fifo_or_device_in_a_submission_is_refused_quickly(write_result, tmp_path):
     """S5/F9, F10: a link to /dev/zero read until MemoryError, a FIFO hung ``submit`` forever."""
-    files = _three(write_result, tmp_path / "sub")
+    files = _three(write_result, tmp_path / "sub", committed=True)
     link, fifo = _hostile_files(files[0].parent)
     done = cli(["submit", "--check", str(tmp_path / "sub"), "--dest", str(tmp_path / "dest")], timeout=20)
     assert done.returncode == 2, done.stderr
@@ -321,7 +321,7 @@ def test_only_ncbenchs_own_references_may_call_themselves_one(write_result, tmp_
     _three(write_result, tmp_path / "unmarked", method="probe", backbone="bow-ridge")
     assert main(["submit", "--check", str(tmp_path / "unmarked")]) == 2
     assert "meta.reference = None, but a probe result is the floor reference row" in capsys.readouterr().err
-    _three(write_result, tmp_path / "probe", method="probe", backbone="bow-ridge", reference="floor")
+    _three(write_result, tmp_path / "probe", method="probe", backbone="bow-ridge", reference="floor", committed=True)
     assert main(["submit", "--check", str(tmp_path / "probe")]) == 0
 
 

@@ -87,7 +87,7 @@ def test_a_tagged_config_is_submitted_as_a_row_of_its_own(tmp_path, result_dict,
 
     for tag in (None, "lr1e-3"):
         for seed in (0, 1, 2):
-            rec = result_dict(method="ncr", seed=seed, noise=0.2)
+            rec = result_dict(method="ncr", seed=seed, noise=0.2, committed=True)
             if tag:
                 rec["identity"]["tag"] = rec["config"]["tag"] = tag
             path = identity_path(tmp_path / "results", rec["identity"])
