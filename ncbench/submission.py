@@ -47,7 +47,8 @@ from typing import Any
 
 from . import PROTOCOL_VERSION
 from .atomic import write_atomic, write_text_atomic
-from .code_identity import code_hash_of
+from .code_identity import code_hash_of, current_code_hash, process_revision
+from .registry import METHODS
 from .data.noise_spec import NoiseSpec
 from .errors import ConfigError, NcbenchError, ResultError
 from .results import (
@@ -97,6 +98,8 @@ def code_problem(data: dict[str, Any]) -> str | None:
     git = env.get("git") if isinstance(env.get("git"), dict) else {}
     if code_hash_of(data) is None:
         return "unknown code: the result records no code hash (no `code` block: written before ncbench recorded it)"
+    if committed_now(data):
+        return None  # made before its code was committed, but that very code is committed now
     untracked = git.get("untracked_methods") or {}
     if untracked:
         return f"dirty code: made with method file(s) git does not track: {', '.join(sorted(map(str, untracked)))}"
@@ -108,6 +111,21 @@ def code_problem(data: dict[str, Any]) -> str | None:
     if ours.get("dirty") is None:
         return "unknown code: whether the checkout had uncommitted changes was not recorded (code.ncbench.dirty)"
     return None
+
+
+def committed_now(data: dict[str, Any]) -> str | None:
+    """The commit of the checkout this process runs from when it holds the very code that made
+    ``data``: the checkout is clean (no changed or untracked file) and the result's code identity is
+    the one its method has here. A result trained before its method file was committed (a method
+    author's usual order) is then as reproducible from that commit as one trained after it."""
+    code = data.get("code") if isinstance(data.get("code"), dict) else {}
+    method = data.get("identity", {}).get("method")
+    if not code.get("hash") or method not in METHODS:
+        return None
+    git = process_revision()
+    if git.get("dirty") is not False or not git.get("commit") or current_code_hash(method) != code["hash"]:
+        return None
+    return git["commit"]
 
 
 _COMMIT = re.compile(r"[0-9a-f]{7,40}")
@@ -164,8 +182,6 @@ def _git(folder: Path, *args: str) -> str | None:
 def method_file(method: str) -> Path | None:
     """The file of the installed method ``method`` (looked up in the registry: nothing named by a
     result is imported), or None."""
-    from .registry import METHODS
-
     try:
         module = sys.modules.get(METHODS.get(method).__module__)
     except NcbenchError:

@@ -269,3 +269,24 @@ def test_a_bad_source_is_one_line(tmp_path, capsys, value):
     err = capsys.readouterr().err.strip().splitlines()
     assert err == [f"ncbench: error: --source {value!r}: give URL@COMMIT (a repository URL without credentials and a "
                    "commit of 7-40 lower-case hex digits) or 'local'"]
+
+
+def test_a_result_made_before_its_method_was_committed_is_accepted_once_that_code_is(tmp_path, result_dict,
+                                                                                    monkeypatch):
+    """A method author trains, then commits: the results' record says the file was untracked, but the
+    code identity is the one the committed checkout has now, so the result is reproducible from that
+    commit (before: refused as dirty, and `run` would not retrain it either: same code, already done)."""
+    from ncbench import submission
+    from ncbench.code_identity import code_record
+
+    data = result_dict(method="vanilla", seed=0, noise=0.2)
+    data["code"] = code_record("vanilla")  # the code this process has
+    data["env"] = {"git": {"commit": "1" * 40, "dirty": True, "untracked_methods": {"methods/vanilla.py": "0" * 64}}}
+    clean = {"commit": "2" * 40, "dirty": False}
+    monkeypatch.setattr(submission, "process_revision", lambda: dict(clean))
+    assert submission.committed_now(data) == "2" * 40 and submission.code_problem(data) is None
+    monkeypatch.setattr(submission, "process_revision", lambda: {**clean, "dirty": True})  # not committed yet
+    assert submission.committed_now(data) is None and "dirty code" in submission.code_problem(data)
+    monkeypatch.setattr(submission, "process_revision", lambda: dict(clean))
+    other = {**data, "code": {**data["code"], "hash": "f" * 16}}  # other code than the checkout's
+    assert submission.committed_now(other) is None and "dirty code" in submission.code_problem(other)
