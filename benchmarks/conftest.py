@@ -11,7 +11,7 @@ the gate compares algorithms, not the scheduler. With two threads on a two-core 
 mixture kernel's best time moved by ±15% from one process to the next, with one by ±4%; and a
 one-thread ratio means the same on a laptop and on a 64-core node. ``--bench-threads N`` changes it.
 
-Options: ``--accuracy-full`` (also the eight methods' accuracy golden on ``vse_light``,
+Options: ``--accuracy-full`` (also every registered method's accuracy golden on ``vse_light``,
 ``test_accuracy_full.py``; about eleven minutes; not in CI), ``--bench-quick`` (fewer rounds of the
 slow baselines; what CI runs), ``--update-baseline``
 (append this run's speed-ups, machine and commit to ``benchmarks/history.jsonl`` and store, per
@@ -58,7 +58,7 @@ def pytest_addoption(parser):
     parser.addoption("--update-baseline", action="store_true", help="record this run's speed-ups as the baseline")
     parser.addoption("--bench-threads", type=int, default=1, help="CPU threads for kernels and baselines (default 1)")
     parser.addoption("--accuracy-full", action="store_true",
-                     help="also run the accuracy golden of the eight methods on vse_light (about eleven minutes)")
+                     help="also run the accuracy golden of every registered method on vse_light (about eleven minutes)")
     parser.addoption("--update-golden", action="store_true", help="with --accuracy-full: re-record its golden file")
 
 
