@@ -39,6 +39,33 @@ def pytest_generate_tests(metafunc):
             metafunc.parametrize(fixture, names())
 
 
+#: tests that must run in one pytest-xdist worker (``tox`` runs the suite with ``-n 2 --dist loadgroup``):
+#: those sharing the session's trained sweep (trained once, not once per worker), the real SLURM cluster
+#: (one per machine), and the registry-driven runs (their uninterrupted reference runs are shared)
+_GROUPS = (("sweep", lambda item: {"noisy_sweep", "sweep_root"} & set(getattr(item, "fixturenames", ()))),
+           ("slurm", lambda item: item.path.name == "test_slurm.py"),
+           ("registry-driven", lambda item: item.path.name == "test_registry_driven.py"))
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        for name, member in _GROUPS:
+            if member(item):
+                item.add_marker(pytest.mark.xdist_group(name))
+                break
+
+
+def pytest_configure(config):
+    """In a pytest-xdist worker, one CPU thread for torch and the BLAS/OpenMP pools (inherited by the
+    subprocesses tests start): two workers of two threads each on two cores ran far slower than one."""
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+            os.environ.setdefault(var, "1")
+        import torch
+
+        torch.set_num_threads(1)
+
+
 @pytest.fixture(autouse=True)
 def _seeded_global_rngs():
     """Every test starts from the same global torch and NumPy state, so a draw that breaks a test
