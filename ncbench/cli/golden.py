@@ -49,7 +49,8 @@ def add_parser(sub) -> None:
     g.add_argument("--replace", action="store_true", help="overwrite an existing entry")
     g.add_argument("--results", help="keep the sweep's runs in this folder (re-running skips them; "
                                      "default: a temporary folder, removed afterwards)")
-    g.add_argument("--cache-dir", default=default_cache_dir(), help="generated data (default: %(default)s)")
+    g.add_argument("--cache-dir", default=default_cache_dir(),
+                   help="where generated data is kept (default: $NCBENCH_CACHE or ~/.cache/ncbench)")
     g.add_argument("--workers", type=workers, default=None,
                    help="local worker processes (default: the sweep's; the numbers do not depend on it)")
 
