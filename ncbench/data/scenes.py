@@ -39,9 +39,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import shutil
-import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -49,7 +46,7 @@ import numpy as np
 
 from ..errors import DataError
 from .precomp import Split
-from .synthetic import check_folder, file_sha256
+from .synthetic import check_folder, file_sha256, publish_generated
 from .vocab import Vocabulary
 
 GENERATOR_VERSION = "1"
@@ -291,9 +288,8 @@ def generate(spec: ScenesSpec, out: Path) -> None:
     """Write the dataset to ``out`` (created atomically: a crash leaves no half-written folder)."""
     rng = np.random.default_rng(spec.seed)
     world = _World(spec, rng)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}."))
-    try:
+
+    def write(tmp: Path) -> None:
         train_caps: list[str] = []
         for name, n, per_caption in (("train", spec.n_train, False), ("dev", spec.n_dev, True), ("test", spec.n_test, False)):
             split = generate_split(world, n, rng)
@@ -306,20 +302,9 @@ def generate(spec: ScenesSpec, out: Path) -> None:
             if name == "train":
                 train_caps = split.captions
         Vocabulary.build(train_caps, threshold=1).save(tmp / "vocab.json")
-        files = {p.name: file_sha256(p) for p in sorted(tmp.iterdir())}
-        (tmp / "meta.json").write_text(
-            json.dumps({"generator": "synthetic-scenes", "generator_version": GENERATOR_VERSION, "spec": asdict(spec),
-                        "files": files}, indent=1),
-            encoding="utf-8",
-        )
-        try:
-            os.replace(tmp, out)
-        except OSError:  # another process finished first: keep theirs (identical by construction)
-            if not (out / "meta.json").is_file():
-                raise
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
+
+    publish_generated(out, write, {"generator": "synthetic-scenes", "generator_version": GENERATOR_VERSION,
+                                   "spec": asdict(spec)})
 
 
 def recorded_hashes(out: Path) -> dict[str, str]:

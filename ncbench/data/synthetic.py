@@ -18,6 +18,8 @@ sha256 of every file, and a cached folder is checked against them each time it i
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import hashlib
 import json
 import os
@@ -122,9 +124,8 @@ def generate(spec: SyntheticSpec, out: Path) -> None:
     """Write the dataset to ``out`` (created atomically: a crash leaves no half-written folder)."""
     rng = np.random.default_rng(spec.seed)
     world = _World(spec, rng)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}."))
-    try:
+
+    def write(tmp: Path) -> None:
         all_caps: list[str] = []
         for split, n, per_caption in (("train", spec.n_train, False), ("dev", spec.n_dev, True), ("test", spec.n_test, False)):
             scenes = world.scenes(n, rng)
@@ -138,11 +139,20 @@ def generate(spec: SyntheticSpec, out: Path) -> None:
             if split == "train":
                 all_caps = caps
         Vocabulary.build(all_caps, threshold=1).save(tmp / "vocab.json")
+
+    publish_generated(out, write, {"generator_version": GENERATOR_VERSION, "spec": asdict(spec)})
+
+
+def publish_generated(out: Path, write: Callable[[Path], None], meta: dict) -> None:
+    """Generate a dataset folder atomically: ``write(tmp)`` fills a temporary folder beside ``out``,
+    the sha256 of each of its files joins ``meta`` in its ``meta.json``, and the folder is renamed
+    to ``out`` (if another process finished first, its identical copy is kept)."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}."))
+    try:
+        write(tmp)
         files = {p.name: file_sha256(p) for p in sorted(tmp.iterdir())}
-        (tmp / "meta.json").write_text(
-            json.dumps({"generator_version": GENERATOR_VERSION, "spec": asdict(spec), "files": files}, indent=1),
-            encoding="utf-8",
-        )
+        (tmp / "meta.json").write_text(json.dumps({**meta, "files": files}, indent=1), encoding="utf-8")
         try:
             os.replace(tmp, out)
         except OSError:  # another process finished first: keep theirs (identical by construction)
