@@ -28,13 +28,13 @@ from __future__ import annotations
 import json
 import platform
 import statistics
-import subprocess
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 from .atomic import write_text_atomic
+from .git import git
 
 TOLERANCE = 0.25
 #: how many recorded runs (``history.jsonl``) the stored baseline is the median of
@@ -78,11 +78,7 @@ def differences(recorded: dict | None, current: dict) -> list[str]:
 
 def git_commit(folder: Path) -> str | None:
     """HEAD of the checkout the benchmarks ran from (``None`` outside a git checkout)."""
-    try:
-        out = subprocess.run(["git", "-C", str(folder), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10)
-    except (OSError, subprocess.SubprocessError):
-        return None
-    return out.stdout.strip() or None if out.returncode == 0 else None
+    return git(folder, "rev-parse", "HEAD") or None
 
 
 @dataclass

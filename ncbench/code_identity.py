@@ -58,7 +58,6 @@ import functools
 import hashlib
 import inspect
 import json
-import subprocess
 import sys
 import weakref
 from dataclasses import dataclass
@@ -66,6 +65,7 @@ from pathlib import Path
 from typing import Any
 
 from . import __version__
+from .git import git
 from .registry import METHODS
 
 PACKAGE = Path(__file__).resolve().parent
@@ -249,20 +249,12 @@ def git_revision(src: Path | None = None) -> dict[str, Any]:
     a changed tracked file *or* a method file git does not track (``methods/*.py``: a result made by
     an uncommitted method is not reproducible from the commit); those are listed with their sha256."""
     src = PACKAGE.parent if src is None else Path(src).resolve()
-
-    def git(*args: str) -> str | None:
-        try:
-            out = subprocess.run(["git", "-C", str(src), *args], capture_output=True, text=True, timeout=10)
-        except (OSError, subprocess.SubprocessError):
-            return None
-        return out.stdout.strip() if out.returncode == 0 else None
-
-    top = git("rev-parse", "--show-toplevel")
+    top = git(src, "rev-parse", "--show-toplevel")
     if top is None or Path(top).resolve() != src:
         return {"commit": None, "dirty": None}
-    dirty = git("status", "--porcelain", "--untracked-files=no")
-    untracked = git("ls-files", "--others", "--exclude-standard", "--", "methods/*.py")
-    out: dict[str, Any] = {"commit": git("rev-parse", "HEAD"), "dirty": None if dirty is None else bool(dirty)}
+    dirty = git(src, "status", "--porcelain", "--untracked-files=no")
+    untracked = git(src, "ls-files", "--others", "--exclude-standard", "--", "methods/*.py")
+    out: dict[str, Any] = {"commit": git(src, "rev-parse", "HEAD"), "dirty": None if dirty is None else bool(dirty)}
     if untracked:
         out["dirty"] = True
         out["untracked_methods"] = {name: sha256_hex((src / name).read_bytes()) for name in sorted(untracked.splitlines())}

@@ -37,7 +37,6 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-import subprocess
 import sys
 from collections import defaultdict
 from dataclasses import asdict, dataclass, field
@@ -48,9 +47,10 @@ from typing import Any
 from . import PROTOCOL_VERSION
 from .atomic import write_atomic, write_text_atomic
 from .code_identity import code_hash_of, current_code_hash, process_revision
-from .registry import METHODS
 from .data.noise_spec import NoiseSpec
 from .errors import ConfigError, NcbenchError, ResultError
+from .git import git, git_bytes
+from .registry import METHODS
 from .results import (
     MAX_BYTES,
     identity_path,
@@ -171,14 +171,6 @@ class Source:
 LOCAL = Source()
 
 
-def _git(folder: Path, *args: str) -> str | None:
-    try:
-        out = subprocess.run(["git", "-C", str(folder), *args], capture_output=True, timeout=10)
-    except (OSError, subprocess.SubprocessError):
-        return None
-    return out.stdout.decode("utf-8", "replace").strip() if out.returncode == 0 else None
-
-
 def method_file(method: str) -> Path | None:
     """The file of the installed method ``method`` (looked up in the registry: nothing named by a
     result is imported), or None."""
@@ -191,11 +183,7 @@ def method_file(method: str) -> Path | None:
 
 
 def _file_at(top: Path, commit: str, relpath: str) -> bytes | None:
-    try:
-        out = subprocess.run(["git", "-C", str(top), "show", f"{commit}:{relpath}"], capture_output=True, timeout=10)
-    except (OSError, subprocess.SubprocessError):
-        return None
-    return out.stdout if out.returncode == 0 else None
+    return git_bytes(top, "show", f"{commit}:{relpath}")
 
 
 def detect_source(data: dict[str, Any]) -> Source:
@@ -207,13 +195,13 @@ def detect_source(data: dict[str, Any]) -> Source:
     method = code.get("method") if isinstance(code.get("method"), dict) else {}
     want = method.get("sha256")
     path = method_file(data["identity"]["method"])
-    top = _git(path.parent, "rev-parse", "--show-toplevel") if path else None
+    top = git(path.parent, "rev-parse", "--show-toplevel") if path else None
     if not want or top is None:
         return LOCAL
-    url = repository_url(_git(Path(top), "remote", "get-url", "origin"))
+    url = repository_url(git(Path(top), "remote", "get-url", "origin"))
     relpath = path.relative_to(Path(top).resolve()).as_posix()
     recorded = (code.get("ncbench") or {}).get("commit")
-    for commit in filter(None, (recorded, _git(Path(top), "rev-parse", "HEAD"))):
+    for commit in filter(None, (recorded, git(Path(top), "rev-parse", "HEAD"))):
         raw = _file_at(Path(top), commit, relpath)
         if url and raw is not None and hashlib.sha256(raw).hexdigest() == want:
             return Source(url, commit)
