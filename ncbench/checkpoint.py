@@ -94,9 +94,11 @@ def storable(cls: type) -> type:
 
 def _builtin_storable() -> None:
     """ncbench's own classes that states hold (imported here, late; the trainer's ``Selection``
-    registers itself with ``@storable``, since the trainer imports this module)."""
+    registers itself with ``@storable`` when the trainer is imported, which is done here too, so that
+    a process that only reads checkpoints, e.g. ``ncbench status``, can read one)."""
     if STORABLE.get("ncbench.engine.method.EpochPlan"):
         return
+    from .engine import trainer  # noqa: F401  (registers Selection)
     from .engine.method import EpochPlan, StepLogs
     from .evaluate import RetrievalMetrics, SplitEvaluation
     from .kernels.mixture import BMM1D, GMM1D, SplitFit

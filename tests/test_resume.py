@@ -193,3 +193,22 @@ def test_shards_split_a_sweep_and_auto_reads_the_launcher(tmp_path, monkeypatch,
     assert capsys.readouterr().out.splitlines() == parts[2]
     assert main([*base, "--shard", "3/3"]) == 2
     assert "shard 3/3: need 0 ≤ i < n" in capsys.readouterr().err
+
+
+def test_a_process_that_only_reads_checkpoints_can_read_a_selection(tmp_path):
+    """A checkpoint holds the trainer's ``Selection``; a process that imported only the checkpoint
+    module (``ncbench status``, a reviewer's script) must still read it, not fail on an unknown class."""
+    script = (
+        "import sys, torch\n"
+        "from ncbench.checkpoint import read, to_plain\n"
+        "from ncbench.engine.trainer import Selection\n"
+        "from ncbench.evaluate import SplitEvaluation\n"
+        "ev = SplitEvaluation.__new__(SplitEvaluation)\n"
+        "torch.save(to_plain({'best': Selection(best_epoch=3, best_val=ev)}), sys.argv[1])\n")
+    path = tmp_path / "state.pt"
+    subprocess.run([sys.executable, "-c", script, str(path)], check=True, cwd=tmp_path)
+    out = subprocess.run([sys.executable, "-c", "import sys; from ncbench.checkpoint import read; "
+                          "s = read(sys.argv[1])['best']; print(type(s).__name__, s.best_epoch)", str(path)],
+                         capture_output=True, text=True, cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["Selection", "3"]
