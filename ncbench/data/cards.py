@@ -1,8 +1,8 @@
 """Dataset cards: what a dataset is made of and how it is evaluated.
 
 A card names the splits, captions per image, where the vocabulary lives, whether injected noise
-is allowed (CC152K carries real noise only) and the test protocol: Flickr30K and CC152K are
-evaluated once on ``test``; MS-COCO on ``testall`` as the mean over five 1K folds *and* on all 5K.
+is allowed (CC152K and NoW carry real noise only) and the test protocol: Flickr30K, CC152K and NoW
+are evaluated once on ``test``; MS-COCO on ``testall`` as the mean over five 1K folds *and* on all 5K.
 The human-readable cards (sizes, how to obtain the features) are in the repository's ``datasets/``.
 """
 
@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Callable
 
 from ..errors import DataError
+from . import now
 from .globalfeat import GlobalSource, load_table, table_splits
 from .judgments import JudgedPairs, JudgmentSource, build_judged_pairs
 from .precomp import Split, load_split
@@ -182,6 +183,46 @@ class GlobalFeatureCard(DatasetCard):
                        lambda: build_judged_pairs(table, root, judgments) if judgments else None)
 
 
+@dataclass(frozen=True)
+class NowCard(DatasetCard):
+    """NoW (Noise of Web, PC2's dataset; ``ncbench.data.now``): precomp-like, its captions stored as
+    the token ids of one of three tokenisers, in the release's folder or under PC2's name for it."""
+
+    tokenizer: str = "bert"
+    folders: tuple[str, ...] = now.FOLDERS
+
+    def locate(self, data_root: Path | None, cache_dir: Path) -> Path:
+        if data_root is None:
+            raise DataError(f"dataset {self.name!r} needs --data-root (the folder holding {' or '.join(self.folders)})")
+        root = Path(data_root)
+        return next((root / f for f in self.folders if (root / f).is_dir()), root)
+
+    def load(self, data_root: Path | None, cache_dir: Path) -> Dataset:
+        root = self.locate(data_root, cache_dir)
+        vocab = Vocabulary.load(self.vocab_path(root, data_root))
+
+        def split(name: str) -> Split:
+            return now.load_now_split(root, name, self.tokenizer, vocab)
+
+        return Dataset(self, root, vocab, split(self.train_split), split(self.dev_split), lambda: split(self.test.split))
+
+
+def now_card(name: str, tokenizer: str, note: str) -> NowCard:
+    """The NoW card reading the captions of ``tokenizer`` (``bert``, ``bpe`` or ``jieba``)."""
+    return NowCard(
+        name,
+        f"NoW (Noise of Web, PC2): 98K/1K/1K web-page screenshots (36 regions x 768) with their meta descriptions, "
+        f"real noise (~70% estimated), 1 caption per image, {tokenizer} token ids{note}; needs --data-root",
+        captions_per_image=1,
+        allows_injected_noise=False,
+        folder=now.FOLDERS[0],
+        vocab_file=now.vocab_file(tokenizer),
+        schedule="now",  # the methods' dataset_defaults["now"], whatever the tokeniser
+        layout=PrecompLayout(now.SPLITS, feature_shape=(now.REGIONS, now.FEATURE_DIM)),
+        tokenizer=tokenizer,
+    )
+
+
 # the built-in cards; ``registry.DATASETS`` registers each under its name (entry points add more)
 BUILTIN_CARDS: tuple[DatasetCard, ...] = (
     SyntheticCard(
@@ -254,4 +295,7 @@ BUILTIN_CARDS: tuple[DatasetCard, ...] = (
                                  crowd="flickr8k/text/CrowdFlowerAnnotations.txt"),
         default_backbone="vse_bow",
     ),
+    now_card("now", "bert", " (PC2's NoW command)"),
+    now_card("now-bpe", "bpe", ""),
+    now_card("now-jieba", "jieba", ""),
 )
