@@ -205,3 +205,31 @@ def test_one_epoch_run_on_now(tmp_path):
     assert len(ranks["i2t"]) == len(ranks["t2i"]) == 10
     recalls = [100 * np.mean(np.asarray(ranks[d]) < k) for d in ("i2t", "t2i") for k in (1, 5, 10)]
     assert r["test"]["full"]["rsum"] == pytest.approx(sum(recalls))
+
+
+def test_now_tokens_equal_pc2s_get_dataset_live(tmp_path, monkeypatch):
+    """The live layer: PC2's own ``data.get_dataset`` and ``vocab.deserialize_vocab`` (checkout
+    ``$NCBENCH_OFFICIAL/PC2-NoiseofWeb``, alipay/PC2-NoiseofWeb@c7ea41a) read the same folder."""
+    import csv
+    import os
+    from pathlib import Path
+
+    from ncbench.registry import DATASETS
+
+    official = Path(os.environ.get("NCBENCH_OFFICIAL", "/nonexistent")) / "PC2-NoiseofWeb/pc2"
+    if not (official / "data.py").is_file():
+        pytest.skip("official alipay/PC2-NoiseofWeb@c7ea41a not available ($NCBENCH_OFFICIAL/PC2-NoiseofWeb/pc2)")
+    monkeypatch.syspath_prepend(str(Path(__file__).resolve().parents[1]))  # the repository root: tests.*
+    from tests.parity.official import extract
+
+    root = write_now(tmp_path, sizes=(5, 2, 2), folder="now100k_precomp")  # PC2 reads --data_name's folder
+    (root / "now100k_precomp/train_caps_bert.txt").write_text("4,5,\n11,,6\n9\n7,7,7,7,\n8,\n")
+    pc2 = extract(official / "vocab.py", ["Vocabulary", "deserialize_vocab"], {"json": json})
+    get_dataset = extract(official / "data.py", ["get_dataset"], {"os": os, "csv": csv, "nltk": None}).get_dataset
+    vocab = pc2.deserialize_vocab(str(root / "vocab/now100k_precomp_vocab_bert.json"))
+    ds = DATASETS.get("now").load(root, tmp_path)
+    for split in ("train", "dev", "test"):
+        tokens, images = get_dataset(str(root), "now100k_precomp", split, vocab, "bert")
+        ours = {"train": ds.train, "dev": ds.dev, "test": ds.test}[split]
+        assert [t.tolist() for t in ours.tokens] == tokens
+        np.testing.assert_array_equal(ours.images, images)
