@@ -88,6 +88,7 @@ def test_now_other_tokenisers_read_their_own_files(tmp_path):
 @pytest.mark.parametrize("line,message", [
     ("4,12,", "train_caps_bert.txt:2: token id 12 is outside the vocabulary (ids must be below 12)"),
     ("4,-1", "train_caps_bert.txt:2: token id '-1' is not a non-negative integer"),
+    ("4,99999999999999999999", "train_caps_bert.txt:2: token id 99999999999999999999 is outside the vocabulary"),
     ("4 5", "train_caps_bert.txt:2: token id '4 5' is not a non-negative integer"),
     ("hello", "train_caps_bert.txt:2: token id 'hello' is not a non-negative integer"),
 ])

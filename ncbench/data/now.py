@@ -45,6 +45,8 @@ SPLITS = (("train", 98_000), ("dev", 1_000), ("test", 1_000))
 REGIONS, FEATURE_DIM = 36, 768
 
 _ID = re.compile(r"\d+", re.ASCII)
+_PLAIN_LINE = re.compile(r"[0-9,]*")
+_INT64_END = 2**63
 
 
 def caption_file(split: str, tokenizer: str) -> str:
@@ -63,7 +65,20 @@ def vocab_file(tokenizer: str) -> str:
 def parse_ids(line: str, n_words: int | None, where: str) -> np.ndarray:
     """The token ids of one caption line (``12,7,403,``), as int64; ``where`` (``file:line``) names
     the line in the DataError raised for a piece that is not a decimal integer or, with ``n_words``,
-    an id outside ``[0, n_words)``."""
+    an id outside ``[0, n_words)``. Lines of digits and commas alone are converted in one step."""
+    if _PLAIN_LINE.fullmatch(line):
+        try:
+            ids = np.array(line.replace(",", " ").split(), dtype=np.int64)
+        except OverflowError:  # an id past int64: named below
+            ids = None
+        if ids is not None and (n_words is None or not ids.size or ids.max() < n_words):
+            return ids
+    return _parse_pieces(line, n_words, where)
+
+
+def _parse_pieces(line: str, n_words: int | None, where: str) -> np.ndarray:
+    """``parse_ids`` one piece at a time, naming the first bad one."""
+    bound = _INT64_END if n_words is None else n_words
     ids = []
     for piece in line.split(","):
         piece = piece.strip()
@@ -73,8 +88,8 @@ def parse_ids(line: str, n_words: int | None, where: str) -> np.ndarray:
             raise DataError(f"{where}: token id {piece[:20]!r} is not a non-negative integer "
                             "(expected comma-separated token ids)")
         value = int(piece)
-        if n_words is not None and value >= n_words:
-            raise DataError(f"{where}: token id {value} is outside the vocabulary (ids must be below {n_words})")
+        if value >= bound:
+            raise DataError(f"{where}: token id {value} is outside the vocabulary (ids must be below {bound})")
         ids.append(value)
     return np.asarray(ids, dtype=np.int64)
 
