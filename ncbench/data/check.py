@@ -4,7 +4,7 @@ For each split the card lists, the feature file is opened as a memory map (only 
 read, so a 30 GB file is checked in milliseconds; a file shorter than its header says is reported
 as truncated), its shape compared with the expected rows × regions × dimensions, and the caption
 file's lines counted against images × captions per image. The vocabulary must be SCAN JSON with
-``word2idx``. Every problem names the file and what was expected; nothing is loaded into memory.
+``word2idx``. Every problem names the file and what was expected; no feature file is loaded into memory.
 
 NoW (``ncbench.data.now``) stores its captions as token ids: its vocabulary is loaded as training
 loads it (SCAN's specials at 0–3), every caption line of the card's tokeniser is parsed (each id
