@@ -16,7 +16,7 @@ def add_parser(sub) -> None:
                     "for every split the image features (memory-mapped: only the header is read, so shapes of "
                     "multi-GB files are checked at once; truncated files are found) and the number of captions. "
                     "Prints one line per file; exit code 1 when anything is missing or misshapen.")
-    dc.add_argument("--dataset", required=True, help="a dataset with a file layout: f30k, coco or cc152k")
+    dc.add_argument("--dataset", required=True, help="a dataset with a file layout: f30k, coco, cc152k, now (or now-bpe, now-jieba)")
     dc.add_argument("--root", "--data-root", dest="root", required=True, metavar="DIR",
                     help="the folder given to `ncbench run --data-root`")
 
