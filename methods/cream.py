@@ -141,6 +141,16 @@ class CREAM(CoTeaching):
         nets = [{k: v.detach().clone() for k, v in n.state_dict().items()} for n in self.nets]
         self._warm = {"best": numbers, "epoch": epoch, "nets": nets}
 
+    def training_phases(self) -> dict[str, int]:
+        """Warm-up, clean batches only, then the hard and the noisy subset join (at ``hard_from`` and
+        ``noisy_from``, in the order of those epochs)."""
+        w = self.config.warmup_epochs
+        phases, trained = {"warm-up": 0, "clean": w}, ["clean"]
+        for subset, start in sorted((("hard", self.config.hard_from), ("noisy", self.noisy_from)), key=lambda s: s[1]):
+            trained.append(subset)
+            phases["+".join(trained)] = w + start
+        return phases
+
     # -- the epoch -----------------------------------------------------------------------------------
     def plan_epoch(self, epoch: int) -> EpochPlan:
         cfg, ctx = self.config, self.ctx

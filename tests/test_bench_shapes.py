@@ -9,7 +9,7 @@ import pytest
 from ncbench.cli import main
 from ncbench.data.shaped import CAPTION_WORDS, shaped_dataset
 from ncbench.errors import ConfigError
-from ncbench.throughput import Throughput, relative_to_vanilla, time_pair_kernel
+from ncbench.throughput import PhaseTiming, Throughput, relative_to_vanilla, time_pair_kernel
 
 
 def test_f30k_shaped_data_has_the_cards_shapes_and_consistent_captions():
@@ -36,13 +36,20 @@ def test_shaped_data_is_seeded_and_follows_each_card():
         shaped_dataset("synthetic", 2, 2)  # no fixed feature shape: the error lists the shapes there are
 
 
-def _row(method, backbone, pairs_per_s):
-    return Throughput(method, backbone, "cpu", 10, 1, 1.0, pairs_per_s, 0.1, 2, None)
+def _row(method, backbone, *phases):
+    """A method timed at 10 pairs; each phase ``(name, seconds per epoch, pairs trained per network)``."""
+    return Throughput(method, backbone, "cpu", 10, [PhaseTiming(name, 0, 1, 10, [s], [0.0], [trained])
+                                                    for name, s, trained in phases], 0.1, 2, 10, None)
 
 
-def test_relative_to_vanilla_divides_by_vanilla_on_the_same_backbone():
-    rows = [_row("vanilla", "sgr", 200.0), _row("ncr", "sgr", 50.0), _row("ncr", "saf", 30.0)]
-    assert relative_to_vanilla(rows) == {("vanilla", "sgr"): 1.0, ("ncr", "sgr"): 0.25}  # no vanilla on saf
+def test_relative_to_vanilla_divides_each_phase_by_vanilla_on_the_same_backbone():
+    rows = [_row("vanilla", "sgr", ("steady", 0.05, [10])),  # 200 pairs/s, all trained
+            _row("ncr", "sgr", ("clean", 0.1, [4, 6]), ("clean+noisy", 0.2, [8, 12])),
+            _row("ncr", "saf", ("clean", 1.0, [5, 5]))]
+    # by hand: ncr clean 10 / 0.1 = 100 pairs/s (0.5×), trained 10 / 0.1 = 100 (0.5×); clean+noisy
+    # 10 / 0.2 = 50 (0.25×) but trained 20 / 0.2 = 100 (0.5×); no vanilla on saf
+    assert relative_to_vanilla(rows) == {("vanilla", "sgr", "steady"): (1.0, 1.0), ("ncr", "sgr", "clean"): (0.5, 0.5),
+                                         ("ncr", "sgr", "clean+noisy"): (0.25, 0.5)}
 
 
 def test_a_global_embedding_backbone_has_no_pair_kernel_to_time():
@@ -51,7 +58,7 @@ def test_a_global_embedding_backbone_has_no_pair_kernel_to_time():
 
 def test_bench_at_f30k_shape_reports_vanilla_ratio_and_pair_kernel(tmp_path, capsys):
     out = tmp_path / "bench.json"
-    code = main(["bench", "--shape", "f30k", "--backbones", "sgr", "--methods", "vanilla,ncr", "--n-train", "10",
+    code = main(["bench", "--shape", "f30k", "--backbones", "sgr", "--methods", "vanilla,ncr", "--n-train", "10", "--epochs", "1",
                  "--n-test", "2", "--batch", "8", "--warmup", "0", "--backbone-opt", "embed_dim=32",
                  "--backbone-opt", "sim_dim=16", "--device", "cpu", "--out", str(out)])
     assert code == 0
@@ -59,9 +66,14 @@ def test_bench_at_f30k_shape_reports_vanilla_ratio_and_pair_kernel(tmp_path, cap
     assert "× vanilla" in printed and "per caption (ms)" in printed and "(36, 2048)" in printed
     data = json.loads(out.read_text())
     assert [(r["method"], r["n_train_pairs"]) for r in data["results"]] == [("vanilla", 50), ("ncr", 50)]
-    assert data["results"][0]["relative_to_vanilla"] == 1.0
-    assert data["results"][1]["relative_to_vanilla"] == pytest.approx(
-        data["results"][1]["pairs_per_s"] / data["results"][0]["pairs_per_s"])
+    (vanilla,), ncr = data["results"][0]["phases"], data["results"][1]["phases"]
+    assert vanilla["relative_to_vanilla"] == 1.0
+    for p in ncr:
+        assert p["relative_to_vanilla"] == pytest.approx(p["pairs_per_s"] / vanilla["pairs_per_s"], rel=1e-3)
+    # the estimate is at F30K's own sizes: 145,000 training pairs, not the 50 timed
+    est = data["results"][1]["estimate"]
+    assert est["card"] == "f30k" and est["train_scale"] == 2900 and est["epochs"] == {"warm-up": 5, "clean": 20,
+                                                                                         "clean+noisy": 20}
     (kernel,) = data["pair_kernels"]
     assert kernel["backbone"] == "sgr" and kernel["batch"] == 8 and kernel["vectorised_ms"] > 0
     assert kernel["speedup"] == pytest.approx(kernel["per_caption_ms"] / kernel["vectorised_ms"], rel=0.01)

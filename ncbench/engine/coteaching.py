@@ -81,6 +81,13 @@ class CoTeaching(Method):
     def noisy_from(self) -> int:
         return self.config.noisy_from if self.config.noisy_from >= 0 else self.config.epochs // 2
 
+    def training_phases(self) -> dict[str, int]:
+        """What an epoch trains, by the epoch it starts at (``ncbench bench`` times each): the
+        warm-up (all pairs, each network), the peer's clean split, and from ``noisy_from`` on the
+        clean split with the cycled noisy batches."""
+        w = self.config.warmup_epochs
+        return {"warm-up": 0, "clean": w, "clean+noisy": w + self.noisy_from}
+
     def networks(self) -> list[Backbone]:
         return self.nets
 
