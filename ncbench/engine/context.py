@@ -33,4 +33,5 @@ def make_context(ds: Dataset, noise: NoiseIndex, backbone: str, backbone_config:
     return TrainContext(
         train=TrainingSet(noisy_split(ds.train, noise, ds.vocab), noise, pin_memory=device.type == "cuda"),
         build_backbone=build_backbone, vocab_size=len(ds.vocab), device=device, generator=generator, progress=progress,
+        clean_dev=ds.dev,
     )

@@ -33,6 +33,7 @@ import torch
 
 from ..backbones.base import Backbone
 from ..data.batching import TrainingSet
+from ..data.precomp import Split
 from ..errors import ConfigError
 from ..kernels.mixture import SplitFit
 from .optim import set_lr, step_decay
@@ -65,6 +66,9 @@ class TrainContext:
     generator: torch.Generator  # drives every shuffle of this run
     progress: bool = False
     log: Callable[[str], None] = field(default=lambda msg: None)
+    # the dev split as loaded (never noised), for methods that learn from a clean meta set (MSCN);
+    # the harness selects epochs on it too. The test split is never handed to a method.
+    clean_dev: Split | None = None
 
 
 @dataclass

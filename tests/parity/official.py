@@ -31,6 +31,8 @@ REPOSITORIES = {
     "decl": ("QinYang79/DECL", "1b0a775", "DECL"),
     "l2rm": ("hhc1997/L2RM", "a766c22", "L2RM"),
     "cream": ("XLearning-SCU/2024-TIP-CREAM", "f487d6f", "CREAM"),
+    "mscn": ("hhc1997/MSCN", "01febc2", "MSCN"),
+    "pc2": ("alipay/PC2-NoiseofWeb", "c7ea41a", "PC2-NoiseofWeb"),
 }
 ENV = "NCBENCH_OFFICIAL"
 
