@@ -83,7 +83,7 @@ def training_phases(method: Method) -> list[Phase]:
 # -- counting the pairs each network trains ------------------------------------------------------------
 class TrainedPairs:
     """Per network, the captions (= pairs) it encoded in training mode with gradients on since the
-    last ``reset``. ``watch`` wraps a context's ``build_backbone`` so that every network a method
+    last ``reset`` (pair-passes: a pair trained twice in an epoch counts twice). ``watch`` wraps a context's ``build_backbone`` so that every network a method
     builds (also one rebuilt mid-run) is counted; the wrapper only counts, so the training is the same."""
 
     def __init__(self):
@@ -112,9 +112,10 @@ class TrainedPairs:
         for net in list(self._counts.keys()):
             self._counts[net] = 0
 
-    def of(self, nets: list[Backbone]) -> list[int]:
-        """The count of each of ``nets`` (0 for a network not built through ``watch``)."""
-        return [self._counts.get(net, 0) for net in nets]
+    def of(self, nets: list[torch.nn.Module]) -> list[int]:
+        """The count of each of ``nets``: of the backbones built through ``watch`` that it is or holds
+        (a method's network may wrap one, as MSCN's meta-corrected scorer does); 0 if none."""
+        return [sum(self._counts.get(module, 0) for module in net.modules()) for net in nets]
 
 
 class _PlanClock:

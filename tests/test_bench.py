@@ -274,6 +274,8 @@ def test_counting_leaves_the_training_unchanged_and_counts_only_training_forward
     net.train()(batch.images, batch.tokens, batch.lengths)
     net.encode_captions(batch.tokens, batch.lengths)  # a method that encodes on its own is counted too
     assert counter.of([net, plain.net]) == [108, 0]  # a network built without the counter counts none
+    wrapper = torch.nn.ModuleDict({"inner": net})  # a method's network that holds a built backbone (MSCN)
+    assert counter.of([wrapper]) == [108]
     counter.reset()
     assert counter.of([net]) == [0]
 
