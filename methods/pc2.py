@@ -36,6 +36,8 @@ Named deviations and switches:
 * **Bank keyed by the pair.** In the mismatched step the official code stores predictions under the
   position of the pair *within its subset's loader* (``index``), not the pair's id, so after
   ``warmup_epoch_2`` the bank mixes pairs up; here every prediction is stored under its pair.
+  ``official_bank_index=true`` stores them under those positions (in the peer's clean and noisy
+  subsets, each in ascending id order, as the official loaders).
 * **The pseudo-caption is scored as it is.** The official replaces the mismatched caption's word
   embeddings by ``1e-8 ×`` themselves plus the pseudo-caption's, resampled to the mismatched batch's
   padded length (interpolated, or zero-padded half in front, and then read for the pseudo-caption's
@@ -93,6 +95,7 @@ class PC2Config(CoTeachingConfig):
     fresh_optimizers: bool = True  # new Adam when co-training starts (official)
     official_broadcast: bool = False
     official_label_grad: bool = False
+    official_bank_index: bool = False
 
     def __post_init__(self):
         """A ConfigError naming the option for a value PC² cannot use (raised when the options are read)."""
@@ -271,13 +274,24 @@ class PC2(CoTeaching):
         img_l, cap_l = net.encode_images(clean.images), net.encode_captions(clean.tokens, clean.lengths)
         p_u = torch.softmax(self._image_logits(k, img_u), dim=-1)
         p_l = torch.softmax(self._image_logits(k, img_l), dim=-1)
-        self._store(k, noisy.ids, p_u)
-        self._store(k, clean.ids, p_l)
+        keys_u, keys_l = self._bank_keys(k, noisy, clean)
+        self._store(k, keys_u, p_u)
+        self._store(k, keys_l, p_l)
         match, labels = pseudo_caption_match(p_u, p_l, cfg.pseudo_threshold)
         margin = self._margin(labels if cfg.official_label_grad else labels.detach())
         if cfg.official_broadcast:
             margin = margin[None, :].expand(len(noisy), -1)
         return triplet_loss(net.score(img_u, cap_l[match]), margin)
+
+    def _bank_keys(self, k: int, noisy: Batch, clean: Batch) -> tuple[torch.Tensor, torch.Tensor]:
+        """Where the pseudo-caption step banks the two batches' predictions: under their pairs' ids, or
+        (``official_bank_index``) under their positions within the peer's noisy and clean subsets."""
+        if not self.config.official_bank_index:
+            return noisy.ids, clean.ids
+        clean_mask = split_clean(self._plan_data["probs"][1 - k], self.config.p_threshold)
+        position_in_clean = torch.cumsum(clean_mask.long(), 0) - 1
+        position_in_noisy = torch.cumsum((~clean_mask).long(), 0) - 1
+        return position_in_noisy[noisy.ids.cpu()], position_in_clean[clean.ids.cpu()]
 
     def finish_epoch(self, epoch: int, plan: EpochPlan, logs: dict[str, float]) -> dict[str, float]:
         out = super().finish_epoch(epoch, plan, logs)

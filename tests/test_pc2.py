@@ -222,3 +222,21 @@ def test_both_subsets_train_on_region_and_global_backbones(tmp_path, backbone):
     logs = [m.train_epoch(e) for e in range(3)]
     assert all(np.isfinite(v) for row in logs for v in row.values()), logs
     assert any("loss_noisy_A" in row for row in logs[1:]), logs
+
+
+def test_official_bank_index_banks_under_positions_within_the_peers_subsets(tmp_path, small_context):
+    ctx, _ = small_context(tmp_path)
+    m = _method(ctx)
+    m.train_epoch(0)
+    plan = m.plan_epoch(1)
+    m._plan_data = plan.data
+    k, clean_ids, noisy_ids = plan.steps[0]
+    clean, noisy = ctx.train.batch(clean_ids), ctx.train.batch(noisy_ids)
+    assert [t.tolist() for t in m._bank_keys(k, noisy, clean)] == [noisy_ids.tolist(), clean_ids.tolist()]
+    m.config.official_bank_index = True
+    peer_clean = (plan.data["probs"][1 - k] > m.config.p_threshold).numpy()
+    assert peer_clean.any() and not peer_clean.all()
+    in_clean, in_noisy = list(np.flatnonzero(peer_clean)), list(np.flatnonzero(~peer_clean))
+    keys_u, keys_l = m._bank_keys(k, noisy, clean)
+    assert keys_u.tolist() == [in_noisy.index(i) for i in noisy_ids]  # the official loaders' ``index``
+    assert keys_l.tolist() == [in_clean.index(i) for i in clean_ids]
