@@ -26,6 +26,7 @@ from .config import RunConfig
 from .engine.context import make_context
 from .engine.method import build_config
 from .evaluate import evaluate_split
+from .precision import execution
 from .registry import METHODS
 from .results import (
     SCHEMA_VERSION,
@@ -101,7 +102,8 @@ def _build(name: str, members: list[RunConfig], cfg: RunConfig, path: Path, runn
     t0 = time.perf_counter()
     ds = runner.dataset(cfg.dataset)
     device = torch.device(runner.s.device)
-    test = evaluate_split(nets, ds.test, device, folds=ds.card.test.folds, amp=runner.s.amp)
+    with execution(device, runner.s.precision):  # the run's precision, the caller's TF32 flags restored after
+        test = evaluate_split(nets, ds.test, device, folds=ds.card.test.folds, amp=runner.s.precision)
     record = {
         "schema_version": SCHEMA_VERSION, "status": "ok",
         "identity": {**member_records[0]["identity"], "backbone": name},
@@ -111,7 +113,7 @@ def _build(name: str, members: list[RunConfig], cfg: RunConfig, path: Path, runn
         "meta": {"ensemble_size": len(nets), "selection": "members_best_val_rsum",
                  "members": [{"backbone": m.backbone, "config_hash": m.config_hash,
                               "best_val_rsum": r["best_val"]["rsum"], "best_epoch": r["best_val"]["epoch"]}
-                             for m, r in zip(members, member_records)], "amp": runner.s.amp},
+                             for m, r in zip(members, member_records)], "precision": runner.s.precision},
         "timings": {"test_s": round(time.perf_counter() - t0, 3),
                     "total_s": round(sum(r["timings"]["total_s"] for r in member_records), 3),
                     "gpu_hours": round(sum(r["timings"].get("gpu_hours", 0.0) for r in member_records), 6)},

@@ -65,6 +65,7 @@ from .results import (
     store_result,
 )
 from .locks import RunLock
+from .precision import check_precision, execution
 
 
 @dataclass
@@ -98,14 +99,18 @@ class RunSettings:
     device: str = "cpu"
     progress: bool = False  # progress bars (on a terminal)
     verbose: bool = False  # one log line per epoch (for logs that are not a terminal)
-    amp: str = "off"  # mixed precision of training and evaluation (``ncbench.precision``)
-    compile: bool = False  # torch.compile the backbones' kernels (``Backbone.compile_kernels``)
+    precision: str | None = None  # of training and evaluation: fp32, tf32, bf16 (None: the device's default, ``ncbench.precision``)
+    compile: bool = False  # torch.compile the backbones' kernels (``Backbone.compile_kernels``), compilations capped
     keep_networks: bool = False  # keep each run's selected networks (``ensemble.nets_path``)
     log: Callable[[str], None] = print
     warn: Callable[[str], None] | None = None  # ``load_warning`` goes here before the first run trains (None: not checked)
     live_log: tuple[str, ...] = ()  # ``--log``: tensorboard and/or wandb (``ncbench.live_log``)
     log_dir: Path | None = None  # where live logs go (None: <results_dir>/logs)
     accept_code_change: bool = False  # keep finished results of other code as this code's (recorded in each)
+    amp: dataclasses.InitVar[str | None] = None  # the deprecated name of ``precision`` (off = fp32), for callers still passing it
+
+    def __post_init__(self, amp: str | None) -> None:
+        self.precision = check_precision(self.precision if self.precision is not None else amp, self.device)
 
 
 def configure_torch(threads: int | None) -> None:
@@ -300,6 +305,11 @@ class Runner:
         device = torch.device(self.s.device)
         if checkpoint is not None:  # its elapsed total counts this process from here
             checkpoint.started, checkpoint.on_gpu = t_start, device.type == "cuda"
+        with execution(device, self.s.precision, self.s.compile):  # TF32 flags restored, compilations capped
+            return self._run(cfg, checkpoint, keep, t_start, device)
+
+    def _run(self, cfg: RunConfig, checkpoint: Checkpointer | None, keep: Path | None, t_start: float,
+             device: torch.device) -> dict[str, Any]:
         ds = self.dataset(cfg.dataset)
         noise = self.noise_index(cfg, ds)
         generator = seed_everything(cfg.seed)
@@ -324,11 +334,11 @@ class Runner:
 
             sel = train_with_selection(method, ds.dev, device, method.total_epochs, true_clean=noise.clean,
                                        desc=cfg.label, progress=self.s.progress, on_epoch=on_epoch,
-                                       checkpoint=checkpoint, amp=self.s.amp)
+                                       checkpoint=checkpoint, amp=self.s.precision)
             t_test = time.perf_counter()
             tuning = cfg.trial is not None  # a tuning trial is selected on dev and never tested
             test = None if tuning else evaluate_split(method.networks(), ds.test, device, folds=ds.card.test.folds,
-                                                      amp=self.s.amp)
+                                                      amp=self.s.precision)
             t_judged = time.perf_counter()
             judged = human_agreement(method, ds.judged, device) if not tuning and ds.judged is not None else None
             if keep is not None:
@@ -348,7 +358,8 @@ class Runner:
             history=sel.history,
             detection=sel.detection,
             meta={"ensemble_size": mcls.ensemble_size, "selection": "best_val_rsum", "epochs": method.total_epochs,
-                  "resumed_after_epoch": sel.resumed_after, "resumed_at_step": sel.resumed_at_step, "amp": self.s.amp,
+                  "resumed_after_epoch": sel.resumed_after, "resumed_at_step": sel.resumed_at_step,
+                  "precision": self.s.precision,
                   "compiled": self.s.compile and not mcls.fixed_backbone
                   and BACKBONES.get(cfg.backbone).has_compiled_kernels(),
                   "reference": reference_role(mcls)},

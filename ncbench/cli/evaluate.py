@@ -8,7 +8,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from .options import check_folder_path, default_cache_dir
+from .options import check_folder_path, default_cache_dir, precision_options
 
 NAMES = ("evaluate",)
 
@@ -57,6 +57,7 @@ def add_parser(sub) -> None:
     e.add_argument("--cache-dir", default=default_cache_dir(), help="cache folder (synthetic datasets)")
     e.add_argument("--device", help="cpu, cuda or cuda:N (default: cuda if available, else cpu)")
     e.add_argument("--threads", type=int, help="CPU threads for torch (default: torch's choice)")
+    precision_options(e)
     e.add_argument("--json", action="store_true", help="print the result record as JSON")
 
 
@@ -76,7 +77,7 @@ def command(args) -> int:
     req = Request(files=[Path(f) for f in args.files], family=args.family, dataset=args.dataset,
                   data_root=Path(args.data_root) if args.data_root else None, cache_dir=Path(args.cache_dir),
                   noise_ratio=args.noise, noise_type=args.noise_type, method=args.method, tag=check_tag(args.tag),
-                  source=args.source, claims=args.claims, device=device)
+                  source=args.source, claims=args.claims, device=device, precision=args.precision)
     record, checkpoints = evaluate_checkpoints(req)
     for c in checkpoints:
         unused = c.record()["opt_unused"]
@@ -97,5 +98,5 @@ def command(args) -> int:
     print(line)
     if "claims" in meta:
         print(f"claimed rSum {meta['claims']['rsum']:.1f}: difference {meta['claims']['delta']:+.1f}")
-    print(f"result: {path}")
+    print(f"result: {path} (precision {meta['precision']})")
     return 0

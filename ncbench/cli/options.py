@@ -1,14 +1,17 @@
 """Option types and the options shared by the sweep commands (``run``, ``detect``, ``tune``, ``status``),
-how they become a ``SweepSpec`` and its planned runs, and the up-front check of the options that
+how they become a ``SweepSpec`` and its planned runs, ``--precision`` (with its deprecated alias
+``--amp``) for every command that trains or evaluates, and the up-front check of the options that
 name a folder or an output file (``check_paths``)."""
 
 from __future__ import annotations
 
 import argparse
 import os
+import sys
 from pathlib import Path
 
 from ..errors import ConfigError
+from ..precision import COMPILE_LIMIT, EVAL_TOLERANCE, LEGACY_AMP, PRECISIONS
 
 
 def floats(text: str) -> list[float]:
@@ -84,6 +87,29 @@ def noise_protocol(args):
     return NoiseSpec.make(args.noise_type, args.noise_model, parse_noise_params(args.noise_opt))
 
 
+class _Precision(argparse.Action):
+    """``--precision NAME``, and the deprecated ``--amp off|bf16`` (mapped, with a one-line warning):
+    the name goes to ``args.precision``, mirrored in ``args.amp`` for code that still reads that."""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        if option_string == "--amp":
+            print(f"ncbench: warning: --amp is deprecated; use --precision {LEGACY_AMP[values]}", file=sys.stderr)
+        namespace.precision = namespace.amp = LEGACY_AMP.get(values, values)
+
+
+def precision_options(p: argparse.ArgumentParser) -> None:
+    """``--precision`` (``ncbench.precision``) and its deprecated alias ``--amp``; both None unless given
+    (the device's default)."""
+    p.set_defaults(precision=None, amp=None)
+    p.add_argument("--precision", choices=PRECISIONS, action=_Precision,
+                   help="numeric precision of training and evaluation: fp32; tf32 (CUDA only: float32 tensors, "
+                        "matrix products on TF32 tensor cores); bf16 (bfloat16 autocast). Default: tf32 on CUDA "
+                        f"(the fastest that keeps evaluation scores within {EVAL_TOLERANCE:g} of fp32), fp32 on the "
+                        "CPU. Recorded in each result as meta.precision")
+    p.add_argument("--amp", choices=tuple(LEGACY_AMP), action=_Precision,
+                   help="deprecated: --precision (--amp off = fp32, --amp bf16 = bf16)")
+
+
 def sweep_options(p: argparse.ArgumentParser, methods: list[str], datasets: list[str], noise: list[float],
                    dataset_help: str) -> None:
     """The options shared by ``run`` and ``detect``."""
@@ -128,12 +154,11 @@ def sweep_options(p: argparse.ArgumentParser, methods: list[str], datasets: list
                    help="where generated data is kept (default: $NCBENCH_CACHE or ~/.cache/ncbench)")
     p.add_argument("--device", help="cpu, cuda or cuda:N (default: cuda if available, else cpu)")
     p.add_argument("--threads", type=int, help="CPU threads for torch (default: torch's choice)")
-    p.add_argument("--amp", choices=["off", "bf16"], default="off",
-                   help="mixed precision for training and evaluation: bf16 autocast (for CUDA; recorded in "
-                        "each result as meta.amp); default off (float32)")
+    precision_options(p)
     p.add_argument("--compile", action="store_true",
                    help="torch.compile the backbone's pair-scoring kernel (sgr, saf; the first steps wait for the "
-                        "compiler; recorded as meta.compiled)")
+                        f"compiler, at most {COMPILE_LIMIT} compilations per process, further variants run "
+                        "uncompiled; recorded as meta.compiled)")
     p.add_argument("--dry-run", action="store_true", help="print the runs and whether each is done, then stop")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.add_argument("-v", "--verbose", action="store_true", help="print one line per epoch (loss, validation rSum, time)")

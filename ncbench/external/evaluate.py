@@ -12,7 +12,8 @@ MS-COCO: ``testall`` as the 5-fold 1K mean and 5K). The result is an ordinary re
 ranks included, so ``ncbench compare`` and the significance marks work) under the row
 ``<method>@checkpoint``, whose ``meta`` says ``kind: checkpoint`` and records each file's sha256,
 epoch, saved ``best_rsum`` and unused options, the ``--source`` URL and the ``--claims`` rSum with
-the difference evaluated − claimed.
+the difference evaluated − claimed, and the precision it was evaluated at (``--precision``: the
+device's default unless given, as for training runs).
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ from ..data.vocab import Vocabulary
 from ..engine.method import build_config
 from ..errors import ConfigError, DataError
 from ..evaluate import SplitEvaluation, evaluate_split
+from ..precision import check_precision, execution
 from ..registry import BACKBONES, DATASETS
 from ..results import SCHEMA_VERSION, environment, identity_path, result_text, set_aside
 from . import FAMILIES, detect
@@ -66,6 +68,7 @@ class Request:
     source: str | None = None
     claims: float | None = None
     device: str = "cpu"
+    precision: str | None = None  # fp32, tf32, bf16 (``ncbench.precision``); None: the device's default
 
 
 @dataclass
@@ -212,6 +215,7 @@ def build_record(req: Request, checkpoints: list[Checkpoint], dataset: str, rati
         "kind": KIND, "ensemble_size": sum(len(c.networks) for c in checkpoints),
         "selection": "released_checkpoint", "family": family.name, "combine": family.combine,
         "checkpoints": [c.record() for c in checkpoints], "source": req.source,
+        "precision": check_precision(req.precision, req.device),
     }
     if req.claims is not None:
         meta["claims"] = {"rsum": float(req.claims), "delta": round(rsum - float(req.claims), 4)}
@@ -235,6 +239,7 @@ def evaluate_checkpoints(req: Request) -> tuple[dict[str, Any], list[Checkpoint]
     """Load, rebuild and evaluate; the result record (not yet written) and the loaded files."""
     if not req.files:
         raise ConfigError("give at least one checkpoint file")
+    precision = check_precision(req.precision, req.device)
     checkpoints = [load_checkpoint(Path(p), req.family) for p in req.files]
     families = {c.family.name for c in checkpoints}
     if len(families) > 1:
@@ -245,7 +250,8 @@ def evaluate_checkpoints(req: Request) -> tuple[dict[str, Any], list[Checkpoint]
     vocab, split, vocab_file = load_test_split(card, req.data_root, req.cache_dir)
     nets = [n.to(req.device) for n in networks_for(checkpoints, vocab, split, vocab_file)]
     t0 = time.perf_counter()
-    test = evaluate_split(nets, split, torch.device(req.device), folds=card.test.folds)
+    with execution(req.device, precision):
+        test = evaluate_split(nets, split, torch.device(req.device), folds=card.test.folds, amp=precision)
     return build_record(req, checkpoints, dataset, ratio, card, test, time.perf_counter() - t0), checkpoints
 
 
