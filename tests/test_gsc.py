@@ -184,3 +184,8 @@ def test_coco_defaults_follow_the_official_script():
     assert (f30k.epochs, f30k.lr, f30k.lr_update, f30k.lr_decay, f30k.batch_size, f30k.gamma, f30k.beta, f30k.tau) == \
         (60, 2e-4, 15, 0.2, 128, 0.01, 0.7, 0.07)
     assert (coco.lr_update, coco.gamma) == (20, 1.0)
+
+
+@pytest.mark.slow
+def test_gsc_beats_vanilla_at_60_percent_noise(noisy_sweep, beats_vanilla):
+    beats_vanilla(noisy_sweep("gsc"), "gsc")
