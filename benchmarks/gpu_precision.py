@@ -132,7 +132,7 @@ def measure_compile(device: torch.device, sizes: Sizes, backbone: str, precision
         with torch.no_grad():
             return similarity_matrix([net], ds.test, device, amp=precision)
 
-    with execution(device, precision, compile=True):
+    with execution(precision, compile=True):
         for name, fn in (("train", train_step), ("eval", evaluate)):
             t0 = time.perf_counter()
             fn(compiled)

@@ -102,7 +102,7 @@ def _build(name: str, members: list[RunConfig], cfg: RunConfig, path: Path, runn
     t0 = time.perf_counter()
     ds = runner.dataset(cfg.dataset)
     device = torch.device(runner.s.device)
-    with execution(device, runner.s.precision):  # the run's precision, the caller's TF32 flags restored after
+    with execution(runner.s.precision):  # the run's precision, the caller's TF32 flags restored after
         test = evaluate_split(nets, ds.test, device, folds=ds.card.test.folds, amp=runner.s.precision)
     record = {
         "schema_version": SCHEMA_VERSION, "status": "ok",

@@ -28,8 +28,8 @@ is traced again for each new variant it meets (training or evaluation mode, with
 gradients, a chunk of one caption...): each is a full compilation (minutes on a GPU for SAF).
 ``compile_limits`` caps that: at most ``COMPILE_LIMIT`` compilations of a kernel in a process,
 whatever the number of batches and evaluation chunks; a variant met after the cap runs eagerly (the
-same numbers, uncompiled). ``execution`` is the scope a run trains and evaluates in: its precision
-and, when compiling, the cap.
+same numbers, uncompiled). ``execution`` is the scope a run trains and evaluates in: its TF32
+setting and, when compiling, the cap.
 """
 
 from __future__ import annotations
@@ -151,8 +151,10 @@ def compile_limits(limit: int = COMPILE_LIMIT) -> Iterator[None]:
 
 
 @contextlib.contextmanager
-def execution(device: torch.device | str, precision: str, compile: bool = False) -> Iterator[None]:
-    """The scope a run trains and evaluates in: ``compute`` at ``precision``, and the compilation
-    cap when ``compile``."""
-    with compute(device, precision), (compile_limits() if compile else contextlib.nullcontext()):
+def execution(precision: str, compile: bool = False) -> Iterator[None]:
+    """The scope a whole run trains and evaluates in: its TF32 setting (on for tf32, off otherwise, for
+    every product of the run, the split fits and metrics included), and the compilation cap when
+    ``compile``. Autocast (bf16) is not entered here: the trainer and the evaluation enter ``compute``
+    around the steps and the scoring, where it applies."""
+    with tf32_matmuls(canonical(precision) == "tf32"), (compile_limits() if compile else contextlib.nullcontext()):
         yield

@@ -305,7 +305,7 @@ class Runner:
         device = torch.device(self.s.device)
         if checkpoint is not None:  # its elapsed total counts this process from here
             checkpoint.started, checkpoint.on_gpu = t_start, device.type == "cuda"
-        with execution(device, self.s.precision, self.s.compile):  # TF32 flags restored, compilations capped
+        with execution(self.s.precision, self.s.compile):  # TF32 flags restored, compilations capped
             return self._run(cfg, checkpoint, keep, t_start, device)
 
     def _run(self, cfg: RunConfig, checkpoint: Checkpointer | None, keep: Path | None, t_start: float,

@@ -131,6 +131,13 @@ def test_compute_sets_the_tf32_flags_and_restores_the_callers():
             raise RuntimeError("inside")
         assert not torch.is_autocast_enabled("cpu")
         assert (torch.get_float32_matmul_precision(), torch.backends.cudnn.allow_tf32) == ("medium", True)
+        # a run's scope: TF32 for the whole run, autocast left to the steps and the scoring (``compute``)
+        with execution("tf32"):
+            assert torch.get_float32_matmul_precision() == "high" and not torch.is_autocast_enabled("cpu")
+        with execution("bf16"), execution("off"):
+            assert torch.get_float32_matmul_precision() == "highest" and not torch.backends.cudnn.allow_tf32
+            assert not torch.is_autocast_enabled("cpu")
+        assert (torch.get_float32_matmul_precision(), torch.backends.cudnn.allow_tf32) == ("medium", True)
     finally:
         torch.set_float32_matmul_precision(before[0])
         torch.backends.cudnn.allow_tf32 = before[1]
@@ -223,7 +230,7 @@ def test_compilations_are_capped_whatever_the_number_of_batches_and_chunks(monke
     g = torch.Generator().manual_seed(0)
     counts = []
     try:
-        with execution(CPU, "fp32", compile=True):
+        with execution("fp32", compile=True):
             for network in range(2):  # a run's two networks (NCR's A and B), or the next run's
                 torch.manual_seed(network)
                 eager = bcls(config, 40, 10)
@@ -270,3 +277,20 @@ def test_the_gpu_precision_figures_run_in_their_quick_mode():
     assert all(set(f) == fields and f["ncbench_ms"] > 0 for f in figures)
     gpu_fields = (root / "gpu.py").read_text()
     assert all(f"    {name}:" in gpu_fields for name in fields)  # gpu.Figure(**f) takes them
+
+
+def test_evaluate_records_its_precision_and_refuses_tf32_on_the_cpu(tmp_path, capsys):
+    """``ncbench evaluate --precision bf16`` scores a released checkpoint in bfloat16 and says so in
+    ``meta.precision``, under the config hash of fp32 (the default on the CPU); tf32 is one error."""
+    fixtures = Path(__file__).parent / "fixtures" / "checkpoints"
+    argv = ["evaluate", str(fixtures / "ncr.pth.tar"), "--data-root", str(fixtures / "data"), "--device", "cpu"]
+    records = {}
+    for precision in ("fp32", "bf16"):
+        out = tmp_path / precision
+        assert main([*argv, "--results", str(out), "--precision", precision]) == 0
+        assert f"(precision {precision})" in capsys.readouterr().out
+        records[precision] = _result(out)[1]
+    assert [r["meta"]["precision"] for r in records.values()] == ["fp32", "bf16"]
+    assert records["fp32"]["config_hash"] == records["bf16"]["config_hash"]
+    assert main([*argv, "--results", str(tmp_path / "t"), "--precision", "tf32"]) == 2
+    assert capsys.readouterr().err.startswith("ncbench: error: --precision tf32 needs a CUDA device")

@@ -18,6 +18,7 @@ device's default unless given, as for training runs).
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import os
@@ -215,7 +216,7 @@ def build_record(req: Request, checkpoints: list[Checkpoint], dataset: str, rati
         "kind": KIND, "ensemble_size": sum(len(c.networks) for c in checkpoints),
         "selection": "released_checkpoint", "family": family.name, "combine": family.combine,
         "checkpoints": [c.record() for c in checkpoints], "source": req.source,
-        "precision": check_precision(req.precision, req.device),
+        "precision": req.precision,
     }
     if req.claims is not None:
         meta["claims"] = {"rsum": float(req.claims), "delta": round(rsum - float(req.claims), 4)}
@@ -239,7 +240,7 @@ def evaluate_checkpoints(req: Request) -> tuple[dict[str, Any], list[Checkpoint]
     """Load, rebuild and evaluate; the result record (not yet written) and the loaded files."""
     if not req.files:
         raise ConfigError("give at least one checkpoint file")
-    precision = check_precision(req.precision, req.device)
+    req = dataclasses.replace(req, precision=check_precision(req.precision, req.device))  # refused before any work
     checkpoints = [load_checkpoint(Path(p), req.family) for p in req.files]
     families = {c.family.name for c in checkpoints}
     if len(families) > 1:
@@ -250,8 +251,8 @@ def evaluate_checkpoints(req: Request) -> tuple[dict[str, Any], list[Checkpoint]
     vocab, split, vocab_file = load_test_split(card, req.data_root, req.cache_dir)
     nets = [n.to(req.device) for n in networks_for(checkpoints, vocab, split, vocab_file)]
     t0 = time.perf_counter()
-    with execution(req.device, precision):
-        test = evaluate_split(nets, split, torch.device(req.device), folds=card.test.folds, amp=precision)
+    with execution(req.precision):
+        test = evaluate_split(nets, split, torch.device(req.device), folds=card.test.folds, amp=req.precision)
     return build_record(req, checkpoints, dataset, ratio, card, test, time.perf_counter() - t0), checkpoints
 
 
