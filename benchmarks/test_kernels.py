@@ -11,11 +11,13 @@ plan of a 128-pair batch vs the official NumPy Sinkhorn loop.
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 from sklearn.mixture import GaussianMixture
+from torch.utils._python_dispatch import TorchDispatchMode
 
 from ncbench.kernels import consistency
 from ncbench.kernels.complementary import active_complementary_loss
@@ -235,6 +237,169 @@ def test_sgraf_similarity(timed, role, name):
 
     score = score_per_caption if role == "baseline" else score_all_pairs
     timed(group, role, lambda: score(net, img, cap, lengths).sum().backward(), rounds=3 if role == "baseline" else 5)
+
+
+# -- SGR/SAF test-time scoring: every image × every caption, vs the official structure --------------
+def official_forward_sim(net, img_emb: torch.Tensor, cap_emb: torch.Tensor, cap_lens: list[int]) -> torch.Tensor:
+    """NCR's ``EncoderSimilarity.forward`` (``NCR/model.py``, what ``forward_sim`` calls), re-implemented
+    line by line on an ncbench ``sgr``/``saf`` network's weights: the globals of all images once, then a
+    Python loop over captions, each caption's words (``cap_lens``) repeated for every image, its TextSA
+    global, ``SCAN_attention`` (bmm, LeakyReLU, l2norm over words, transposes, softmax over regions,
+    bmm, l2norm), the local and global similarity vectors, their concatenation and SGR's full graph
+    reasoning (every node, every step) or SAF's filtration (BatchNorm in eval mode), and the sigmoid."""
+    n_image = img_emb.size(0)
+    img_ave = torch.mean(img_emb, 1)
+    v = net.v_att
+    g_emb = v.glob(img_ave).unsqueeze(1).repeat(1, img_emb.size(1), 1)
+    weights = torch.softmax(v.common(v.local(img_emb).mul(g_emb)).squeeze(2), dim=1)
+    img_glo = _l2norm((weights.unsqueeze(2) * img_emb).sum(dim=1))
+    sim_all = []
+    for i in range(cap_emb.size(0)):
+        cap_i = cap_emb[i, :cap_lens[i], :].unsqueeze(0)
+        cap_i_expand = cap_i.repeat(n_image, 1, 1)
+        t = net.t_att
+        l_emb, g = t.local(cap_i), t.glob(torch.mean(cap_i, 1)).unsqueeze(1).repeat(1, cap_i.size(1), 1)
+        w = torch.softmax(t.common(l_emb.mul(g)).squeeze(2), dim=1)
+        cap_glo_i = _l2norm((w.unsqueeze(2) * cap_i).sum(dim=1))
+        context = _scan_attention(cap_i_expand, img_emb, 9.0)
+        sim_loc = _l2norm(net.sim_loc(torch.pow(torch.sub(context, cap_i_expand), 2)))
+        sim_glo = _l2norm(net.sim_glo(torch.pow(torch.sub(img_glo, cap_glo_i), 2)))
+        sim_emb = torch.cat([sim_glo.unsqueeze(1), sim_loc], 1)
+        if hasattr(net, "steps"):  # SGR: GraphReasoning × sgr_steps
+            for step in net.steps:
+                edge = torch.softmax(torch.bmm(step["query"](sim_emb), step["key"](sim_emb).permute(0, 2, 1)), dim=-1)
+                sim_emb = torch.relu(step["node"](torch.bmm(edge, sim_emb)))
+            sim_vec = sim_emb[:, 0, :]
+        else:  # SAF: AttentionFiltration
+            attn = torch.sigmoid(net.filter_bn(net.filter(sim_emb).permute(0, 2, 1)))
+            attn = attn / (torch.abs(attn).sum(dim=-1, keepdim=True) + 1e-8)
+            sim_vec = _l2norm(torch.matmul(attn, sim_emb).squeeze(1))
+        sim_all.append(torch.sigmoid(net.sim_eval(sim_vec)))
+    return torch.cat(sim_all, 1)
+
+
+def _l2norm(x: torch.Tensor, dim: int = -1) -> torch.Tensor:
+    return x / (torch.pow(x, 2).sum(dim=dim, keepdim=True).sqrt() + 1e-8)
+
+
+def _scan_attention(query: torch.Tensor, context: torch.Tensor, smooth: float) -> torch.Tensor:
+    """The official ``SCAN_attention`` (t2i), its transposes and copies as written there."""
+    attn = torch.nn.LeakyReLU(0.1)(torch.bmm(context, torch.transpose(query, 1, 2)))
+    attn = _l2norm(attn, 2)
+    attn = torch.softmax(torch.transpose(attn, 1, 2).contiguous() * smooth, dim=2)
+    weighted = torch.bmm(torch.transpose(context, 1, 2), torch.transpose(attn, 1, 2).contiguous())
+    return _l2norm(torch.transpose(weighted, 1, 2), dim=-1)
+
+
+def official_similarity(net):
+    """The official ``forward_sim`` itself, from an NCR checkout under ``NCBENCH_OFFICIAL``, holding
+    ``net``'s weights: a callable ``(img_emb, cap_emb, cap_lens)``; None without a checkout, or for
+    a network of other than 36 regions (the official VisualSA is built for 36)."""
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository root: tests.parity
+    from tests.parity.official import checkout, load_module
+
+    root = checkout("ncr")
+    if root is None or net.config.num_regions != 36:  # the official VisualSA's BatchNorm is built for 36
+        return None
+    off = load_module(root / "NCR" / "model.py", "ncr_model_bench")
+    module = "SGR" if hasattr(net, "steps") else "SAF"
+    sim = off.EncoderSimilarity(net.config.embed_dim, net.config.sim_dim, module, net.config.sgr_steps)
+    mine = [v for k, v in net.state_dict().items() if not k.startswith(("img_fc.", "embed.", "gru."))]
+    weight = next(net.parameters())
+    sim.to(weight.device, weight.dtype).load_state_dict(dict(zip(sim.state_dict(), mine)))
+    sim.eval()
+    return lambda img, cap, lens: sim(img, cap, lens)
+
+
+def scoring_inputs(name: str, n_img: int, n_cap: int, widths: dict, regions: int, seed: int = 0):
+    """An eval-mode ``sgr``/``saf`` network of ``widths`` (its BatchNorm statistics randomised, as
+    after training) and the embeddings of ``n_img`` random images of ``regions`` regions and
+    ``n_cap`` captions of 8–18 words (mean 13), with their lengths."""
+    from ncbench.registry import BACKBONES
+
+    torch.manual_seed(seed)
+    cls = BACKBONES.get(name)
+    feature_dim = widths.get("feature_dim", 2048)
+    config = cls.Config(**{k: v for k, v in widths.items() if k != "feature_dim"}, num_regions=regions)
+    net = cls(config, 1000, feature_dim)
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for bn in (m for m in net.modules() if isinstance(m, torch.nn.BatchNorm1d)):
+            bn.running_mean.uniform_(-0.2, 0.2, generator=g)
+            bn.running_var.uniform_(0.5, 1.5, generator=g)
+        net.eval()
+        lengths = torch.randint(8, 19, (n_cap,), generator=g)
+        tokens = torch.randint(1, 1000, (n_cap, 18), generator=g) * (torch.arange(18)[None] < lengths[:, None])
+        img = net.encode_images(torch.randn(n_img, regions, feature_dim, generator=g).relu())
+        cap = net.encode_captions(tokens, lengths)
+    return net, img, cap, lengths.tolist()
+
+
+class _BytesWritten(TorchDispatchMode):
+    """Bytes every operation writes (its outputs; views excluded, in-place results included)."""
+
+    def __init__(self):
+        super().__init__()
+        self.total = 0
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        out = func(*args, **(kwargs or {}))
+        if not func.is_view:
+            for t in out if isinstance(out, (tuple, list)) else [out]:
+                if isinstance(t, torch.Tensor):
+                    self.total += t.numel() * t.element_size()
+        return out
+
+
+def pair_costs(fn, img: torch.Tensor, cap: torch.Tensor, lengths: list[int]) -> tuple[int, int]:
+    """``(FLOPs, bytes)`` per image × caption pair of ``fn(img, cap, lengths)``: matrix-product FLOPs
+    (``FlopCounterMode``, 2 per multiply-add) and bytes written by every operation, each as the second
+    difference ``F(2, 2) − F(2, 1) − F(1, 2) + F(1, 1)`` over the first two images and captions (what
+    is done once per image, per caption or per call cancels). Give captions of one length."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    def count(n: int, c: int) -> tuple[int, int]:
+        with torch.no_grad(), FlopCounterMode(display=False) as flops, _BytesWritten() as written:
+            fn(img[:n], cap[:c], lengths[:c])
+        return flops.get_total_flops(), written.total
+
+    (a, p), (b, q), (c, r), (d, t) = count(2, 2), count(2, 1), count(1, 2), count(1, 1)
+    return a - b - c + d, p - q - r + t
+
+
+PAPER = {"embed_dim": 1024, "sim_dim": 256, "word_dim": 300, "feature_dim": 2048}
+SCENES = {"embed_dim": 64, "sim_dim": 16, "word_dim": 300, "feature_dim": 64}
+#: group → (widths, regions, images, captions, full mode only)
+SCORING = {
+    "test-scores-paper-16x48": (PAPER, 36, 16, 48, False),
+    "test-scores-paper-100x500": (PAPER, 36, 100, 500, True),
+    "test-scores-scenes-100x500": (SCENES, 12, 100, 500, False),
+}
+
+
+@pytest.mark.parametrize("size", list(SCORING))
+@pytest.mark.parametrize("name", ["sgr", "saf"])
+@pytest.mark.parametrize("role", ["ncbench", "baseline"])
+def test_sgraf_test_scores(timed, request, role, name, size):
+    """Test-time scoring of every image × every caption (eval mode, no grad): ncbench's
+    ``test_scores`` vs the official structure (``forward_sim`` from an NCR checkout with
+    ``NCBENCH_OFFICIAL``, else ``official_forward_sim``), at the papers' widths (36 regions, embed
+    1024, sim 256; a 100 × 500 figure without ``--bench-quick``) and at ``synthetic-scenes-small``'s
+    (12 regions of 64, embed 64, sim 16; its test split's 100 × 500)."""
+    widths, regions, n_img, n_cap, full_only = SCORING[size]
+    if full_only and request.config.getoption("--bench-quick"):
+        pytest.skip("a paper-width figure of the full mode (not --bench-quick)")
+    net, img, cap, lengths = scoring_inputs(name, n_img, n_cap, widths, regions)
+    group = f"{name}-{size}"
+    with torch.no_grad():
+        if role == "baseline":
+            official = official_similarity(net) or (lambda i, c, n: official_forward_sim(net, i, c, n))
+            out = timed(group, role, lambda: official(img, cap, lengths), rounds=3)
+        else:
+            out = timed(group, role, lambda: net.test_scores(img, cap), rounds=3 if n_img * n_cap > 10_000 else 5)
+        torch.testing.assert_close(out, net.score(img, cap), rtol=1e-4, atol=1e-5)
 
 
 def numpy_partial_ot(cost: np.ndarray, mass: float, reg: float, tol: float = 1e-3, max_iter: int = 1000) -> np.ndarray:

@@ -116,15 +116,17 @@ def _pad_cat(pieces: list[torch.Tensor]) -> torch.Tensor:
 def similarity_matrix(nets: list[Backbone], split: Split, device: torch.device, block: int = 1000,
                       amp: str = "off") -> np.ndarray:
     """``(n_images, n_captions)`` float32 similarities averaged over ``nets``: each network encodes
-    the split once, then scores it in ``block`` images × ``block`` · cpi captions tiles (a
-    cross-attention backbone bounds its memory further inside ``score``); ``amp`` as ``--amp``."""
+    the split once (eval mode), then scores it in ``block`` images × ``block`` · cpi captions tiles
+    with its test-time scoring (``test_scores`` where the backbone has one: SGR/SAF's restructured
+    evaluation, which bounds its memory further inside; else ``score``); ``amp`` as ``--amp``."""
     total = np.zeros((split.n_images, split.n_captions), dtype=np.float32)
     for net in nets:
+        scores = getattr(net, "test_scores", net.score)
         with autocast(device, amp):
             img, cap = encode_split(net, split, device)
             for i0 in range(0, img.shape[0], block):
                 for c0 in range(0, cap.shape[0], block * split.captions_per_image):
-                    s = net.score(img[i0 : i0 + block], cap[c0 : c0 + block * split.captions_per_image])
+                    s = scores(img[i0 : i0 + block], cap[c0 : c0 + block * split.captions_per_image])
                     total[i0 : i0 + s.shape[0], c0 : c0 + s.shape[1]] += s.float().cpu().numpy()
     total /= len(nets)
     return total

@@ -31,6 +31,31 @@ updates its running statistics once per caption in caption order, exactly as the
 
 Memory: the ``(captions × images × words × 1024)`` intermediates are bounded by processing captions
 in chunks of at most ``pair_chunk`` elements each.
+
+Test-time scoring (``test_scores``: every image × every caption in eval mode, what evaluation ranks;
+``score`` stays the training path, unchanged). Equal to ``score`` to float tolerance; restructured:
+  * once per call: VisualSA globals and each image's region Gram matrix ``G = V Vᵀ`` ``(R × R)``;
+    TextSA globals; SGR's folded step matrices (below);
+  * captions grouped by length, so every tile is scored without padding or masks (the official
+    loop also scores each caption's real words only; ``score`` pads to the longest);
+  * tiles of images × captions whose every per-pair tensor stays within ``pair_chunk`` elements;
+  * attention: one ``(images·R) × (captions·L)`` product for the logits; ``‖context‖² = wᵀ G w``
+    puts the context's L2 normalisation onto the R attention weights, so ``ĉ − word`` is one batched
+    product with β = −1 (``baddbmm``) squared in place, then the local similarity map;
+  * SGR: ``q_i · k_j = n_i W_qᵀ W_k n_jᵀ + (b_q W_k) · n_j`` + terms constant in ``j`` (they cancel in
+    the softmax over ``j``): one ``S × S`` matrix ``A = W_qᵀ W_k`` instead of the query and key maps,
+    in one product with the node map (its bias moved before the mixing: the edges' rows sum to 1);
+    the last step computes node 0 only, the one read out; SAF: BatchNorm with running statistics.
+Per pair (R regions, L words, E embed, S sim, k steps; 2 FLOPs per multiply-add; matrix products
+only, as ``FlopCounterMode`` counts them; bytes: every operation's output, views excluded):
+  official   ``4RLE + 2LES + 2ES + 2S`` + SGR ``k(6(L+1)S² + 4(L+1)²S)`` / SAF ``4(L+1)S``
+  ncbench    the same ``+ 2LR²`` (the norm), SGR ``(k−1)(4(L+1)S² + 4(L+1)²S) + 4S² + 4(L+1)S``
+At the papers' widths (R 36, L 14, E 1024, S 256, k 3): SGR 28.3 → 18.6 MFLOP and 924 → 370 kB
+written per pair; SAF 9.94 → 9.98 MFLOP and 693 → 208 kB (the official writes each ``L × E``
+tensor several times: the repeated caption, transposed copies, the normalisations, the difference).
+At ``synthetic-scenes`` widths (R 12, E 64, S 16): SGR 0.186 → 0.139 MFLOP, 68 → 34 kB; SAF 0.075 →
+0.079 MFLOP, 48 → 19 kB. ``benchmarks/test_kernels.py`` (``pair_costs``) measures these, and
+times both structures (``pytest benchmarks -k test_scores``).
 """
 
 from __future__ import annotations
@@ -64,6 +89,44 @@ def _xavier(module: nn.Module) -> None:
         elif isinstance(m, nn.BatchNorm1d):
             nn.init.ones_(m.weight)
             nn.init.zeros_(m.bias)
+
+
+@dataclass
+class _TestImages:
+    """The image side of test-time scoring: region embeddings ``(n, R, E)``, VisualSA globals
+    ``(n, E)`` and each image's region Gram matrix ``(n, R, R)``."""
+
+    regions: torch.Tensor
+    glob: torch.Tensor
+    gram: torch.Tensor
+
+    def rows(self, i0: int, i1: int) -> "_TestImages":
+        return _TestImages(self.regions[i0:i1], self.glob[i0:i1], self.gram[i0:i1])
+
+
+@dataclass
+class _TestCaptions:
+    """Captions of one length ``L`` for test-time scoring: words ``(c, L, E)``, TextSA globals ``(c, E)``."""
+
+    words: torch.Tensor
+    glob: torch.Tensor
+
+    def rows(self, c0: int, c1: int) -> "_TestCaptions":
+        return _TestCaptions(self.words[c0:c1], self.glob[c0:c1])
+
+
+def _length_groups(lengths: torch.Tensor) -> list[tuple[int, torch.Tensor]]:
+    """``(length, caption indices)`` for each distinct caption length (a zero-length caption is
+    scored as one word, as ``score`` does): every group is scored without padding or masks."""
+    lengths = lengths.clamp_min(1)
+    return [(int(n), torch.nonzero(lengths == n).flatten()) for n in torch.unique(lengths).tolist()]
+
+
+def _softmax_keys(edges: torch.Tensor) -> torch.Tensor:
+    """Softmax over the keys of ``(pairs, keys, queries)`` edge logits. The edges are built keys-first
+    because a softmax over rows of ``L + 1`` ≈ 15 contiguous numbers is about 3× slower on the CPU
+    than the same softmax over the second-last axis."""
+    return torch.softmax(edges, dim=-2)
 
 
 @dataclass
@@ -169,6 +232,67 @@ class SGRAF(Backbone):
         weights = self._attend(attn, m[:, None, None, :])
         context = l2norm(torch.einsum("cirl,ird->cild", weights, img_emb))
         return self._head(context, cap[:, None], img_glo[None], glo[:, None], m[:, None]).T  # (n_img, c)
+
+    # -- test-time scoring (every image × every caption, eval mode) --------------------------------
+    @torch.no_grad()
+    def test_scores(self, img_emb: torch.Tensor, cap_emb: torch.Tensor) -> torch.Tensor:
+        """``(n_img, n_cap)`` test-time scores: ``score``'s values (to float tolerance) in eval mode,
+        restructured as the module docstring's *Test-time scoring* says. In training mode, for a
+        subclass that overrides ``score`` and for a SAF whose filtration BatchNorm keeps no running
+        statistics it is ``score`` itself."""
+        if self.training or type(self).score is not SGRAF.score or not self._test_path_applies():
+            return self.score(img_emb, cap_emb)  # a subclass that scores otherwise keeps its own
+        mask = self.word_mask(cap_emb)
+        img, cap_glo = self._test_image_side(img_emb), self.t_att(cap_emb, mask)
+        lengths = mask.sum(1)
+        out = img_emb.new_empty(img_emb.shape[0], cap_emb.shape[0])
+        for length, rows in _length_groups(lengths):
+            cap = _TestCaptions(cap_emb[rows, :length], cap_glo[rows])
+            for i0, i1, c0, c1 in self._test_tiles(img_emb.shape[0], len(rows), length):
+                out[i0:i1, rows[c0:c1]] = self._test_pairs(img.rows(i0, i1), cap.rows(c0, c1)).to(out.dtype)
+        return out
+
+    def _test_path_applies(self) -> bool:
+        return True
+
+    def _test_image_side(self, img_emb: torch.Tensor) -> "_TestImages":
+        """What the test-time scoring needs of the images alone, computed once per call."""
+        return _TestImages(img_emb, self.v_att(img_emb), img_emb @ img_emb.transpose(1, 2))
+
+    def _test_tiles(self, n_img: int, n_cap: int, length: int):
+        """``(i0, i1, c0, c1)`` tiles of images × captions of ``length`` words such that every per-pair
+        intermediate stays within ``pair_chunk`` elements: as many images as fit with one caption,
+        then as many captions as fit. A pair's largest tensor is its ``L × E`` word differences (or,
+        at unusual widths, its ``L × R`` attention, ``(L + 1) × 2S`` node products or ``(L + 1)²`` edges)."""
+        cfg = self.config
+        per_pair = max(length * cfg.embed_dim, length * cfg.num_regions, (length + 1) * max(2 * cfg.sim_dim, length + 1))
+        step_i = max(1, min(n_img, self.config.pair_chunk // per_pair))
+        step_c = max(1, self.config.pair_chunk // (per_pair * step_i))
+        for i0 in range(0, n_img, step_i):
+            for c0 in range(0, n_cap, step_c):
+                yield i0, min(i0 + step_i, n_img), c0, min(c0 + step_c, n_cap)
+
+    def _test_pairs(self, img: "_TestImages", cap: "_TestCaptions") -> torch.Tensor:
+        """``(n, c)`` scores of ``n`` images × ``c`` captions of the same length ``L`` (no padding,
+        so no masks): the nodes of every pair, then ``_test_reason``."""
+        n, r, e = img.regions.shape
+        c, length, _ = cap.words.shape
+        logits = (img.regions.reshape(n * r, e) @ cap.words.reshape(c * length, e).T).view(n, r, c, length)
+        attn = l2norm(F.leaky_relu(logits, 0.1), dim=-1)  # over the caption's words
+        weights = torch.softmax(attn * self.config.lambda_softmax, dim=1).view(n, r, c * length).transpose(1, 2)
+        # ‖context‖² = wᵀ G w from the image's Gram matrix: the 1/‖context‖ scale goes onto the R
+        # weights instead of the E-wide context, and ``ĉ − word`` is one batched product (β = −1)
+        sq = (torch.bmm(weights, img.gram) * weights).sum(-1, keepdim=True)
+        weights = weights / (sq.clamp_min(0).sqrt() + EPS)
+        diff = torch.baddbmm(cap.words.reshape(1, c * length, e), weights, img.regions, beta=-1)
+        local = l2norm(self.sim_loc(diff.square_())).view(n, c, length, -1)
+        glob = l2norm(self.sim_glo((img.glob[:, None] - cap.glob[None]).square()))
+        nodes = torch.cat([glob[:, :, None], local], dim=2).flatten(0, 1)  # (n·c, L + 1, S)
+        return torch.sigmoid(self.sim_eval(self._test_reason(nodes))).view(n, c)
+
+    def _test_reason(self, nodes: torch.Tensor) -> torch.Tensor:
+        """``reason`` on ``(pairs, nodes, S)`` with every node valid, in eval mode."""
+        raise NotImplementedError
 
     def compile_kernels(self) -> None:
         """Compile the pair scoring with ``torch.compile`` (shapes dynamic: captions vary in length)."""
@@ -277,6 +401,31 @@ class SGR(SGRAF):
             nodes = F.relu(step["node"](edges @ nodes))
         return nodes[..., 0, :]
 
+    def _test_reason(self, nodes: torch.Tensor) -> torch.Tensor:
+        """The reasoning steps with the query and key maps folded into one ``S × S`` matrix
+        ``A = W_qᵀ W_k`` and a key-side vector ``u = b_q W_k`` (the terms of ``q_i · k_j`` that do not
+        depend on ``j`` cancel in the softmax over ``j``): edges ``(n_i A + u) · n_j``; ``A`` and the
+        node map share one product. The last step computes node 0 only, the one read out."""
+        s = nodes.shape[-1]
+        *inner, last = self.steps
+        for step in inner:
+            fold, shift = self._folded(step)
+            # one product gives each node's query (n A + u) and its mapped value (W n + b: the edges'
+            # rows sum to 1, so the node map's bias can go before the mixing)
+            both = F.linear(nodes, torch.cat([fold.T, step["node"].weight]), torch.cat([shift, step["node"].bias]))
+            edges = _softmax_keys(nodes @ both[..., :s].transpose(-1, -2))  # (pairs, keys, queries)
+            nodes = F.relu(edges.transpose(-1, -2) @ both[..., s:])
+        fold, shift = self._folded(last)
+        query = nodes[:, :1] @ fold + shift  # (pairs, 1, S)
+        edges = _softmax_keys(nodes @ query.transpose(-1, -2))  # (pairs, keys, 1)
+        return F.relu(last["node"](edges.transpose(-1, -2) @ nodes))[:, 0]
+
+    @staticmethod
+    def _folded(step: nn.ModuleDict) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(W_qᵀ W_k, b_q W_k)`` of one reasoning step."""
+        q, k = step["query"], step["key"]
+        return q.weight.T @ k.weight, q.bias @ k.weight
+
 
 @BACKBONES.register("saf")
 class SAF(SGRAF):
@@ -294,6 +443,17 @@ class SAF(SGRAF):
         weights = torch.sigmoid(logits) * node_mask
         weights = weights / (weights.abs().sum(-1, keepdim=True) + EPS)
         return l2norm((weights[..., None] * nodes).sum(-2))
+
+    def _test_path_applies(self) -> bool:
+        return self.filter_bn.running_mean is not None  # else eval mode normalises with each block's statistics
+
+    def _test_reason(self, nodes: torch.Tensor) -> torch.Tensor:
+        """Filtration with the BatchNorm's running statistics (eval mode), every node valid."""
+        bn = self.filter_bn
+        logits = (self.filter(nodes).squeeze(-1) - bn.running_mean) / torch.sqrt(bn.running_var + bn.eps) * bn.weight + bn.bias
+        weights = torch.sigmoid(logits)
+        weights = weights / (weights.sum(-1, keepdim=True) + EPS)
+        return l2norm((weights[:, None] @ nodes)[:, 0])
 
     def _per_caption_batchnorm(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """``BatchNorm1d(1)`` as the official loop applies it to one caption's ``(images, nodes)``
