@@ -74,6 +74,13 @@ def test_the_whole_batch_loss_by_an_explicit_loop():
     assert st.gsc_loss(w, img, cap, t, tau, gamma).loss.requires_grad
 
 
+def test_warmup_loss_by_an_explicit_loop():
+    scores, *_ = _batch(5, seed=4)
+    s = scores.tolist()
+    ref = sum(_nll(s[i], i, 0.07) for i in range(5)) / 5
+    assert float(st.image_to_text_info_nce(scores, 0.07)) == pytest.approx(ref, rel=1e-12)
+
+
 def test_structure_loss_is_finite_where_the_officials_exp_overflows():
     """Every intra-modal score 1 and B = 128: the structure logits are 128, past float32 exp's range
     (the official's exp/Σexp gives inf/inf); the log-softmax gives log B for every row."""
@@ -150,6 +157,25 @@ def test_an_epoch_stores_every_pairs_values_and_updates_the_targets_at_its_end(c
     fresh.load_state_dict(state)
     for key in ("targets", "preds", "pred_targets", "topos", "topo_targets"):
         assert torch.equal(getattr(fresh, key), getattr(m, key)), key
+
+
+def test_a_warmup_epoch_trains_every_pair_and_leaves_the_targets_alone(cache_dir):
+    """warmup_epochs=1: epoch 0 is the image-to-text InfoNCE at the initial lr, stores untouched and
+    not selectable; the decay counts from the first epoch after it (×0.2 every lr_update)."""
+    m, _ = _method(cache_dir, batch_size=256, warmup_epochs=1, epochs=3, lr_update=1, lr=1e-3)
+    assert m.total_epochs == 4 and not m.selectable(0) and m.selectable(1) and m.first_steady_epoch == 1
+    lrs = []
+    for e in range(3):
+        plan = m.plan_epoch(e)
+        lrs.append(m.optimizer.param_groups[0]["lr"])
+        logs = [m.train_step(e, plan, i) for i in range(len(plan.steps))]
+        m.end_epoch(e, plan)
+        if e == 0:
+            assert all(set(row) == {"loss"} for row in logs)
+            for key in ("targets", "preds", "topos"):
+                assert torch.equal(getattr(m, key), torch.ones_like(m.targets)), key
+    assert lrs == pytest.approx([1e-3, 1e-3, 2e-4])
+    assert (m.targets < 1).all()
 
 
 def test_the_targets_separate_clean_from_noisy_pairs_after_training(cache_dir):

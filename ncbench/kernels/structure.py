@@ -18,6 +18,8 @@ pairs' current targets in [0, 1], τ the cross-modal temperature (0.07).
   cross-modal InfoNCE at τ (``mining.info_nce_per_sample``), and the pair's matching probability
   ``(P_i2t[i, i] + P_t2i[i, i]) / 2`` at τ (``complementary.batch_match_probability``, the official
   ``preds``) and its consistency, which the epoch stores per pair.
+* ``image_to_text_info_nce``: ``mean_i −log P_i2t[i, i]`` at τ, every pair trusted (the official
+  ``warmup_batch``).
 * ``consistent_posterior``: a two-component GMM on the min-max normalised consistencies of the
   training set, the posterior of the **higher**-mean component (fitted as NCR's ``gmm_split`` on the
   negated values, whose low-mean component it is).
@@ -77,6 +79,11 @@ def gsc_loss(scores: torch.Tensor, img_intra: torch.Tensor, cap_intra: torch.Ten
         prob = batch_match_probability(scores.detach(), tau)
         consistency = structure_consistency(img_s.detach(), cap_s.detach())
     return GSCLoss(cross.mean() + gamma * topo.mean(), cross.mean().detach(), topo.mean().detach(), prob, consistency)
+
+
+def image_to_text_info_nce(scores: torch.Tensor, tau: float = 0.07) -> torch.Tensor:
+    """``mean_i −log softmax_j(S[i, j] / τ)[i]``: the warm-up loss (image rows only, no targets)."""
+    return -torch.log_softmax(scores / tau, dim=1).diagonal().mean()
 
 
 def consistent_posterior(consistency: torch.Tensor, max_iter: int = 10, tol: float = 1e-2,

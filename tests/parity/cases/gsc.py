@@ -1,10 +1,11 @@
 """Parity of ``gsc``: GSC's (CVPR'24, ``MediaBrain-SJTU/GSC``) batch loss and per-pair values on given
 score matrices, its end-of-epoch target update, and one whole training step through GSC's own SGR.
 
-* ``gsc_loss``: the official ``RINCE.train_batch`` on a model reduced to three logit matrices (the
-  cross-modal scores, ``forward_topology``'s image–image and caption–caption logits; SGD), with
-  per-pair targets: the logged losses, the stored ``preds`` and ``topos``, the logits after the step.
-  ncbench: ``kernels.structure.gsc_loss`` on the sigmoids of the same logits, the same SGD step.
+* ``gsc_loss``: the official ``RINCE.warmup_batch`` and ``RINCE.train_batch`` on a model reduced to
+  three logit matrices (the cross-modal scores, ``forward_topology``'s image–image and
+  caption–caption logits; SGD), with per-pair targets: the logged losses, the stored ``preds`` and
+  ``topos``, the logits after the step. ncbench: ``kernels.structure.image_to_text_info_nce`` and
+  ``gsc_loss`` on the sigmoids of the same logits, the same SGD step.
 * ``gsc_split``: the official ``RINCE.split_batch`` (scikit-learn's GMM) on stored consistencies and
   predictions with earlier targets: ``topo_targets``, ``preds_targets``, ``targets``. ncbench:
   ``consistent_posterior`` + ``update_targets`` (the GMM's initialisation differs, named: agreement
@@ -80,8 +81,14 @@ def loss_inputs() -> dict[str, np.ndarray]:
 
 
 def make_gsc_loss() -> dict[str, np.ndarray]:
-    off = _rince(["RINCE.info_nce_loss", "RINCE.train_batch"])
+    off = _rince(["RINCE.info_nce_loss", "RINCE.train_batch", "RINCE.warmup_batch"])
     d = loss_inputs()
+    sim = _Logits(d)
+    self = _trainer(sim, off, 0.01)
+    self.opt.contrastive_loss = "InfoNCE"
+    with cpu_only():
+        off.RINCE_warmup_batch(self, torch.zeros(8), None, None, torch.from_numpy(d["ids"]), torch.from_numpy(d["corrs"]))
+    d["warmup_Loss"], d["warmup_w_after"] = np.array(self.logger.values["Loss"]), sim.w.detach().numpy().copy()
     for gamma in (0.01, 1.0):
         sim = _Logits(d)
         self = _trainer(sim, off, gamma)
@@ -100,6 +107,12 @@ def check_gsc_loss(d) -> None:
     from ncbench.engine.optim import optimizer_step
     from ncbench.kernels.structure import gsc_loss
 
+    from ncbench.kernels.structure import image_to_text_info_nce
+
+    w = torch.nn.Parameter(T(d["logits"].copy()))
+    loss = optimizer_step(torch.optim.SGD([w], lr=0.5), image_to_text_info_nce(torch.sigmoid(w), 0.07), [w], 2.0, "parity")
+    close(loss, d["warmup_Loss"], "gsc: warm-up loss (warmup_batch)", rtol=1e-10)
+    close(w.detach(), d["warmup_w_after"], "gsc: logits after a warm-up SGD step", rtol=1e-9, atol=1e-12)
     ids = d["ids"]
     for gamma in (0.01, 1.0):
         tag = f"g{gamma}"
