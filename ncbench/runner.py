@@ -300,7 +300,9 @@ class Runner:
     def run(self, cfg: RunConfig, checkpoint: Checkpointer | None = None, keep: Path | None = None) -> dict[str, Any]:
         """Train (continuing from ``checkpoint`` if it holds one), select on validation, test, and
         return the result record (status ok or failed); ``keep``: save the selected networks there.
-        Its ``total_s`` (and ``gpu_hours``) include what earlier processes spent (``checkpoint.earlier``)."""
+        Its ``total_s`` (and ``gpu_hours``) include what earlier processes spent (``checkpoint.earlier``).
+        It runs inside ``precision.execution``: the run's TF32 setting, the caller's restored after it,
+        and with ``compile`` the cap on compilations."""
         t_start = time.perf_counter()
         device = torch.device(self.s.device)
         if checkpoint is not None:  # its elapsed total counts this process from here

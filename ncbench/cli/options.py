@@ -157,7 +157,7 @@ def sweep_options(p: argparse.ArgumentParser, methods: list[str], datasets: list
     precision_options(p)
     p.add_argument("--compile", action="store_true",
                    help="torch.compile the backbone's pair-scoring kernel (sgr, saf; the first steps wait for the "
-                        f"compiler, at most {COMPILE_LIMIT} compilations per process, further variants run "
+                        f"compiler, at most {COMPILE_LIMIT} compilations of the kernel per process, further variants run "
                         "uncompiled; recorded as meta.compiled)")
     p.add_argument("--dry-run", action="store_true", help="print the runs and whether each is done, then stop")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
