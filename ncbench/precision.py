@@ -1,7 +1,8 @@
 """Numeric precision and compilation of training and evaluation: one switch, ``--precision``.
 
 * ``fp32``: float32 everywhere, matrix products included (TF32 off for cuBLAS and cuDNN). The
-  default on the CPU, and what results made before ``--precision`` existed (``meta.amp`` ``off``) ran.
+  default on the CPU, and what results made before ``--precision`` existed (``meta.amp`` ``off``) ran
+  (on CUDA those left cuDNN's TF32 on, torch's default, for the GRU; fp32 now turns it off too).
 * ``tf32``: float32 tensors, but CUDA's matrix products and cuDNN's convolutions and recurrent
   layers (the GRU) round their inputs to TensorFloat-32 (10 mantissa bits; float32 sums and
   outputs). CUDA only: the CPU has no TF32 units, and a result labelled ``tf32`` that ran in fp32
@@ -25,7 +26,8 @@ is not part of a run's identity (its config hash): scores of the three agree wit
 
 ``--compile`` compiles the backbones' pair-scoring kernel with ``torch.compile``. A compiled function
 is traced again for each new variant it meets (training or evaluation mode, with or without
-gradients, a chunk of one caption...): each is a full compilation (minutes on a GPU for SAF).
+gradients, a chunk of one caption...): each is a full compilation (SAF's first had not finished
+after 90 s on the H200).
 ``compile_limits`` caps that: at most ``COMPILE_LIMIT`` compilations of a kernel in a process,
 whatever the number of batches and evaluation chunks; a variant met after the cap runs eagerly (the
 same numbers, uncompiled). ``execution`` is the scope a run trains and evaluates in: its TF32
@@ -53,7 +55,7 @@ weights and inputs of ``tests/parity/golden``: sgraf_step's SGR and SAF, vse_inf
 CPU: bf16 ≤ 5.9e-3 (SAF), TF32 emulated by truncating every matrix product's operands to 10
 mantissa bits ≤ 1.1e-3; ``tests/test_precision.py`` checks both. bfloat16 keeps 8 significant bits
 (a relative step of 2⁻⁸ ≈ 3.9e-3 per rounding), so a score passing a few roundings moves by up to
-about 1e-2; TF32 (2⁻¹¹ per rounding) by a fraction of that."""
+about 1e-2; TF32 (11 significant bits, a step of 2⁻¹⁰) by a fraction of that."""
 
 COMPILE_LIMIT = 4
 """Compilations of one compiled kernel per process: training (gradients, training mode) and
