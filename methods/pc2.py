@@ -142,7 +142,6 @@ class PC2(CoTeaching):
         self.bank = torch.zeros(2, n, config.proj_dim, device=ctx.device)  # each network's last prediction per pair
         self.banked = torch.zeros(2, n, dtype=torch.bool, device=ctx.device)
         self._plan_data: dict = {}
-        self._po_fit: SplitFit | None = None
 
     # -- the head --------------------------------------------------------------------------------
     @torch.no_grad()
@@ -215,7 +214,7 @@ class PC2(CoTeaching):
             return plan
         fits = [self._po_split(k) for k in range(2)]
         probs = [f.prob.cpu() if f is not None else torch.zeros(len(self.ctx.train)) for f in fits]
-        plan.data |= {"po_probs": probs, "po_clean": [split_clean(p, cfg.p_threshold) for p in probs], "po_fit": fits[0]}
+        plan.data |= {"po_probs": probs, "po_clean": [split_clean(p, cfg.p_threshold) for p in probs]}
         return plan
 
     @torch.no_grad()
@@ -296,7 +295,6 @@ class PC2(CoTeaching):
     def finish_epoch(self, epoch: int, plan: EpochPlan, logs: dict[str, float]) -> dict[str, float]:
         out = super().finish_epoch(epoch, plan, logs)
         if not plan.data["warmup"]:
-            self._po_fit = plan.data["po_fit"]
             out["po_clean_fraction"] = float(plan.data["po_clean"][0].float().mean())
         return out
 
