@@ -43,6 +43,11 @@ Named deviations and switches:
   padded length (interpolated, or zero-padded half in front, and then read for the pseudo-caption's
   own length, which shifts its words for SGR/SAF); here the pseudo-caption's own embedding is scored
   (identical where the two batches have the same padded length, up to the 1e-8 term).
+* **Model selection over every co-training epoch.** The official loop resets its best validation
+  rSum when the pseudo-caption step starts (``warmup_epoch_2``), so only later epochs can be chosen
+  (and it keeps the highest *test* rSum among its successive best-validation checkpoints, which
+  ncbench never does: the best validation epoch is tested once). ``official_selection=true``
+  restricts the choice to co-training epochs from ``noisy_from`` on.
 * The released F30K/COCO division (``eval_train``) calls ``model.train`` without ``opt`` and cannot
   run; its CC152K/NoW twin (``eval_train_cc``), which ncbench follows, computes the same statistics.
 * The GMMs are NCR's deterministic torch fit (as ``ncr``); validation uses the full dev split.
@@ -96,6 +101,7 @@ class PC2Config(CoTeachingConfig):
     official_broadcast: bool = False
     official_label_grad: bool = False
     official_bank_index: bool = False
+    official_selection: bool = False
 
     def __post_init__(self):
         """A ConfigError naming the option for a value PC² cannot use (raised when the options are read)."""
@@ -159,6 +165,10 @@ class PC2(CoTeaching):
                               f"{tuple(cap.shape[1:])}; the head needs both global or both local")
         regions = img.shape[1] if img.ndim == 3 else None
         return head_input(img).shape[1], regions
+
+    def selectable(self, epoch: int) -> bool:
+        first = self.config.warmup_epochs + (self.noisy_from if self.config.official_selection else 0)
+        return epoch >= first
 
     def _params(self, k: int) -> list[nn.Parameter]:
         return [*self.nets[k].parameters(), *self.heads[k].parameters()]

@@ -240,3 +240,10 @@ def test_official_bank_index_banks_under_positions_within_the_peers_subsets(tmp_
     keys_u, keys_l = m._bank_keys(k, noisy, clean)
     assert keys_u.tolist() == [in_noisy.index(i) for i in noisy_ids]  # the official loaders' ``index``
     assert keys_l.tolist() == [in_clean.index(i) for i in clean_ids]
+
+
+def test_official_selection_chooses_only_among_epochs_with_the_pseudo_caption_step(tmp_path, small_context):
+    ctx, _ = small_context(tmp_path)
+    default, official = _method(ctx, noisy_from=1), _method(ctx, noisy_from=1, official_selection=True)
+    assert [default.selectable(e) for e in range(3)] == [False, True, True]  # warm-up epoch 0 never
+    assert [official.selectable(e) for e in range(3)] == [False, False, True]  # co-training epoch 1 = epoch 2
