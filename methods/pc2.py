@@ -8,7 +8,9 @@ are owned here, trained with their network's optimiser and saved in the checkpoi
 
 * **Warm-up** (each network, a whole epoch, A then B): the mean triplet loss (margin 0.2) plus the
   **pseudo-classification** loss ``CE(image logits, class of the caption) − λ_en · H(image prediction)``
-  (``ncbench.kernels.pseudo_class``); every batch stores the image predictions in the network's
+  (``ncbench.kernels.pseudo_class``; ``H`` is the mean per-sample entropy, as the official
+  ``NonContrastiveLoss`` returns it, so ``λ_en = 10`` pushes each prediction towards uniform against
+  the cross-entropy, not only the batch's mean prediction); every batch stores the image predictions in the network's
   *prediction bank* (one probability vector per pair).
 * **Co-divide** every co-training epoch: NCR's loss split (per-sample mean hinge → min-max → GMM →
   clean probability ``w``) and a second split on the **prediction oscillation**
