@@ -22,12 +22,8 @@ import torch
 from ncbench.kernels.losses import per_sample_triplet
 from ncbench.kernels.mixture import split_clean
 
-from .. import official
 from ..common import SGRAF_SIZES, T, Meter, close, ncbench_sgraf, sgraf_inputs, state_list
 from ..official import cpu_only, extract, load_module, require
-
-# until official.REPOSITORIES lists it (tests/parity/official.py is not this file's to edit)
-official.REPOSITORIES.setdefault("pc2", ("alipay/PC2-NoiseofWeb", "c7ea41a", "PC2-NoiseofWeb"))
 
 PROJ = 8  # classes of the small head
 HIDDEN = 16  # its hidden width (official default 256)
