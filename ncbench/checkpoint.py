@@ -93,19 +93,19 @@ def storable(cls: type) -> type:
 
 
 def _builtin_storable() -> None:
-    """ncbench's own classes that states hold (imported here, late; the trainer's ``Selection``
-    registers itself with ``@storable`` when the trainer is imported, which is done here too, so that
-    a process that only reads checkpoints, e.g. ``ncbench status``, can read one)."""
+    """ncbench's own classes that states hold (imported here, late: a process that only reads
+    checkpoints, e.g. ``ncbench status``, must know them too)."""
     if STORABLE.get("ncbench.engine.method.EpochPlan"):
         return
-    from .engine import trainer  # noqa: F401  (registers Selection)
     from .engine.method import EpochPlan, StepLogs
+    from .engine.selection import Selection
     from .evaluate import RetrievalMetrics, SplitEvaluation
     from .kernels.mixture import BMM1D, GMM1D, SplitFit
     from .kernels.ridge import RidgeFit
 
-    for cls in (EpochPlan, StepLogs, RetrievalMetrics, SplitEvaluation, SplitFit, GMM1D, BMM1D, RidgeFit):
+    for cls in (EpochPlan, StepLogs, Selection, RetrievalMetrics, SplitEvaluation, SplitFit, GMM1D, BMM1D, RidgeFit):
         storable(cls)
+    STORABLE["ncbench.engine.trainer.Selection"] = Selection  # where it lived before (older checkpoints)
 
 
 _LEAVES = (type(None), bool, int, float, str, torch.Tensor, torch.dtype, torch.Size)

@@ -69,11 +69,10 @@ class Phase:
 
 
 def training_phases(method: Method) -> list[Phase]:
-    """The phases of ``method``'s schedule, from its ``training_phases()`` (name → first epoch; the
-    co-teaching skeleton and CREAM declare theirs), else a warm-up before ``first_steady_epoch`` and
-    the steady epochs after it. Empty phases are left out."""
-    declared = getattr(method, "training_phases", None)
-    starts = declared() if declared else {"warm-up": 0, "steady": method.first_steady_epoch}
+    """The phases of ``method``'s schedule, from its ``training_phases()`` (name → first epoch; by
+    default a warm-up before ``first_steady_epoch`` and the steady epochs after it). Empty phases are
+    left out."""
+    starts = method.training_phases()
     total = method.total_epochs
     ordered = sorted(starts.items(), key=lambda item: item[1])
     bounds = [min(max(start, 0), total) for _, start in ordered] + [total]

@@ -201,7 +201,7 @@ def test_a_process_that_only_reads_checkpoints_can_read_a_selection(tmp_path):
     script = (
         "import sys, torch\n"
         "from ncbench.checkpoint import read, to_plain\n"
-        "from ncbench.engine.trainer import Selection\n"
+        "from ncbench.engine.selection import Selection\n"
         "from ncbench.evaluate import SplitEvaluation\n"
         "ev = SplitEvaluation.__new__(SplitEvaluation)\n"
         "torch.save(to_plain({'best': Selection(best_epoch=3, best_val=ev)}), sys.argv[1])\n")

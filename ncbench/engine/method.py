@@ -139,6 +139,11 @@ class Method:
         """The first epoch after any warm-up: where throughput benchmarks start timing."""
         return 0
 
+    def training_phases(self) -> dict[str, int]:
+        """What an epoch trains, by the epoch it starts at (``ncbench bench`` times each phase apart;
+        co-teaching methods declare warm-up / clean / clean+noisy, CREAM its hard subset too)."""
+        return {"warm-up": 0, "steady": self.first_steady_epoch}
+
     def plan_epoch(self, epoch: int) -> EpochPlan:
         """Everything the epoch does before its first step (learning rate, fresh networks, a loss
         split) and the list of its steps. Draws its batches from ``ctx.generator`` up front."""

@@ -24,37 +24,26 @@ from __future__ import annotations
 
 import copy
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Callable
 
 import torch
 from tqdm.auto import tqdm
 
 from .. import preemption
-from ..checkpoint import Checkpointer, describe, restore_rng, rng_state, storable
+from ..checkpoint import Checkpointer, describe, restore_rng, rng_state
 from ..data.precomp import Split
 from ..errors import ConfigError, Preempted
 from ..evaluate import (
-    SplitEvaluation,
     detection_metrics,
     evaluate_split,
     split_histogram,
 )
 from ..precision import autocast
 from .method import EpochPlan, Method, StepLogs
+from .selection import Selection
 
 
-@storable  # checkpoints hold it (registered here: the checkpoint module must not import the trainer)
-@dataclass
-class Selection:
-    best_epoch: int
-    best_val: SplitEvaluation
-    detection: dict[str, Any] | None = None  # at the selected epoch
-    history: list[dict[str, Any]] = field(default_factory=list)
-    train_seconds: float = 0.0
-    val_seconds: float = 0.0
-    resumed_after: int | None = None  # the checkpointed epoch training continued from, if any
-    resumed_at_step: int | None = None  # the step of the next epoch it continued at (mid-epoch checkpoint)
 
 
 class _Progress:
