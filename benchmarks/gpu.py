@@ -9,9 +9,11 @@ timed in the same run:
   device's copy bandwidth measured in the same run;
 * the loss split (GMM) on 145k and 566k losses vs scikit-learn, and L2RM's partial-OT plan of a
   128-pair batch vs the official NumPy loop;
-* SGR/SAF test-time scoring at the papers' widths (36 × 2048 regions, embed 1024, sim 256) vs the
+* SGR/SAF test-time scoring at the papers' widths (36 regions, embed 1024, sim 256) of the whole
+  F30K 1K (1,000 × 5,000) and COCO 5K (5,000 × 25,000) test sets: ncbench's ``test_scores`` vs the
   official structure (one caption at a time against every image, as the official ``shard_attn_scores``
-  / ``forward_sim`` do), extrapolated to F30K 1K and COCO 5K;
+  / ``forward_sim`` do; the official code itself with ``NCBENCH_OFFICIAL``), the latter timed on
+  all 5,000 F30K captions and on 1,000 of COCO's (scaled), with FLOPs and bytes per pair of each;
 * training throughput of vanilla and NCR on SGR (``ncbench.throughput.measure``);
 * the host synchronisations each kernel makes on the device.
 
@@ -64,15 +66,17 @@ class Figure:
 class Sizes:
     recall: tuple[tuple[str, int], ...]
     split: tuple[int, ...]
-    eval_images: int
-    eval_captions: int
+    #: SGR/SAF test-time scoring: (name, images, captions, captions the official structure is timed on)
+    scoring: tuple[tuple[str, int, int, int], ...]
     train_pairs: int
     rounds: int
     backbone: dict  # SGR/SAF options (the papers' widths unless reduced)
 
 
-FULL = Sizes((("F30K 1K", 1000), ("COCO 5K", 5000)), (145_000, 566_435), 1000, 1000, 640, 5, {})
-QUICK = Sizes((("F30K 1K / 50", 20),), (5_000,), 8, 16, 20, 1, {"embed_dim": 32, "sim_dim": 16, "word_dim": 16})
+FULL = Sizes((("F30K 1K", 1000), ("COCO 5K", 5000)), (145_000, 566_435),
+             (("F30K 1K", 1000, 5000, 5000), ("COCO 5K", 5000, 25000, 1000)), 640, 5, {})
+QUICK = Sizes((("F30K 1K / 50", 20),), (5_000,), (("F30K 1K / 100", 10, 50, 10),), 20, 1,
+              {"embed_dim": 32, "sim_dim": 16, "word_dim": 16})
 
 
 def _sync(device: torch.device):
@@ -129,45 +133,70 @@ def split_figures(device: torch.device, sizes: Sizes) -> list[Figure]:
 
 
 def scoring_figures(device: torch.device, sizes: Sizes, amp: str) -> list[Figure]:
-    """Test-time scoring of ``eval_images`` × ``eval_captions`` pairs at the papers' widths, ncbench's
-    ``score`` vs the official structure, extrapolated to the F30K 1K and COCO 5K test sets."""
-    from ncbench.data.batching import pad_tokens
-    from ncbench.data.shaped import shaped_dataset
+    """SGR/SAF test-time scoring of every image × every caption at the papers' widths (36 regions,
+    embed 1024, sim 256; random unit-norm region and word embeddings, captions of 8–18 words):
+    ncbench's ``test_scores`` over the whole test set, in ``similarity_matrix``'s 1,000-image tiles,
+    vs the official structure (``forward_sim`` from an NCR checkout with ``NCBENCH_OFFICIAL``, else
+    ``test_kernels.official_forward_sim``) timed on the first captions and scaled to all of them;
+    the note gives each structure's FLOPs and bytes written per pair (``test_kernels.pair_costs``)."""
     from ncbench.precision import autocast
-    from ncbench.throughput import _probe, score_all_pairs, score_per_caption
 
-    ds = shaped_dataset("f30k", 20, max(sizes.eval_images, sizes.eval_captions // 5 + 1))
+    widths = {**ref.PAPER, **sizes.backbone}
     out = []
     for backbone in ("sgr", "saf"):
-        torch.manual_seed(0)
-        net, _ = _probe(backbone, ds, sizes.backbone)
-        net.eval().to(device)
-        split = ds.test
-        rows = split.image_rows()[:sizes.eval_images]
-        tokens, lengths = pad_tokens([split.tokens[i] for i in range(sizes.eval_captions)])
-        with torch.no_grad(), autocast(device, amp):
-            img = net.encode_images(torch.as_tensor(np.asarray(split.images[rows])).to(device))
-            cap = net.encode_captions(tokens.to(device), lengths.to(device))
-        lens = lengths.tolist()
+        net, img, _, _ = ref.scoring_inputs(backbone, 2, 2, widths, 36)
+        cost = _pair_cost_note(net, img)
+        net.to(device)
+        loop = _official(net)
+        for name, n_img, n_cap, n_official in sizes.scoring:
+            img, cap, lengths = _embeddings(n_img, n_cap, net.config.embed_dim, device)
 
-        def ours():
-            with torch.no_grad(), autocast(device, amp):
-                return score_all_pairs(net, img, cap, lens)
+            def ours():
+                with torch.no_grad(), autocast(device, amp):
+                    for i0 in range(0, n_img, 1000):
+                        for c0 in range(0, n_cap, 5000):
+                            net.test_scores(img[i0:i0 + 1000], cap[c0:c0 + 5000])
 
-        def official():
-            with torch.no_grad(), autocast(device, amp):
-                return score_per_caption(net, img, cap, lens)
+            def official():
+                with torch.no_grad(), autocast(device, amp):
+                    return loop(img, cap[:n_official], lengths[:n_official])
 
-        ours(), official()  # warm-up
-        t = min_time(ours, max(1, sizes.rounds // 2), _sync(device))
-        t_ref = min_time(official, 1, _sync(device))
-        pairs = sizes.eval_images * sizes.eval_captions
-        per_pair = t / pairs
-        out.append(Figure(f"{backbone.upper()} scoring {sizes.eval_images} × {sizes.eval_captions} ({amp})", 1e3 * t,
-                          "official structure (one caption × all images)", 1e3 * t_ref,
-                          note=f"⇒ F30K 1K {per_pair * 5e6:.1f} s, COCO 5K {per_pair * 1.25e8:.0f} s "
-                               f"(official structure: {t_ref / pairs * 5e6:.1f} s, {t_ref / pairs * 1.25e8:.0f} s)"))
+            ours(), official()  # warm-up
+            t = min_time(ours, max(1, sizes.rounds // 2) if n_img * n_cap <= 5_000_000 else 1, _sync(device))
+            t_ref = min_time(official, 1, _sync(device)) * n_cap / n_official
+            scaled = "" if n_official == n_cap else f"official timed on {n_official:,} captions, scaled; "
+            out.append(Figure(f"{backbone.upper()} test-time scoring, {name} ({n_img:,} × {n_cap:,}, {amp})", 1e3 * t,
+                              "official structure (one caption × all images)", 1e3 * t_ref, note=scaled + cost))
     return out
+
+
+def _embeddings(n_img: int, n_cap: int, dim: int, device: torch.device, seed: int = 0):
+    """Unit-norm region embeddings ``(n_img, 36, dim)`` and word embeddings ``(n_cap, 18, dim)`` of
+    captions of 8–18 words (zero vectors past a caption's end, as the encoder leaves them)."""
+    g = torch.Generator(device=device).manual_seed(seed)
+    img = torch.nn.functional.normalize(torch.randn(n_img, 36, dim, generator=g, device=device), dim=-1)
+    lengths = torch.randint(8, 19, (n_cap,), generator=g, device=device)
+    cap = torch.nn.functional.normalize(torch.randn(n_cap, 18, dim, generator=g, device=device), dim=-1)
+    cap *= (torch.arange(18, device=device)[None] < lengths[:, None])[..., None]
+    return img, cap, lengths.tolist()
+
+
+def _official(net):
+    """The official structure on ``net``'s weights and device: ``forward_sim`` from a checkout, else
+    the benchmark's re-implementation of it."""
+    return ref.official_similarity(net) or (lambda i, c, n: ref.official_forward_sim(net, i, c, n))
+
+
+def _pair_cost_note(net, img: torch.Tensor) -> str:
+    """FLOPs and bytes written per pair of both structures (on the CPU, two images, two captions of
+    14 words)."""
+    words = torch.randint(1, 1000, (2, 14), generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        cap = net.encode_captions(words, torch.tensor([14, 14]))
+    f, b = ref.pair_costs(lambda i, c, n: net.test_scores(i, c), img, cap, [14, 14])
+    f_ref, b_ref = ref.pair_costs(_official(net), img, cap, [14, 14])
+    return (f"per pair (14 words): {f / 1e6:.2f} MFLOP, {b / 1e3:.0f} kB written "
+            f"(official: {f_ref / 1e6:.2f} MFLOP, {b_ref / 1e3:.0f} kB)")
 
 
 def training_figures(device: torch.device, sizes: Sizes, amp: str) -> list[Figure]:
