@@ -122,7 +122,7 @@ class JobSettings:
     cache_dir: str
     device: str | None  # None: the task's own default (cuda when it has a GPU)
     threads: int | None = None  # torch CPU threads (None: torch's choice)
-    amp: str = "off"  # mixed precision (``ncbench.precision``)
+    precision: str | None = None  # numeric precision (``ncbench.precision``; None: the device's default)
     compile: bool = False  # torch.compile the backbones' kernels
     keep_networks: bool = False  # keep the selected networks (members of an ensemble such as sgraf)
     live_log: tuple[str, ...] = ()  # ``--log`` kinds (``ncbench.live_log``)
@@ -153,7 +153,7 @@ class SweepTask:
         configure_torch(s.threads)
         settings = RunSettings(results_dir=Path(s.results_dir), data_root=Path(s.data_root) if s.data_root else None,
                                cache_dir=Path(s.cache_dir), device=check_device(s.device or default_device()),
-                               verbose=True, amp=s.amp, compile=s.compile, keep_networks=s.keep_networks,
+                               verbose=True, precision=s.precision, compile=s.compile, keep_networks=s.keep_networks,
                                log=lambda msg: print(msg, flush=True), live_log=tuple(s.live_log),
                                log_dir=Path(s.log_dir) if s.log_dir else None)
         requeue_signal = signal.Signals["SIG" + os.environ.get("SUBMITIT_PREEMPT_SIGNAL", "USR2")]

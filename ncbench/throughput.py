@@ -45,7 +45,7 @@ from .engine.context import make_context
 from .engine.method import Method
 from .errors import ConfigError, DataError
 from .evaluate import evaluate_split
-from .precision import autocast
+from .precision import autocast, execution
 from .registry import DATASETS, METHODS
 from .runner import seed_everything
 
@@ -266,7 +266,7 @@ class Throughput:
     n_test_images: int
     n_test_captions: int
     peak_gpu_mb: float | None
-    amp: str = "off"
+    precision: str = "fp32"
     compiled: bool = False
     estimate: RunEstimate | None = None
 
@@ -336,7 +336,7 @@ class _Timed:
         return self.phase.start + self.run % self.phase.epochs
 
 
-def measure(methods: list[str], backbone: str, ds: Dataset, device: str, repeats: int, amp: str = "off",
+def measure(methods: list[str], backbone: str, ds: Dataset, device: str, repeats: int, precision: str = "fp32",
             compile: bool = False, noise: float = 0.2, seed: int = 0,
             backbone_config: dict[str, Any] | None = None, warmup: int = 1) -> list[Throughput]:
     """Time ``methods`` on one backbone, each phase of each method's schedule apart: every phase
@@ -345,7 +345,14 @@ def measure(methods: list[str], backbone: str, ds: Dataset, device: str, repeats
     epoch of every phase of every method in turn, so that a change in the machine's load falls on
     all alike; then one evaluation of the test split per method (after an untimed one, with
     ``warmup``), and the estimated full run. A phase's figure is the median of its epochs, with
-    their spread."""
+    their spread. All of it runs in the run's ``execution`` scope (TF32 setting, compilation cap)."""
+    with execution(precision, compile):
+        return _measure(methods, backbone, ds, device, repeats, precision, compile, noise, seed, backbone_config,
+                        warmup)
+
+
+def _measure(methods, backbone, ds, device, repeats, precision, compile, noise, seed, backbone_config,
+             warmup) -> list[Throughput]:
     dev = torch.device(device)
     sync = torch.cuda.synchronize if dev.type == "cuda" else (lambda: None)
     counter = TrainedPairs()
@@ -367,7 +374,7 @@ def measure(methods: list[str], backbone: str, ds: Dataset, device: str, repeats
         counter.reset()
         t.clock.seconds = 0.0
         t0 = time.perf_counter()
-        with autocast(dev, amp):
+        with autocast(dev, precision):
             t.method.train_epoch(epoch)
         sync()
         seconds = time.perf_counter() - t0
@@ -388,18 +395,18 @@ def measure(methods: list[str], backbone: str, ds: Dataset, device: str, repeats
     sizes = card_sizes(ds.card)
     eval_pairs = ds.test.n_images * ds.test.n_captions
     if warmup and built:  # the first evaluation pays for lazy initialisation: not charged to the first method
-        evaluate_split(built[0][1].networks(), ds.test, dev, amp=amp)
+        evaluate_split(built[0][1].networks(), ds.test, dev, amp=precision)
     out = []
     for name, m, phases in built:
         t1 = time.perf_counter()
-        evaluate_split(m.networks(), ds.test, dev, amp=amp)
+        evaluate_split(m.networks(), ds.test, dev, amp=precision)
         sync()
         eval_s = time.perf_counter() - t1
         peak = torch.cuda.max_memory_allocated(dev) / 2**20 if dev.type == "cuda" else None
         records = [t.record for t in phases]
         n = records[0].n_train_pairs
         out.append(Throughput(name, backbone, device, n, records, round(eval_s, 4), ds.test.n_images,
-                              ds.test.n_captions, None if peak is None else round(peak, 1), amp,
+                              ds.test.n_captions, None if peak is None else round(peak, 1), precision,
                               compile and type(m.networks()[0]).has_compiled_kernels(),
                               estimate_run(records, n, eval_s, eval_pairs, sizes) if sizes else None))
     return out
@@ -443,7 +450,7 @@ class PairKernel:
         return {**asdict(self), "speedup": round(self.speedup, 2)}
 
 
-def time_pair_kernel(backbone: str, ds: Dataset, device: str, batch: int = 128, rounds: int = 5, amp: str = "off",
+def time_pair_kernel(backbone: str, ds: Dataset, device: str, batch: int = 128, rounds: int = 5, precision: str = "fp32",
                      backbone_config: dict[str, Any] | None = None) -> PairKernel | None:
     """Time one batch of ``batch`` training pairs scored all at once and caption by caption
     (minimum of ``rounds`` after a warm-up call each); ``None`` for a backbone whose captions are
@@ -453,7 +460,7 @@ def time_pair_kernel(backbone: str, ds: Dataset, device: str, batch: int = 128, 
     net, train = _probe(backbone, ds, backbone_config)
     net.train().to(dev)
     b = train.batch(np.arange(min(batch, len(train)))).to(dev)
-    with torch.no_grad(), autocast(dev, amp):
+    with torch.no_grad(), autocast(dev, precision):
         img, cap = net.encode_images(b.images), net.encode_captions(b.tokens, b.lengths)
     if cap.dim() != 3:
         return None
@@ -462,7 +469,7 @@ def time_pair_kernel(backbone: str, ds: Dataset, device: str, batch: int = 128, 
 
     def best_ms(score) -> float:
         def step():
-            with autocast(dev, amp):
+            with autocast(dev, precision):
                 out = score(net, img, cap, lengths)
             out.float().sum().backward()
 

@@ -149,12 +149,12 @@ def test_bf16_autocast_runs_end_to_end_and_is_recorded(tmp_path, cache_dir, caps
     assert np.abs(s16 - s32).max() < 0.02  # bfloat16 keeps ~3 significant digits of a cosine
 
     out = tmp_path / "r"
-    assert main(["run", "--dataset", "synthetic-small", "--noise", "0.2", "--method-opt", "epochs=2", "--amp", "bf16",
+    assert main(["run", "--dataset", "synthetic-small", "--noise", "0.2", "--method-opt", "epochs=2", "--precision", "bf16",
                  "--results", str(out), "--cache-dir", str(cache_dir), "--no-progress", "-v"]) == 0
     printed = capsys.readouterr().out
     assert "pairs/s" in printed and "ETA" in printed
     (r,) = load_results(out).results
-    assert r["status"] == "ok" and r["meta"]["amp"] == "bf16"
+    assert r["status"] == "ok" and r["meta"]["precision"] == "bf16"
     assert all(h["pairs_per_s"] > 0 and h["eta_s"] >= 0 for h in r["history"]) and r["history"][-1]["eta_s"] == 0
 
 

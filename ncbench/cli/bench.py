@@ -12,6 +12,7 @@ from ..errors import ConfigError
 from .options import (
     key_values,
     names,
+    precision_options,
 )
 
 NAMES = ("bench",)
@@ -33,7 +34,7 @@ def add_parser(sub) -> None:
                                    "official code's loop). Compare two commits by running this on the same machine.",
                        epilog="examples:\n"
                               "  ncbench bench                                         vse_light on the synthetic data, CPU-sized\n"
-                              "  ncbench bench --shape f30k --backbones sgr,saf --n-train 2000 --n-test 1000 --amp bf16\n"
+                              "  ncbench bench --shape f30k --backbones sgr,saf --n-train 2000 --n-test 1000 --precision bf16\n"
                               "      random data of Flickr30K's shape (36 regions × 2048, its vocabulary size): the\n"
                               "      GPU figures without the real features; --n-test 5000 times a COCO 5K evaluation")
     b.add_argument("--methods", type=names, default=["vanilla", "ncr", "bicro", "crcl"],
@@ -55,7 +56,7 @@ def add_parser(sub) -> None:
                    help="override a backbone hyperparameter (e.g. embed_dim=256)")
     b.add_argument("--device", help="cpu, cuda or cuda:N (default: cuda if available)")
     b.add_argument("--threads", type=int, help="CPU threads for torch")
-    b.add_argument("--amp", choices=["off", "bf16"], default="off", help="bf16 autocast for training and evaluation")
+    precision_options(b)
     b.add_argument("--compile", action="store_true", help="torch.compile the sgr/saf pair-scoring kernel")
     b.add_argument("--cache-dir", default=os.environ.get("NCBENCH_CACHE", str(Path.home() / ".cache" / "ncbench")))
     b.add_argument("--out", help="also write the figures (with versions, git revision, hardware) to this JSON file")
@@ -69,6 +70,7 @@ def command(args) -> int:
 
     from ..atomic import write_text_atomic
     from ..data.shaped import shapes
+    from ..precision import check_precision
     from ..registry import BACKBONES, METHODS
     from ..results import environment
     from ..runner import check_device, default_device, load_warning
@@ -93,6 +95,7 @@ def command(args) -> int:
         BACKBONES.get(bb)
     bconf = key_values(args.backbone_opt)
     device = check_device(args.device or default_device())
+    precision = check_precision(args.precision, device)
     say = lambda text: print(text, file=sys.stderr, flush=True)
     say(f"building {args.shape} data: {args.n_train} train / {args.n_test} test images ...")
     ds = bench_dataset(args.shape, args.n_train, args.n_test, Path(args.cache_dir))
@@ -104,10 +107,10 @@ def command(args) -> int:
     rows, kernels = [], []
     for bb in args.backbones:
         say(f"timing {bb} on {device} ...")
-        k = time_pair_kernel(bb, ds, device, args.batch, amp=args.amp, backbone_config=bconf)
+        k = time_pair_kernel(bb, ds, device, args.batch, precision=precision, backbone_config=bconf)
         kernels += [k] if k else []
         say(f"  {', '.join(args.methods)} on {bb}: {args.warmup} untimed + {args.epochs} timed epoch(s) per phase ...")
-        rows += measure(args.methods, bb, ds, device, args.epochs, args.amp, args.compile, backbone_config=bconf,
+        rows += measure(args.methods, bb, ds, device, args.epochs, precision, args.compile, backbone_config=bconf,
                         warmup=args.warmup)
     rel = relative_to_vanilla(rows)
     print(phase_table(rows, rel))
@@ -131,13 +134,13 @@ def command(args) -> int:
     if busy:
         say(f"{busy} (after timing; compare only the × vanilla ratios, which were timed in the same rounds)")
     print(f"device {device}; data: {args.shape}, {ds.train.n_captions} training pairs, "
-          f"features {tuple(ds.train.images.shape[1:])}, amp {args.amp}"
+          f"features {tuple(ds.train.images.shape[1:])}, precision {precision}"
           f"{', compiled' if args.compile else ''}" + ("; pair kernel: forward + backward of one batch" if kernels else ""))
     if args.out:
         data = {"results": [with_ratios(r, rel) for r in rows],
                 "pair_kernels": [k.to_dict() for k in kernels], "env": environment(device),
                 "settings": {k: getattr(args, k) for k in ("shape", "n_train", "n_test", "epochs", "warmup", "batch",
-                                                           "amp", "compile")} | {"backbone_options": bconf}}
+                                                           "compile")} | {"precision": precision, "backbone_options": bconf}}
         write_text_atomic(Path(args.out), json.dumps(data, indent=1) + "\n")
         print(f"written to {args.out}")
     return 0

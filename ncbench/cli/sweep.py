@@ -56,7 +56,7 @@ def _train_here(args, runs, results):
         results_dir=results, data_root=Path(args.data_root) if args.data_root else None, cache_dir=Path(args.cache_dir),
         device=check_device(args.device or default_device()), progress=bars,
         verbose=args.verbose or not bars,  # without bars (a log file, a pipe), one line per epoch
-        amp=args.amp, compile=args.compile, keep_networks=bool(ensembles),
+        precision=args.precision, compile=args.compile, keep_networks=bool(ensembles),
         log=lambda msg: print(prefix + msg, flush=True), live_log=check_kinds(args.log),
         log_dir=Path(args.log_dir) if args.log_dir else None, accept_code_change=args.accept_code_change,
         # a busy machine is reported by this process, or for local workers by their parent (once)
@@ -182,7 +182,7 @@ def _slurm(args, runs):
     if todo:
         settings = JobSettings(results_dir=str(results), data_root=str(Path(args.data_root).resolve()) if args.data_root
                                else None, cache_dir=str(Path(args.cache_dir).resolve()), device=args.device,
-                               threads=args.threads, amp=args.amp, compile=args.compile, keep_networks=bool(ensembles),
+                               threads=args.threads, precision=args.precision, compile=args.compile, keep_networks=bool(ensembles),
                                live_log=check_kinds(args.log),
                                log_dir=str(Path(args.log_dir).resolve()) if args.log_dir else None)
         jobs = submit(todo, settings, options)
