@@ -221,6 +221,7 @@ class MSCN(Method):
 
     Config = MSCNConfig
     ensemble_size = 2
+    trains_on_split = "dev"  # its meta set: shown on boards (Selection column)
     dataset_defaults = {
         "f30k": {"warmup_epochs": 5, "epochs": 50, "lr_update": 30},
         "coco": {"warmup_epochs": 5, "epochs": 50, "lr_update": 30},

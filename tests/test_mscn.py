@@ -322,6 +322,7 @@ def test_a_poisoned_test_split_changes_no_training_or_validation_number(tmp_path
     assert clean["test"] != poisoned["test"]
     cfg = clean["config"]["method_config"]
     assert cfg["meta_split"] == "dev" and cfg["meta_fraction"] == 0.02, cfg
+    assert clean["meta"]["selection"] == "best_val_rsum; trains on dev"  # boards' Selection column says so
 
 
 def test_an_unknown_backbone_kind_is_a_config_error():

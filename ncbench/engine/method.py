@@ -109,6 +109,9 @@ class Method:
     training_free: ClassVar[bool] = False  # the floor reference: fitted in closed form, nothing to tune
     unused_options: ClassVar[tuple[str, ...]] = ()  # MethodConfig fields the method does not use
     uses_ground_truth: ClassVar[bool] = False  # the ceiling reference: sees which pairs are truly clean
+    # clean data beyond the noisy training set that the method trains on (MSCN: "dev", its meta set):
+    # boards show it in the Selection column, since the dev split also selects every method's epoch
+    trains_on_split: ClassVar[str | None] = None
     # ``ncbench tune``: option → the values a trial may take (a dict value sets several options together)
     search_space: ClassVar[dict[str, tuple]] = {}
     # what ``correspondence`` computes, stored with every human-agreement score
