@@ -55,7 +55,9 @@ Named deviations and switches:
 * The GMMs are NCR's deterministic torch fit (as ``ncr``); validation uses the full dev split.
 * **Global-feature backbones** (``vse_bow``, ``vse_light``, ``vse_inf``): the head takes the image and
   caption embeddings themselves; region backbones (``sgr``, ``saf``) follow the official flattening.
-* ``synthetic`` uses the official lr (2e-4) with a schedule shortened for the small embedded data.
+* ``synthetic`` uses options tuned on its dev split (``ncbench tune --budget 4``, 60% noise, seed 0):
+  lr 1e-3, ``λ_en`` 1, ``proj_dim`` 64, 5 warm-up + 20 co-training epochs, pseudo-captions from
+  co-training epoch 10, lr ×0.1 at 15.
 """
 
 from __future__ import annotations
@@ -137,7 +139,9 @@ class PC2(CoTeaching):
         "coco": {"warmup_epochs": 5, "epochs": 50, "lr_update": 30, "noisy_from": 25},
         "cc152k": {"warmup_epochs": 5, "epochs": 50, "lr_update": 30, "noisy_from": 25},
         "now": {"warmup_epochs": 10, "epochs": 50, "lr_update": 30, "noisy_from": 25},
-        "synthetic": {"warmup_epochs": 5, "epochs": 10, "lr_update": 8, "noisy_from": 5},
+        # `ncbench tune --budget 4` on the dev split (trial 2 of 4; starting options: dev rSum 432.1 → 461.7)
+        "synthetic": {"warmup_epochs": 5, "epochs": 20, "lr_update": 15, "noisy_from": 10, "lr": 1e-3,
+                      "lambda_en": 1.0, "proj_dim": 64},
     }
     search_space = {**CoTeaching.search_space, "lambda_en": (1.0, 10.0), "proj_dim": (64, 128)}
 

@@ -119,7 +119,7 @@ def test_warm_up_banks_every_pair_and_the_oscillation_is_the_kl_to_the_bank(tmp_
                 b = ctx.train.batch(np.array([i]))
                 p = torch.softmax(head(net.encode_images(b.images)), -1)[0].double().numpy()
                 q = m.bank[k, i].double().numpy()
-                assert float(got[i]) == pytest.approx(float((p * np.log(p / q)).sum()), rel=1e-4, abs=1e-7)
+                assert float(got[i]) == pytest.approx(float((p * np.log(p / q)).sum()), rel=1e-4, abs=1e-6)  # float32 sums
         assert float(got.max()) > 0  # the networks moved after their batches were banked
 
 
