@@ -8,7 +8,8 @@
   generator's own bookkeeping), and a bag-of-words encoder cannot tell them apart;
 * the ``binding`` sub-benchmark of the evaluation equals recall computed by an explicit loop;
 * every noise model and type makes a noise index on the dataset, and every registered method
-  trains on it (one tiny run each, ``vse_bow``).
+  trains on it (one tiny run each, ``vse_bow``); runs under image-level and partial noise reach the
+  leaderboard, a table per noise type and model, beside the floor.
 """
 
 from __future__ import annotations
@@ -208,3 +209,31 @@ def test_every_method_trains_on_scenes(tiny_card, registered_method, tmp_path, c
     (path,) = tmp_path.rglob("seed-0.json")
     result = json.loads(path.read_text())
     assert result["status"] == "ok" and result["test"]["subsets"]["binding"]["images"] == 10
+
+
+def test_runs_of_each_noise_type_and_model_reach_the_boards(tiny_card, tmp_path, cache_dir):
+    """Image-level neighbour noise and caption-level partial noise (a word of the caption changed, from
+    the english word list the scenes' categories, colours and places come from) train on the dataset,
+    and the leaderboard puts each in a table of its own, beside the floor."""
+    threads = torch.get_num_threads()
+    runs = tmp_path / "runs"
+    common = ["--dataset", TINY, "--backbones", "vse_bow", "--noise", "0.4", "--results", str(runs), "--cache-dir",
+              str(cache_dir), "--no-progress", "--device", "cpu", "--threads", "1"]
+    try:
+        for noise in (["--noise-type", "image", "--noise-model", "neighbour"], ["--noise-model", "partial"]):
+            assert main(["run", "--methods", "vanilla", "--method-opt", "epochs=1", *common, *noise]) == 0
+            assert main(["run", "--methods", "probe", *common, *noise]) == 0
+    finally:
+        torch.set_num_threads(threads)
+    results = [json.loads(p.read_text()) for p in runs.rglob("seed-0.json")]
+    assert sorted((r["identity"]["method"], r["identity"]["noise_type"], r["identity"]["noise_model"]) for r in results) == [
+        ("probe", "caption", "partial"), ("probe", "image", "neighbour"),
+        ("vanilla", "caption", "partial"), ("vanilla", "image", "neighbour")]
+    boards = tmp_path / "boards"
+    assert main(["leaderboard", "--results", str(runs), "--out", str(boards), "--format", "md", "--no-plots"]) == 0
+    md = (boards / "leaderboard.md").read_text()
+    assert md.count(f"## {TINY}") == 2, md
+    assert f"## {TINY}, caption-level noise, partial model" in md and f"## {TINY}, image-level noise, neighbour model" in md
+    assert md.count("| probe     | measured, floor (training-free)") == 2
+    for r in results:
+        assert f"{r['test']['full']['rsum']:.1f}" in md, (r["identity"], md)
