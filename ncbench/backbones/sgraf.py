@@ -35,7 +35,7 @@ in chunks of at most ``pair_chunk`` elements each.
 Test-time scoring (``test_scores``: every image × every caption in eval mode, what evaluation ranks;
 ``score`` stays the training path, unchanged). Equal to ``score`` to float tolerance; restructured:
   * once per call: VisualSA globals and each image's region Gram matrix ``G = V Vᵀ`` ``(R × R)``;
-    TextSA globals; SGR's folded step matrices (below);
+    TextSA globals (once per tile: SGR's folded step matrices, below, ``2S³`` FLOPs each);
   * captions grouped by length, so every tile is scored without padding or masks (the official
     loop also scores each caption's real words only; ``score`` pads to the longest);
   * tiles of images × captions whose every per-pair tensor stays within ``pair_chunk`` elements;
@@ -253,6 +253,7 @@ class SGRAF(Backbone):
         return out
 
     def _test_path_applies(self) -> bool:
+        """Whether eval mode scores without statistics of the scored block (SAF overrides this)."""
         return True
 
     def _test_image_side(self, img_emb: torch.Tensor) -> "_TestImages":
