@@ -14,9 +14,9 @@ sweep may name fewer (``GoldenSweep.methods``). The tracked sweeps are defined h
 and records its entry (``record``): ``CI_SWEEP`` on ``vse_bow`` in CI (the whole sweep in about a
 minute on two cores), ``FULL_SWEEP`` on the recurrent ``vse_light`` in the full benchmark run
 (``pytest benchmarks --accuracy-full``, about eleven minutes), and ``SCENES_SWEEP``: the papers'
-SGR backbone on the CI-sized region-feature dataset ``synthetic-scenes-tiny`` for vanilla, NCR and
-CRCL (their options from ``recipes/synthetic-scenes-tiny.toml``; in CI, under a minute on two
-cores), whose tolerance was chosen from the seed spread measured on it.
+SGR backbone on the CI-sized region-feature dataset ``synthetic-scenes-ci`` for vanilla, NCR and
+CRCL (their options from ``recipes/synthetic-scenes-ci.toml``; about 70 CPU-seconds in two
+workers), each with a tolerance of its own chosen from the seed spread measured on it.
 """
 
 from __future__ import annotations
@@ -73,7 +73,7 @@ class GoldenSweep:
 
 CI_SWEEP = GoldenSweep("ci", "vse_bow", "accuracy_golden.json")
 FULL_SWEEP = GoldenSweep("full", "vse_light", "accuracy_golden_vse_light.json")
-# SGR on region features at 20% noise, one seed per method (three would take three minutes in CI);
+# SGR on region features at 20% noise, one seed per method (three would take three times as long);
 # NCR first, the longest run, so that the two workers finish together. Each method's tolerance is
 # three sample standard deviations of its single-run test rSum (and AUC) over seeds 0, 1, 2 of this
 # sweep, rounded up to 5 (0.005): what re-drawing the seed moves a run by, which is what a change of
