@@ -45,6 +45,7 @@ from ncbench.host_syncs import SyncCounter  # noqa: E402
 from ncbench.kernels.mixture import gmm_split  # noqa: E402
 from ncbench.kernels.recall import ranks  # noqa: E402
 from ncbench.kernels.transport import partial_ot_plan  # noqa: E402
+from ncbench.precision import PRECISIONS, check_precision  # noqa: E402
 
 
 @dataclass
@@ -132,7 +133,7 @@ def split_figures(device: torch.device, sizes: Sizes) -> list[Figure]:
     return out
 
 
-def scoring_figures(device: torch.device, sizes: Sizes, amp: str) -> list[Figure]:
+def scoring_figures(device: torch.device, sizes: Sizes, precision: str) -> list[Figure]:
     """SGR/SAF test-time scoring of every image × every caption at the papers' widths (36 regions,
     embed 1024, sim 256; random unit-norm region and word embeddings, captions of 8–18 words):
     ncbench's ``test_scores`` over the whole test set, in ``similarity_matrix``'s 1,000-image tiles,
@@ -152,20 +153,20 @@ def scoring_figures(device: torch.device, sizes: Sizes, amp: str) -> list[Figure
             img, cap, lengths = _embeddings(n_img, n_cap, net.config.embed_dim, device)
 
             def ours():
-                with torch.no_grad(), autocast(device, amp):
+                with torch.no_grad(), autocast(device, precision):
                     for i0 in range(0, n_img, 1000):
                         for c0 in range(0, n_cap, 5000):
                             net.test_scores(img[i0:i0 + 1000], cap[c0:c0 + 5000])
 
             def official():
-                with torch.no_grad(), autocast(device, amp):
+                with torch.no_grad(), autocast(device, precision):
                     return loop(img, cap[:n_official], lengths[:n_official])
 
             ours(), official()  # warm-up
             t = min_time(ours, max(1, sizes.rounds // 2) if n_img * n_cap <= 5_000_000 else 1, _sync(device))
             t_ref = min_time(official, 1, _sync(device)) * n_cap / n_official
             scaled = "" if n_official == n_cap else f"official timed on {n_official:,} captions, scaled; "
-            out.append(Figure(f"{backbone.upper()} test-time scoring, {name} ({n_img:,} × {n_cap:,}, {amp})", 1e3 * t,
+            out.append(Figure(f"{backbone.upper()} test-time scoring, {name} ({n_img:,} × {n_cap:,}, {precision})", 1e3 * t,
                               "official structure (one caption × all images)", 1e3 * t_ref, note=scaled + cost))
     return out
 
@@ -199,18 +200,22 @@ def _pair_cost_note(net, img: torch.Tensor) -> str:
             f"(official: {f_ref / 1e6:.2f} MFLOP, {b_ref / 1e3:.0f} kB)")
 
 
-def training_figures(device: torch.device, sizes: Sizes, amp: str) -> list[Figure]:
+def training_figures(device: torch.device, sizes: Sizes, precision: str) -> list[Figure]:
+    """One figure per phase of vanilla's and NCR's schedules (``ncbench bench``'s timing: NCR's
+    warm-up, clean-only and clean + noisy epochs each timed apart), with the pairs each network trained."""
     from ncbench.data.shaped import shaped_dataset
     from ncbench.throughput import measure
 
     ds = shaped_dataset("f30k", sizes.train_pairs // 5, 10)
-    rows = measure(["vanilla", "ncr"], "sgr", ds, str(device), repeats=max(1, sizes.rounds // 2), amp=amp,
+    rows = measure(["vanilla", "ncr"], "sgr", ds, str(device), repeats=max(1, sizes.rounds // 4), precision=precision,
                    backbone_config=sizes.backbone, warmup=1)
-    ref_row = rows[0]
-    return [Figure(f"training epoch, {r.method} on SGR ({r.n_train_pairs:,} pairs, {amp})", 1e3 * r.train_s_per_epoch,
-                   "vanilla on SGR, same run" if r.method != "vanilla" else "—",
-                   1e3 * ref_row.train_s_per_epoch if r.method != "vanilla" else None,
-                   note=f"{r.pairs_per_s:,.0f} pairs/s") for r in rows]
+    ref_ms = 1e3 * rows[0].phases[-1].train_s_per_epoch
+    return [Figure(f"training epoch, {r.method} {p.phase} on SGR ({r.n_train_pairs:,} pairs, {precision})",
+                   1e3 * p.train_s_per_epoch, "vanilla on SGR, same run" if r.method != "vanilla" else "—",
+                   ref_ms if r.method != "vanilla" else None,
+                   note=f"{p.trained_pairs_per_s:,.0f} trained pairs/s "
+                        f"({' + '.join(f'{n:,.0f}' for n in p.trained_pairs)} per network)")
+            for r in rows for p in r.phases]
 
 
 def table(figures: list[Figure]) -> str:
@@ -228,21 +233,26 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     p.add_argument("--quick", action="store_true", help="reduced sizes (CI, on the CPU): checks the script, not speed")
-    p.add_argument("--amp", default="bf16", choices=["off", "bf16", "fp16"], help="precision of the scoring and training figures")
+    p.add_argument("--precision", choices=PRECISIONS, help="precision of the scoring and training figures "
+                   "(default: the device's, tf32 on CUDA, fp32 on the CPU)")
     p.add_argument("--out", type=Path, help="write the figures as JSON here")
     args = p.parse_args(argv)
     device = torch.device(args.device)
-    amp = args.amp if device.type == "cuda" else "off"
+    precision = check_precision(args.precision, device)
     sizes = QUICK if args.quick else FULL
     t0 = time.perf_counter()
-    figures = [*recall_figures(device, sizes), *split_figures(device, sizes), *scoring_figures(device, sizes, amp),
-               *training_figures(device, sizes, amp)]
+    figures = [*recall_figures(device, sizes), *split_figures(device, sizes), *scoring_figures(device, sizes, precision),
+               *training_figures(device, sizes, precision)]
+    if not args.quick:  # each precision beside fp32, and --compile beside eager (tests/test_precision.py runs its quick mode)
+        import gpu_precision
+
+        figures += [Figure(**f) for f in gpu_precision.figures(device)]
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else fingerprint(torch.get_num_threads())["cpu"]
     print(f"# ncbench GPU figures: {name}, torch {torch.__version__}{' (quick: sizes reduced)' if args.quick else ''}\n")
     print(table(figures))
     print(f"\n{time.perf_counter() - t0:.0f} s in all")
     if args.out:
-        write_text_atomic(args.out, json.dumps({"device": name, "quick": args.quick, "amp": amp,
+        write_text_atomic(args.out, json.dumps({"device": name, "quick": args.quick, "precision": precision,
                                                 "env": fingerprint(torch.get_num_threads()),
                                                 "figures": [{**asdict(f), "speedup": f.speedup} for f in figures]},
                                                indent=1) + "\n")

@@ -82,7 +82,7 @@ def precision_figures(device: torch.device, sizes: Sizes, backbone: str = "sgr")
     net = _network(backbone, ds, sizes.backbone, device).eval()
 
     def evaluate(precision: str):
-        return similarity_matrix([net], ds.test, device, amp=precision)
+        return similarity_matrix([net], ds.test, device, precision=precision)
 
     reference = evaluate("fp32")
     t_ref = min_time(lambda: evaluate("fp32"), sizes.rounds, _sync(device))
@@ -130,7 +130,7 @@ def measure_compile(device: torch.device, sizes: Sizes, backbone: str, precision
     def evaluate(net):
         net.eval()
         with torch.no_grad():
-            return similarity_matrix([net], ds.test, device, amp=precision)
+            return similarity_matrix([net], ds.test, device, precision=precision)
 
     graphs = lambda: int(dynamo_utils.counters["stats"]["unique_graphs"])  # noqa: E731
     with execution(precision, compile=True):

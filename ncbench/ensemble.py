@@ -103,7 +103,7 @@ def _build(name: str, members: list[RunConfig], cfg: RunConfig, path: Path, runn
     ds = runner.dataset(cfg.dataset)
     device = torch.device(runner.s.device)
     with execution(runner.s.precision):  # the run's precision, the caller's TF32 flags restored after
-        test = evaluate_split(nets, ds.test, device, folds=ds.card.test.folds, amp=runner.s.precision)
+        test = evaluate_split(nets, ds.test, device, folds=ds.card.test.folds, precision=runner.s.precision)
     record = {
         "schema_version": SCHEMA_VERSION, "status": "ok",
         "identity": {**member_records[0]["identity"], "backbone": name},

@@ -114,15 +114,15 @@ def _pad_cat(pieces: list[torch.Tensor]) -> torch.Tensor:
 
 @torch.no_grad()
 def similarity_matrix(nets: list[Backbone], split: Split, device: torch.device, block: int = 1000,
-                      amp: str = "off") -> np.ndarray:
+                      precision: str = "fp32") -> np.ndarray:
     """``(n_images, n_captions)`` float32 similarities averaged over ``nets``: each network encodes
     the split once (eval mode), then scores it in ``block`` images × ``block`` · cpi captions tiles
-    with its test-time scoring (``test_scores`` where the backbone has one: SGR/SAF's restructured
-    evaluation, which bounds its memory further inside; else ``score``); ``amp`` as ``--amp``."""
+    with its test-time scoring (``test_scores``, ``score`` unless the backbone restructures it: SGR/SAF's restructured
+    evaluation, which bounds its memory further inside); ``precision`` as ``--precision``."""
     total = np.zeros((split.n_images, split.n_captions), dtype=np.float32)
     for net in nets:
-        scores = getattr(net, "test_scores", net.score)
-        with autocast(device, amp):
+        scores = net.test_scores
+        with autocast(device, precision):
             img, cap = encode_split(net, split, device)
             for i0 in range(0, img.shape[0], block):
                 for c0 in range(0, cap.shape[0], block * split.captions_per_image):
@@ -166,8 +166,8 @@ class SplitEvaluation:
 
 
 def evaluate_split(nets: list[Backbone], split: Split, device: torch.device, folds: int = 1,
-                   amp: str = "off") -> SplitEvaluation:
-    sims = similarity_matrix(nets, split, device, amp=amp)
+                   precision: str = "fp32") -> SplitEvaluation:
+    sims = similarity_matrix(nets, split, device, precision=precision)
     cpi = split.captions_per_image
     full, ri, rt = retrieval_metrics(sims, cpi, device=device)
     result = SplitEvaluation(full, ri.tolist(), rt.tolist())

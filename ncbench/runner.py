@@ -342,11 +342,11 @@ class Runner:
 
             sel = train_with_selection(method, ds.dev, device, method.total_epochs, true_clean=noise.clean,
                                        desc=cfg.label, progress=self.s.progress, on_epoch=on_epoch,
-                                       checkpoint=checkpoint, amp=self.s.precision)
+                                       checkpoint=checkpoint, precision=self.s.precision)
             t_test = time.perf_counter()
             tuning = cfg.trial is not None  # a tuning trial is selected on dev and never tested
             test = None if tuning else evaluate_split(method.networks(), ds.test, device, folds=ds.card.test.folds,
-                                                      amp=self.s.precision)
+                                                      precision=self.s.precision)
             t_judged = time.perf_counter()
             judged = human_agreement(method, ds.judged, device) if not tuning and ds.judged is not None else None
             if keep is not None:

@@ -395,11 +395,11 @@ def _measure(methods, backbone, ds, device, repeats, precision, compile, noise, 
     sizes = card_sizes(ds.card)
     eval_pairs = ds.test.n_images * ds.test.n_captions
     if warmup and built:  # the first evaluation pays for lazy initialisation: not charged to the first method
-        evaluate_split(built[0][1].networks(), ds.test, dev, amp=precision)
+        evaluate_split(built[0][1].networks(), ds.test, dev, precision=precision)
     out = []
     for name, m, phases in built:
         t1 = time.perf_counter()
-        evaluate_split(m.networks(), ds.test, dev, amp=precision)
+        evaluate_split(m.networks(), ds.test, dev, precision=precision)
         sync()
         eval_s = time.perf_counter() - t1
         peak = torch.cuda.max_memory_allocated(dev) / 2**20 if dev.type == "cuda" else None

@@ -223,6 +223,8 @@ def _region_context(tmp_path, backbone: str, seed: int = 0):
     proj = rng.normal(size=(g.shape[1], 60)).astype(np.float32) / np.sqrt(g.shape[1])
     regions = (g @ proj).reshape(-1, 6, 10) + 0.1 * rng.normal(size=(g.shape[0], 6, 10)).astype(np.float32)
     train = dataclasses.replace(ds.train, images=regions.astype(np.float32))
+    d = ds.dev.images
+    dev = dataclasses.replace(ds.dev, images=((d @ proj).reshape(-1, 6, 10)).astype(np.float32))
     noise = make_noise_index(train.caption_to_row(), 0.2, 0)
     cls = BACKBONES.get(backbone)
 
@@ -230,7 +232,7 @@ def _region_context(tmp_path, backbone: str, seed: int = 0):
         return cls(cls.Config(**TINY[backbone]), len(ds.vocab) + extra_tokens, 10)
 
     return TrainContext(TrainingSet(train, noise), build, len(ds.vocab), torch.device("cpu"),
-                        torch.Generator().manual_seed(seed))
+                        torch.Generator().manual_seed(seed), clean_dev=dev)
 
 
 # each method held in one phase with a fixed objective, on a training set of one batch (60 pairs)
@@ -241,7 +243,9 @@ PHASE = {"vanilla": ({"epochs": 6, "lr": 2e-3, "batch_size": 64, "warmup_epochs"
          "decl": ({"warmup_epochs": 6, "epochs": 1, "lr": 2e-3, "batch_size": 64, "eta": 0.0}, "loss"),  # K fixed
          "rcl": ({"epochs": 6, "lr": 2e-3, "batch_size": 64}, "loss"),
          "l2rm": ({"warmup_epochs": 6, "epochs": 1, "lr": 2e-3, "batch_size": 64}, "loss"),
-         "cream": ({"warmup_epochs": 6, "epochs": 1, "lr": 2e-3, "batch_size": 64}, "loss_A")}
+         "cream": ({"warmup_epochs": 6, "epochs": 1, "lr": 2e-3, "batch_size": 64}, "loss_A"),
+         "mscn": ({"warmup_epochs": 6, "epochs": 1, "lr": 2e-3, "batch_size": 64}, "loss_A"),
+         "pc2": ({"warmup_epochs": 6, "epochs": 1, "lr": 2e-3, "batch_size": 64}, "loss_A")}
 
 
 @pytest.mark.parametrize("backbone", ["sgr", "saf", "vse_inf", "vse_bow"])

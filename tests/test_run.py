@@ -144,7 +144,7 @@ def test_bf16_autocast_runs_end_to_end_and_is_recorded(tmp_path, cache_dir, caps
         x = torch.from_numpy(np.array(ds.test.images[:4]))
         assert net.fc(x).dtype == torch.bfloat16
     s32 = similarity_matrix([net], ds.test, torch.device("cpu"))
-    s16 = similarity_matrix([net], ds.test, torch.device("cpu"), amp="bf16")
+    s16 = similarity_matrix([net], ds.test, torch.device("cpu"), precision="bf16")
     assert s16.dtype == np.float32 and not np.array_equal(s16, s32)
     assert np.abs(s16 - s32).max() < 0.02  # bfloat16 keeps ~3 significant digits of a cosine
 

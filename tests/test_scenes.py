@@ -154,7 +154,7 @@ def test_the_binding_subset_is_recall_over_its_queries_alone(small, monkeypatch)
     rng = np.random.default_rng(3)
     sims = rng.normal(size=(100, 500)).astype(np.float32)
 
-    monkeypatch.setattr(evaluate, "similarity_matrix", lambda nets, split, device, amp="off": sims)
+    monkeypatch.setattr(evaluate, "similarity_matrix", lambda nets, split, device, precision="fp32": sims)
     ev = evaluate.evaluate_split([], split, torch.device("cpu"))
     sub = ev.to_dict()["subsets"]["binding"]
     assert (sub["images"], sub["captions"]) == (len(q.images), len(q.captions)) == (50, int((np.load(small / "test_binding.npy") >= 0).sum()))

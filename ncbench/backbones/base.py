@@ -59,6 +59,11 @@ class Backbone(nn.Module):
         """``[n_img, n_cap]`` similarities of already-encoded images and captions."""
         raise NotImplementedError
 
+    def test_scores(self, img_emb: torch.Tensor, cap_emb: torch.Tensor) -> torch.Tensor:
+        """``score`` at test time: every image × every caption, eval mode, no gradient (what evaluation
+        ranks). A backbone may restructure it (SGR/SAF share the image-only and caption-only work)."""
+        return self.score(img_emb, cap_emb)
+
     def compile_kernels(self) -> None:
         """Compile the hot path with ``torch.compile`` (``--compile``). Default: nothing worth it (a
         global-embedding score is one matrix product); cross-attention backbones override this."""

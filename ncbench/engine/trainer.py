@@ -95,7 +95,7 @@ def train_with_selection(
     progress: bool = False,
     on_epoch: Callable[[dict[str, Any]], None] | None = None,
     checkpoint: Checkpointer | None = None,
-    amp: str = "off",
+    precision: str = "fp32",
 ) -> Selection:
     run = _Progress(method, checkpoint)
     run.resume()
@@ -106,15 +106,15 @@ def train_with_selection(
     try:
         for epoch in bar:
             t0 = time.perf_counter()
-            with autocast(device, amp):
+            with autocast(device, precision):
                 trained = _train_epoch(method, epoch, run.partial if epoch == start else None, progress,
                                        lambda at, e=epoch: run.save(e - 1, rng_state(method.ctx.generator), at))
             t1 = time.perf_counter()
             t_epoch = t1 - t0 + trained.earlier_s
             try:
-                with autocast(device, amp):
+                with autocast(device, precision):
                     logs = method.finish_epoch(epoch, trained.plan, trained.logs) if trained.plan else trained.logs
-                val = evaluate_split(method.networks(), dev, device, amp=amp)
+                val = evaluate_split(method.networks(), dev, device, precision=precision)
                 method.observe_validation(epoch, val.full)
             except Preempted as stop:
                 if trained.plan is None or checkpoint is None:

@@ -30,6 +30,9 @@ class Evidence(Backbone):
     def score(self, img_emb: torch.Tensor, cap_emb: torch.Tensor) -> torch.Tensor:
         return torch.exp(self.net.signed(self.net.score(img_emb, cap_emb)) / self.tau)
 
+    def test_scores(self, img_emb: torch.Tensor, cap_emb: torch.Tensor) -> torch.Tensor:
+        return torch.exp(self.net.signed(self.net.test_scores(img_emb, cap_emb)) / self.tau)
+
 
 def split(content: dict, where: str) -> list[Network]:
     require_keys(content, KEYS, where, "DECL")

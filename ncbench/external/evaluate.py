@@ -252,7 +252,7 @@ def evaluate_checkpoints(req: Request) -> tuple[dict[str, Any], list[Checkpoint]
     nets = [n.to(req.device) for n in networks_for(checkpoints, vocab, split, vocab_file)]
     t0 = time.perf_counter()
     with execution(req.precision):
-        test = evaluate_split(nets, split, torch.device(req.device), folds=card.test.folds, amp=req.precision)
+        test = evaluate_split(nets, split, torch.device(req.device), folds=card.test.folds, precision=req.precision)
     return build_record(req, checkpoints, dataset, ratio, card, test, time.perf_counter() - t0), checkpoints
 
 
