@@ -42,9 +42,10 @@ def add_parser(sub) -> None:
     what.add_argument("--method", type=names, metavar="NAMES", help="comma-separated registered methods to record")
     what.add_argument("--drop", type=names, metavar="NAMES",
                       help="comma-separated methods, no longer registered, whose entries to remove")
-    g.add_argument("--sweep", choices=["ci", "full"], default="ci",
+    g.add_argument("--sweep", choices=("ci", "full", "scenes"), default="ci",
                    help="ci: vse_bow, benchmarks/accuracy_golden.json (default); full: vse_light, "
-                        "benchmarks/accuracy_golden_vse_light.json")
+                        "benchmarks/accuracy_golden_vse_light.json; scenes: sgr on synthetic-scenes-ci (vanilla, ncr, crcl), "
+                        "benchmarks/accuracy_golden_scenes.json")
     g.add_argument("--file", help="the golden file (default: the sweep's file under ./benchmarks)")
     g.add_argument("--replace", action="store_true", help="overwrite an existing entry")
     g.add_argument("--results", help="keep the sweep's runs in this folder (re-running skips them; "
@@ -96,7 +97,7 @@ def golden_file(sweep, option: str | None) -> Path:
 
 
 def command(args) -> int:
-    from ..accuracy import SWEEPS, check_recordable, drop, golden_methods, record, summarise
+    from ..accuracy import SWEEPS, check_recordable, drop, record, summarise
     from ..errors import ConfigError
     from ..registry import METHODS
 
@@ -106,7 +107,7 @@ def command(args) -> int:
         drop(path, sweep, args.drop)
         print(f"removed {', '.join(args.drop)} from {path}")
         return 0
-    covered = golden_methods()
+    covered = sweep.covered()
     for m in args.method:
         if m not in covered:
             METHODS.get(m)  # unknown: says so, with suggestions

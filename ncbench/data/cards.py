@@ -246,6 +246,11 @@ BUILTIN_CARDS: tuple[DatasetCard, ...] = (
         "a smaller synthetic-scenes (300 train / 100 dev / 100 test images) for tests: a run in seconds",
         ScenesSpec(n_train=300, n_dev=100, n_test=100),
     ),
+    scenes_card(
+        "synthetic-scenes-ci",
+        "the CI-sized synthetic-scenes (200 train / 40 dev / 60 test images): the SGR accuracy golden trains on it",
+        ScenesSpec(n_train=200, n_dev=40, n_test=60),
+    ),
     DatasetCard(
         "f30k",
         "Flickr30K precomp features (29K train / 1,014 dev / 1K test images); needs --data-root",
