@@ -245,7 +245,8 @@ PHASE = {"vanilla": ({"epochs": 6, "lr": 2e-3, "batch_size": 64, "warmup_epochs"
          "l2rm": ({"warmup_epochs": 6, "epochs": 1, "lr": 2e-3, "batch_size": 64}, "loss"),
          "cream": ({"warmup_epochs": 6, "epochs": 1, "lr": 2e-3, "batch_size": 64}, "loss_A"),
          "mscn": ({"warmup_epochs": 6, "epochs": 1, "lr": 2e-3, "batch_size": 64}, "loss_A"),
-         "pc2": ({"warmup_epochs": 6, "epochs": 1, "lr": 2e-3, "batch_size": 64}, "loss_A")}
+         "pc2": ({"warmup_epochs": 6, "epochs": 1, "lr": 2e-3, "batch_size": 64}, "loss_A"),
+         "gsc": ({"epochs": 6, "lr": 2e-3, "batch_size": 64}, "loss")}
 
 
 @pytest.mark.parametrize("backbone", ["sgr", "saf", "vse_inf", "vse_bow"])

@@ -33,6 +33,7 @@ REPOSITORIES = {
     "cream": ("XLearning-SCU/2024-TIP-CREAM", "f487d6f", "CREAM"),
     "mscn": ("hhc1997/MSCN", "01febc2", "MSCN"),
     "pc2": ("alipay/PC2-NoiseofWeb", "c7ea41a", "PC2-NoiseofWeb"),
+    "gsc": ("MediaBrain-SJTU/GSC", "2759ba0", "GSC"),
 }
 ENV = "NCBENCH_OFFICIAL"
 

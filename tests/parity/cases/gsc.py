@@ -27,11 +27,7 @@ import numpy as np
 import torch
 
 from ..common import SGRAF_SIZES, T, Log, close, ncbench_sgraf, state_list
-from ..official import REPOSITORIES, cpu_only, extract, load_module, require
-
-# GSC's checkout for the live layer and make_golden (``official.REPOSITORIES`` holds the others; the
-# lead moves this line there)
-REPOSITORIES.setdefault("gsc", ("MediaBrain-SJTU/GSC", "2759ba0", "GSC"))
+from ..official import cpu_only, extract, load_module, require
 
 N_PAIRS = 12  # the per-pair stores' length; the batch is a subset of it
 

@@ -18,12 +18,9 @@ import torch
 from ncbench.kernels.losses import triplet_loss
 from ncbench.kernels.meta_correction import mscn_loss
 
-from .. import official
 from ..common import SGRAF_SIZES, T, close, loss_inputs, sgraf_inputs, state_list
 from ..official import cpu_only, extract, load_module, require
 
-# the repository, until tests/parity/official.py lists it (name → repository, commit, checkout folder)
-official.REPOSITORIES.setdefault("mscn", ("hhc1997/MSCN", "01febc2", "MSCN"))
 
 
 # -- models.py ContrastiveLoss: warm-up (mean) and the s_adaptive margin with hardest negatives -------------
