@@ -70,7 +70,7 @@ from functools import partial
 import numpy as np
 import torch
 
-from ncbench.engine.method import EpochPlan, MethodConfig, SingleNetwork, TrainContext
+from ncbench.engine.method import EpochPlan, MethodConfig, SingleNetwork, TrainContext, WarmedUp
 from ncbench.engine.optim import optimizer_step, set_lr, step_decay
 from ncbench.errors import ConfigError
 from ncbench.kernels.complementary import batch_match_probability
@@ -103,7 +103,7 @@ def check_gsc_config(config: GSCConfig) -> None:
 
 
 @METHODS.register("gsc")
-class GSC(SingleNetwork):
+class GSC(WarmedUp, SingleNetwork):
     """GSC (CVPR'24): cross-modal InfoNCE plus intra-modal structure InfoNCE, pairs weighted by moving-average targets."""
 
     Config = GSCConfig
@@ -129,17 +129,6 @@ class GSC(SingleNetwork):
         n = len(ctx.train)
         for key in STORES:
             setattr(self, key, torch.ones(n, dtype=torch.float64))
-
-    @property
-    def total_epochs(self) -> int:
-        return self.config.warmup_epochs + self.config.epochs
-
-    def selectable(self, epoch: int) -> bool:
-        return epoch >= self.config.warmup_epochs
-
-    @property
-    def first_steady_epoch(self) -> int:
-        return self.config.warmup_epochs
 
     def plan_epoch(self, epoch: int) -> EpochPlan:
         cfg, ctx = self.config, self.ctx

@@ -68,7 +68,7 @@ from torch.func import functional_call
 from ncbench.backbones.base import Backbone, CosineBackbone
 from ncbench.data.batching import Batch, gather_rows, pad_tokens
 from ncbench.data.precomp import Split
-from ncbench.engine.method import EpochPlan, Method, MethodConfig, TrainContext
+from ncbench.engine.method import EpochPlan, Method, MethodConfig, TrainContext, WarmedUp
 from ncbench.engine.optim import optimizer_step, set_lr, step_decay
 from ncbench.errors import ConfigError
 from ncbench.kernels.losses import triplet_loss
@@ -216,7 +216,7 @@ def no_cudnn():
 
 
 @METHODS.register("mscn")
-class MSCN(Method):
+class MSCN(WarmedUp, Method):
     """MSCN (CVPR'23): meta-network similarity head learned by a bilevel step on a clean dev meta set, Beta-mixture purification."""
 
     Config = MSCNConfig
@@ -263,18 +263,6 @@ class MSCN(Method):
     def _new_optimizers(self, lr: float, meta_lr: float) -> None:
         self.opts = [torch.optim.Adam(n.inner.parameters(), lr=lr) for n in self.nets]
         self.meta_opts = [torch.optim.Adam(n.meta.parameters(), lr=meta_lr) for n in self.nets]
-
-    # -- schedule ------------------------------------------------------------------------------
-    @property
-    def total_epochs(self) -> int:
-        return self.config.warmup_epochs + self.config.epochs
-
-    def selectable(self, epoch: int) -> bool:
-        return epoch >= self.config.warmup_epochs
-
-    @property
-    def first_steady_epoch(self) -> int:
-        return self.config.warmup_epochs
 
     def networks(self) -> list[Backbone]:
         return self.nets

@@ -29,7 +29,7 @@ from ..data.batching import Batch
 from ..kernels.losses import per_sample_triplet
 from ..kernels.mixture import SplitFit, split_clean
 from .division import per_sample_statistic
-from .method import EpochPlan, Method, MethodConfig, TrainContext
+from .method import EpochPlan, Method, MethodConfig, TrainContext, WarmedUp
 from .optim import optimizer_step, set_lr, step_decay
 
 
@@ -41,7 +41,7 @@ class CoTeachingConfig(MethodConfig):
     margin: float = 0.2
 
 
-class CoTeaching(Method):
+class CoTeaching(WarmedUp, Method):
     """Base class: subclasses implement ``warmup_loss``, ``fit_split`` and ``co_step``."""
 
     Config = CoTeachingConfig
@@ -65,18 +65,7 @@ class CoTeaching(Method):
         self._fit: SplitFit | None = None  # network A's split of the current epoch (diagnostics)
         self._labels = np.full(n, np.nan)
 
-    # -- schedule ------------------------------------------------------------------------------
-    @property
-    def total_epochs(self) -> int:
-        return self.config.warmup_epochs + self.config.epochs
-
-    def selectable(self, epoch: int) -> bool:
-        return epoch >= self.config.warmup_epochs
-
-    @property
-    def first_steady_epoch(self) -> int:
-        return self.config.warmup_epochs
-
+    # -- schedule (WarmedUp) -------------------------------------------------------------------
     @property
     def noisy_from(self) -> int:
         return self.config.noisy_from if self.config.noisy_from >= 0 else self.config.epochs // 2

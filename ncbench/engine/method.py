@@ -246,6 +246,23 @@ class Method:
             o.load_state_dict(state[f"opt{i}"])
 
 
+class WarmedUp:
+    """The schedule of a method with ``warmup_epochs`` before its ``epochs`` (config fields of those
+    names): the harness runs both, warm-up epochs are not selectable, and throughput is timed after
+    them. A mixin: list it before the ``Method`` base (``class M(WarmedUp, SingleNetwork)``)."""
+
+    @property
+    def total_epochs(self) -> int:
+        return self.config.warmup_epochs + self.config.epochs
+
+    def selectable(self, epoch: int) -> bool:
+        return epoch >= self.config.warmup_epochs
+
+    @property
+    def first_steady_epoch(self) -> int:
+        return self.config.warmup_epochs
+
+
 class SingleNetwork(Method):
     """The skeleton of a one-network method: a backbone and its Adam optimiser, the learning rate
     step-decayed per epoch (``lr × lr_decay^(epoch // lr_update)``), shuffled batches of the pairs
