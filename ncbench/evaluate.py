@@ -117,11 +117,11 @@ def similarity_matrix(nets: list[Backbone], split: Split, device: torch.device, 
                       precision: str = "fp32") -> np.ndarray:
     """``(n_images, n_captions)`` float32 similarities averaged over ``nets``: each network encodes
     the split once (eval mode), then scores it in ``block`` images × ``block`` · cpi captions tiles
-    with its test-time scoring (``test_scores``, ``score`` unless the backbone restructures it: SGR/SAF's restructured
+    with its test-time scoring (``Backbone.test_scores``, ``score`` unless the backbone restructures it: SGR/SAF's restructured
     evaluation, which bounds its memory further inside); ``precision`` as ``--precision``."""
     total = np.zeros((split.n_images, split.n_captions), dtype=np.float32)
     for net in nets:
-        scores = net.test_scores
+        scores = getattr(net, "test_scores", net.score)  # a network that is not a Backbone has score only
         with autocast(device, precision):
             img, cap = encode_split(net, split, device)
             for i0 in range(0, img.shape[0], block):

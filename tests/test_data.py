@@ -190,7 +190,7 @@ def test_batches_gather_the_noisy_rows_and_cuda_runs_pin_them(tmp_path, make_pre
     assert [len(split.tokens[i]) for i in ids] == batch.lengths.tolist()
 
     class Data:  # what make_context reads of a loaded dataset
-        train, vocab = split, ["<pad>"] * 10
+        train, dev, vocab = split, None, ["<pad>"] * 10
 
     for device, pinned in (("cpu", False), ("cuda", True)):  # nothing is allocated on the device here
         ctx = make_context(Data, noise, "vse_light", {}, torch.device(device), torch.Generator())
