@@ -140,7 +140,7 @@ def scoring_figures(device: torch.device, sizes: Sizes, precision: str) -> list[
     vs the official structure (``forward_sim`` from an NCR checkout with ``NCBENCH_OFFICIAL``, else
     ``test_kernels.official_forward_sim``) timed on the first captions and scaled to all of them;
     the note gives each structure's FLOPs and bytes written per pair (``test_kernels.pair_costs``)."""
-    from ncbench.precision import autocast
+    from ncbench.precision import compute
 
     widths = {**ref.PAPER, **sizes.backbone}
     out = []
@@ -153,13 +153,13 @@ def scoring_figures(device: torch.device, sizes: Sizes, precision: str) -> list[
             img, cap, lengths = _embeddings(n_img, n_cap, net.config.embed_dim, device)
 
             def ours():
-                with torch.no_grad(), autocast(device, precision):
+                with torch.no_grad(), compute(device, precision):
                     for i0 in range(0, n_img, 1000):
                         for c0 in range(0, n_cap, 5000):
                             net.test_scores(img[i0:i0 + 1000], cap[c0:c0 + 5000])
 
             def official():
-                with torch.no_grad(), autocast(device, precision):
+                with torch.no_grad(), compute(device, precision):
                     return loop(img, cap[:n_official], lengths[:n_official])
 
             ours(), official()  # warm-up

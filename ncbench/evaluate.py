@@ -25,7 +25,7 @@ from .data.batching import gather_rows, pad_tokens
 from .data.precomp import Split
 from .errors import TrainingError
 from .kernels.recall import mean_rank, median_rank, ranks, recall_at
-from .precision import autocast
+from .precision import compute
 
 
 @dataclass
@@ -122,7 +122,7 @@ def similarity_matrix(nets: list[Backbone], split: Split, device: torch.device, 
     total = np.zeros((split.n_images, split.n_captions), dtype=np.float32)
     for net in nets:
         scores = getattr(net, "test_scores", net.score)  # a network that is not a Backbone has score only
-        with autocast(device, precision):
+        with compute(device, precision):
             img, cap = encode_split(net, split, device)
             for i0 in range(0, img.shape[0], block):
                 for c0 in range(0, cap.shape[0], block * split.captions_per_image):

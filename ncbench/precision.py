@@ -130,8 +130,6 @@ def compute(device: torch.device | str, precision: str) -> Iterator[None]:
         yield
 
 
-autocast = compute  # the former name, still used by the trainer, evaluation and throughput code
-
 
 @contextlib.contextmanager
 def compile_limits(limit: int = COMPILE_LIMIT) -> Iterator[None]:

@@ -107,10 +107,9 @@ class RunSettings:
     live_log: tuple[str, ...] = ()  # ``--log``: tensorboard and/or wandb (``ncbench.live_log``)
     log_dir: Path | None = None  # where live logs go (None: <results_dir>/logs)
     accept_code_change: bool = False  # keep finished results of other code as this code's (recorded in each)
-    amp: dataclasses.InitVar[str | None] = None  # the deprecated name of ``precision`` (off = fp32), for callers still passing it
 
-    def __post_init__(self, amp: str | None) -> None:
-        self.precision = check_precision(self.precision if self.precision is not None else amp, self.device)
+    def __post_init__(self) -> None:
+        self.precision = check_precision(self.precision, self.device)
 
 
 def configure_torch(threads: int | None) -> None:

@@ -45,7 +45,7 @@ from .engine.context import make_context
 from .engine.method import Method
 from .errors import ConfigError, DataError
 from .evaluate import evaluate_split
-from .precision import autocast, execution
+from .precision import compute, execution
 from .registry import DATASETS, METHODS
 from .runner import seed_everything
 
@@ -374,7 +374,7 @@ def _measure(methods, backbone, ds, device, repeats, precision, compile, noise, 
         counter.reset()
         t.clock.seconds = 0.0
         t0 = time.perf_counter()
-        with autocast(dev, precision):
+        with compute(dev, precision):
             t.method.train_epoch(epoch)
         sync()
         seconds = time.perf_counter() - t0
@@ -460,7 +460,7 @@ def time_pair_kernel(backbone: str, ds: Dataset, device: str, batch: int = 128, 
     net, train = _probe(backbone, ds, backbone_config)
     net.train().to(dev)
     b = train.batch(np.arange(min(batch, len(train)))).to(dev)
-    with torch.no_grad(), autocast(dev, precision):
+    with torch.no_grad(), compute(dev, precision):
         img, cap = net.encode_images(b.images), net.encode_captions(b.tokens, b.lengths)
     if cap.dim() != 3:
         return None
@@ -469,7 +469,7 @@ def time_pair_kernel(backbone: str, ds: Dataset, device: str, batch: int = 128, 
 
     def best_ms(score) -> float:
         def step():
-            with autocast(dev, precision):
+            with compute(dev, precision):
                 out = score(net, img, cap, lengths)
             out.float().sum().backward()
 

@@ -18,7 +18,7 @@ from torch.utils._python_dispatch import TorchDispatchMode
 
 from ncbench.data.precomp import Split
 from ncbench.evaluate import similarity_matrix
-from ncbench.precision import autocast
+from ncbench.precision import compute
 from ncbench.registry import BACKBONES
 
 KERNELS = Path(__file__).resolve().parents[1] / "benchmarks" / "test_kernels.py"
@@ -100,7 +100,7 @@ def test_test_scores_follow_the_configured_precision(name):
     with torch.no_grad():
         exact = net.score(img, cap)
         np.testing.assert_allclose(net.test_scores(img, cap), exact, rtol=1e-5, atol=1e-6)
-        with autocast(torch.device("cpu"), "bf16"):
+        with compute(torch.device("cpu"), "bf16"):
             low = net.test_scores(img, cap).float()
             low_score = net.score(img, cap).float()
     assert not torch.equal(low, exact)  # bfloat16 did run

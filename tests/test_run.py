@@ -133,14 +133,14 @@ def test_bf16_autocast_runs_end_to_end_and_is_recorded(tmp_path, cache_dir, caps
     import torch
 
     from ncbench.evaluate import similarity_matrix
-    from ncbench.precision import autocast
+    from ncbench.precision import compute
     from ncbench.registry import BACKBONES, DATASETS
 
     ds = DATASETS.get("synthetic-small").load(None, cache_dir)
     cls = BACKBONES.get("vse_light")
     torch.manual_seed(0)
     net = cls(cls.Config(), len(ds.vocab), ds.test.images.shape[-1]).eval()
-    with autocast(torch.device("cpu"), "bf16"):
+    with compute(torch.device("cpu"), "bf16"):
         x = torch.from_numpy(np.array(ds.test.images[:4]))
         assert net.fc(x).dtype == torch.bfloat16
     s32 = similarity_matrix([net], ds.test, torch.device("cpu"))

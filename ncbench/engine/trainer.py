@@ -39,7 +39,7 @@ from ..evaluate import (
     evaluate_split,
     split_histogram,
 )
-from ..precision import autocast
+from ..precision import compute
 from .method import EpochPlan, Method, StepLogs
 from .selection import Selection
 
@@ -106,13 +106,13 @@ def train_with_selection(
     try:
         for epoch in bar:
             t0 = time.perf_counter()
-            with autocast(device, precision):
+            with compute(device, precision):
                 trained = _train_epoch(method, epoch, run.partial if epoch == start else None, progress,
                                        lambda at, e=epoch: run.save(e - 1, rng_state(method.ctx.generator), at))
             t1 = time.perf_counter()
             t_epoch = t1 - t0 + trained.earlier_s
             try:
-                with autocast(device, precision):
+                with compute(device, precision):
                     logs = method.finish_epoch(epoch, trained.plan, trained.logs) if trained.plan else trained.logs
                 val = evaluate_split(method.networks(), dev, device, precision=precision)
                 method.observe_validation(epoch, val.full)
