@@ -60,6 +60,11 @@ class GoldenSweep:
         """The methods the sweep's golden file must cover (``golden_methods`` unless it names its own)."""
         return list(self.methods) if self.methods is not None else golden_methods()
 
+    def describe(self) -> str:
+        """One line for ``ncbench golden --help``: what the sweep trains and its file."""
+        who = f" ({', '.join(self.methods)})" if self.methods is not None else ""
+        return f"{self.backbone} on {self.dataset}{who}, benchmarks/{self.file}"
+
     def header(self) -> dict[str, Any]:
         """What the golden file records about the sweep (checked before comparing)."""
         return {"noise": self.noise, "dataset": self.dataset, "backbone": self.backbone}

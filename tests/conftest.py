@@ -48,11 +48,33 @@ _GROUPS = (("sweep", lambda item: {"noisy_sweep", "sweep_root"} & set(getattr(it
 
 
 def pytest_collection_modifyitems(config, items):
+    """Mark the groups' tests, and name each one's group in its id (``id@group``), which is what
+    pytest-xdist's ``loadgroup`` scheduler groups on. pytest-xdist's own hook does the naming, but
+    it may run before these marks exist, and pytest-xdist 3.8 writes ``item._nodeid``, which pytest
+    9.2 no longer reads (its id is ``item._id``): the marks alone left every group spread over both
+    workers, and the shared sweep was trained once in each."""
+    loadgroup = getattr(config.option, "loadgroup", False)  # True in a pytest-xdist worker under --dist loadgroup
     for item in items:
         for name, member in _GROUPS:
             if member(item):
                 item.add_marker(pytest.mark.xdist_group(name))
+                if loadgroup and "@" not in item.nodeid:
+                    _name_group(item, name)
                 break
+
+
+def _name_group(item, group: str) -> None:
+    """``item``'s id becomes ``id@group`` (pytest-xdist's convention), or the run stops saying why."""
+    new = f"{item.nodeid}@{group}"
+    if hasattr(item, "_id"):  # pytest ≥ 9.2
+        from _pytest.nodeid import coerce_node_id
+
+        item._id = coerce_node_id(new)
+    else:
+        item._nodeid = new
+    if item.nodeid != new:
+        raise pytest.UsageError(f"cannot put {item.nodeid} in the pytest-xdist group {group!r}: this pytest "
+                                "version keeps test ids elsewhere (tests/conftest.py, _name_group)")
 
 
 def pytest_configure(config):

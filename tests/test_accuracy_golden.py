@@ -27,6 +27,13 @@ def test_every_registered_method_has_a_golden_entry():
     assert not found, "\n".join(found)
 
 
+def test_the_sweeps_tests_share_one_xdist_worker(request, sweep_root):
+    """Under ``tox`` (``-n 2 --dist loadgroup``) the tests that read the shared sweep carry its group in
+    their id, which is what puts them on one worker; without it each worker trained the whole sweep."""
+    if getattr(request.config.option, "loadgroup", False):
+        assert request.node.nodeid.endswith("@sweep"), request.node.nodeid
+
+
 @pytest.mark.slow
 def test_method_accuracy_matches_the_golden_file(noisy_sweep):
     found = {m: summarise(noisy_sweep(m), m) for m in golden_methods()}

@@ -16,6 +16,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from ..accuracy import CI_SWEEP, SWEEPS
 from .options import check_file_path, default_cache_dir, names, workers
 
 NAMES = ("golden",)
@@ -42,10 +43,8 @@ def add_parser(sub) -> None:
     what.add_argument("--method", type=names, metavar="NAMES", help="comma-separated registered methods to record")
     what.add_argument("--drop", type=names, metavar="NAMES",
                       help="comma-separated methods, no longer registered, whose entries to remove")
-    g.add_argument("--sweep", choices=("ci", "full", "scenes"), default="ci",
-                   help="ci: vse_bow, benchmarks/accuracy_golden.json (default); full: vse_light, "
-                        "benchmarks/accuracy_golden_vse_light.json; scenes: sgr on synthetic-scenes-ci (vanilla, ncr, crcl), "
-                        "benchmarks/accuracy_golden_scenes.json")
+    g.add_argument("--sweep", choices=tuple(SWEEPS), default=CI_SWEEP.name,
+                   help="; ".join(f"{s.name}: {s.describe()}" for s in SWEEPS.values()) + f" (default: {CI_SWEEP.name})")
     g.add_argument("--file", help="the golden file (default: the sweep's file under ./benchmarks)")
     g.add_argument("--replace", action="store_true", help="overwrite an existing entry")
     g.add_argument("--results", help="keep the sweep's runs in this folder (re-running skips them; "

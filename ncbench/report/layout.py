@@ -51,13 +51,16 @@ TABLES = (
     ("f30k-coco1k", "Flickr30K 1K and MS-COCO 1K", ("f30k", "coco-1k")),
     ("coco5k", "MS-COCO 5K", ("coco-5k",)),
     ("cc152k", "CC152K (real noise)", ("cc152k",)),
+    ("now", "NoW (real noise), by caption tokeniser", ("now", "now-bpe", "now-jieba")),
 )
 LABELS = {"f30k": "Flickr30K", "coco-1k": "MS-COCO 1K", "coco-5k": "MS-COCO 5K", "cc152k": "CC152K",
-          "synthetic": "Synthetic", "expert": "Expert judgments (all pairs)", "crowd": "CrowdFlower judgments (all pairs)",
+          "now": "NoW (bert)", "now-bpe": "NoW (bpe)", "now-jieba": "NoW (jieba)", "synthetic": "Synthetic",
+          "expert": "Expert judgments (all pairs)", "crowd": "CrowdFlower judgments (all pairs)",
           "expert-heldout": "Expert (held-out pairs)", "crowd-heldout": "CrowdFlower (held-out pairs)"}
 SHORT = {"f30k": "F30K", "coco-1k": "COCO 1K", "coco-5k": "COCO 5K", "cc152k": "CC152K", "synthetic": "Synth",
+         "now": "NoW bert", "now-bpe": "NoW bpe", "now-jieba": "NoW jieba",
          "expert": "Expert", "crowd": "Crowd", "expert-heldout": "Expert held-out", "crowd-heldout": "Crowd held-out"}
-REAL_NOISE_BENCHMARKS = {"cc152k"}
+REAL_NOISE_BENCHMARKS = {"cc152k", "now", "now-bpe", "now-jieba"}  # noise as collected, none injected
 METRIC_HEADERS = ("i2t R@1", "R@5", "R@10", "t2i R@1", "R@5", "R@10", "Sum")
 AGREEMENT_HEADERS = ("AUC", "Spearman ρ")
 AGREEMENT_BENCHMARKS = ("expert", "crowd", "expert-heldout", "crowd-heldout")
