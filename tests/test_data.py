@@ -94,6 +94,7 @@ def test_tokenizer_matches_nltk_on_real_captions(shared_data):
     files = sorted((shared_data / "scan_precomp_text").glob("*/*_caps.txt"))
     lines = [line.strip() for f in files for line in f.read_text().splitlines()]
     assert len(lines) > 40000
+    lines = lines[::4]  # every fourth caption of every file: 10,000+, a quarter of NLTK's time
     same = sum(tokenize(c) == ref.tokenize(c.lower()) for c in lines)
     assert same / len(lines) >= 0.995, f"{len(lines) - same} of {len(lines)} captions differ from NLTK"
 

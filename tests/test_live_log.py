@@ -14,7 +14,8 @@ import pytest
 from ncbench.cli import main
 from ncbench.live_log import scalars
 
-RUN = ["run", "--methods", "vanilla", "--dataset", "synthetic-small", "--noise", "0.2", "--threads", "1", "--no-progress"]
+RUN = ["run", "--methods", "vanilla", "--dataset", "synthetic-small", "--backbones", "vse_bow", "--method-opt", "epochs=3",
+       "--noise", "0.2", "--threads", "1", "--no-progress"]
 
 
 def test_scalars_of_a_history_row():

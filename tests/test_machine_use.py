@@ -13,7 +13,8 @@ from ncbench.cli import main
 from ncbench.cli.sweep import worker_argv
 from ncbench.runner import load_warning
 
-SMOKE = ["run", "--methods", "vanilla", "--dataset", "synthetic-small", "--noise", "0.2", "--method-opt", "epochs=2"]
+SMOKE = ["run", "--methods", "vanilla", "--dataset", "synthetic-small", "--backbones", "vse_bow", "--noise", "0.2",
+         "--method-opt", "epochs=2"]
 
 
 def test_load_warning_only_when_the_cores_are_already_busy():

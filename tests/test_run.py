@@ -68,7 +68,7 @@ def test_result_file_contents_resume_and_determinism(tmp_path, cache_dir, capsys
 
 
 def test_corrupt_result_is_rerun_and_kept(tmp_path, cache_dir, capsys):
-    args = ("--noise", "0", "--method-opt", "epochs=1")
+    args = ("--dataset", "synthetic-small", "--noise", "0", "--backbones", "vse_bow", "--method-opt", "epochs=1")
     assert sweep(tmp_path, cache_dir, "r", *args) == 0
     path = next((tmp_path / "r").rglob("seed-0.json"))
     path.write_text("{ truncated")
@@ -114,7 +114,7 @@ def test_nan_loss_fails_the_run_with_its_epoch(tmp_path, cache_dir, capsys):
     METHODS.register("diverging_test")(Diverging)
     try:
         code = sweep(tmp_path, cache_dir, "r", "--methods", "diverging_test,vanilla", "--noise", "0.2",
-                     "--method-opt", "epochs=2")
+                     "--backbones", "vse_bow", "--method-opt", "epochs=2")
     finally:
         METHODS.unregister("diverging_test")
     assert code == 1
