@@ -1,9 +1,10 @@
 """SGR/SAF test-time scoring (issue 33 item 2): ``test_scores`` equals ``score`` (the vectorised
 scoring that training still uses, unchanged) and the official per-caption loop to float tolerance
 in eval mode, in float64 and under bf16 autocast; its largest intermediate stays within
-``pair_chunk``; evaluation (``similarity_matrix``) goes through it; and its matrix-product FLOPs per
-pair, and those of the official structure, are what the module docstring's formulas say
-(counted by ``torch.utils.flop_counter.FlopCounterMode``)."""
+``pair_chunk`` and within the cache-sized ``TEST_TILE``; what depends on the weights or on one
+side alone is not recomputed per tile; evaluation (``similarity_matrix``) goes through it; and its
+matrix-product FLOPs per pair, and those of the official structure, are what the module
+docstring's formulas say (counted by ``torch.utils.flop_counter.FlopCounterMode``)."""
 
 import functools
 import importlib.util
@@ -134,6 +135,43 @@ def test_no_intermediate_exceeds_the_memory_bound():
         assert seen.largest <= 5000, seen.largest
         net.config.pair_chunk = 2**26
         np.testing.assert_allclose(tiled, net.test_scores(img, cap), rtol=1e-13, atol=1e-15)
+
+
+def test_tiles_are_cache_sized_whatever_pair_chunk_allows(monkeypatch):
+    """The test-time tiles have their own, smaller bound (``TEST_TILE``: a tile's tensors stay in
+    the caches): with ``pair_chunk`` at its default 2²⁶ and ``TEST_TILE`` lowered to 5,000
+    elements, no operation allocates more than 5,000 (30 × 11 × 7 × 24 ≈ 55,000 in one tile
+    otherwise) and the scores do not change."""
+    from ncbench.backbones import sgraf
+
+    net = _net("sgr")
+    img, cap, _ = _embeddings(net, LENGTHS, n_img=30)
+    with torch.no_grad():
+        whole = net.test_scores(img, cap)
+        monkeypatch.setattr(sgraf, "TEST_TILE", 5000)
+        with _LargestOutput() as seen:
+            tiled = net.test_scores(img, cap)
+    assert net.config.pair_chunk == 2**26 and seen.largest <= 5000, seen.largest
+    np.testing.assert_allclose(tiled, whole, rtol=1e-13, atol=1e-15)
+
+
+def _matrix_flops(fn) -> int:
+    from torch.utils.flop_counter import FlopCounterMode
+
+    with torch.no_grad(), FlopCounterMode(display=False) as flops:
+        fn()
+    return flops.get_total_flops()
+
+
+def test_work_done_once_per_call_is_not_repeated_per_tile():
+    """What depends on the weights alone (SGR's folded ``S × S`` step matrices, ``2S³`` FLOPs each)
+    or on one side alone is computed once per call: the matrix-product FLOPs of scoring 9 × 11
+    pairs in many tiles (``pair_chunk`` 1,000) equal those of one tile per caption length."""
+    net = _net("sgr")
+    img, cap, _ = _embeddings(net, LENGTHS)
+    one_tile = _matrix_flops(lambda: net.test_scores(img, cap))
+    net.config.pair_chunk = 1000  # 1,000 // (7 × 24): 5 pairs per tile for the longest captions
+    assert _matrix_flops(lambda: net.test_scores(img, cap)) == one_tile
 
 
 def test_training_mode_scores_are_score_itself():

@@ -35,13 +35,18 @@ in chunks of at most ``pair_chunk`` elements each.
 Test-time scoring (``test_scores``: every image × every caption in eval mode, what evaluation ranks;
 ``score`` stays the training path, unchanged). Equal to ``score`` to float tolerance; restructured:
   * once per call: VisualSA globals and each image's region Gram matrix ``G = V Vᵀ`` ``(R × R)``;
-    TextSA globals (once per tile: SGR's folded step matrices, below, ``2S³`` FLOPs each);
+    TextSA globals; SGR's folded step matrices (below, ``2S³`` FLOPs each);
   * captions grouped by length, so every tile is scored without padding or masks (the official
     loop also scores each caption's real words only; ``score`` pads to the longest);
-  * tiles of images × captions whose every per-pair tensor stays within ``pair_chunk`` elements;
+  * cache-sized tiles of images × captions: every per-pair tensor of a tile stays within
+    ``min(pair_chunk, TEST_TILE)`` elements (``TEST_TILE`` 2²², 16 MB in float32: about 290 pairs,
+    16 captions × 18 images, at the papers' widths), so a tile's ``L × E`` differences are written,
+    squared and read by the local similarity map in the caches, not in memory (tiles of
+    ``pair_chunk`` alone, 4,600 pairs and 256 MB there, cost 25 % more per pair);
   * attention: one ``(images·R) × (captions·L)`` product for the logits; ``‖context‖² = wᵀ G w``
     puts the context's L2 normalisation onto the R attention weights, so ``ĉ − word`` is one batched
-    product with β = −1 (``baddbmm``) squared in place, then the local similarity map;
+    product with β = −1 (``baddbmm``) squared in place, then the local similarity map; the
+    normalisations and activations of temporaries run in place;
   * SGR: ``q_i · k_j = n_i W_qᵀ W_k n_jᵀ + (b_q W_k) · n_j`` + terms constant in ``j`` (they cancel in
     the softmax over ``j``): one ``S × S`` matrix ``A = W_qᵀ W_k`` instead of the query and key maps,
     in one product with the node map (its bias moved before the mixing: the edges' rows sum to 1);
@@ -50,12 +55,19 @@ Per pair (R regions, L words, E embed, S sim, k steps; 2 FLOPs per multiply-add;
 only, as ``FlopCounterMode`` counts them; bytes: every operation's output, views excluded):
   official   ``4RLE + 2LES + 2ES + 2S`` + SGR ``k(6(L+1)S² + 4(L+1)²S)`` / SAF ``4(L+1)S``
   ncbench    the same ``+ 2LR²`` (the norm), SGR ``(k−1)(4(L+1)S² + 4(L+1)²S) + 4S² + 4(L+1)S``
-At the papers' widths (R 36, L 14, E 1024, S 256, k 3): SGR 28.3 → 18.6 MFLOP and 924 → 370 kB
-written per pair; SAF 9.94 → 9.98 MFLOP and 693 → 208 kB (the official writes each ``L × E``
+At the papers' widths (R 36, L 14, E 1024, S 256, k 3): SGR 28.3 → 18.6 MFLOP and 924 → 316 kB
+written per pair; SAF 9.94 → 9.98 MFLOP and 693 → 190 kB (the official writes each ``L × E``
 tensor several times: the repeated caption, transposed copies, the normalisations, the difference).
-At ``synthetic-scenes`` widths (R 12, E 64, S 16): SGR 0.186 → 0.139 MFLOP, 68 → 34 kB; SAF 0.075 →
-0.079 MFLOP, 48 → 19 kB. ``benchmarks/test_kernels.py`` (``pair_costs``) measures these, and
-times both structures (``pytest benchmarks -k test_scores``).
+At ``synthetic-scenes`` widths (R 12, E 64, S 16): SGR 0.186 → 0.139 MFLOP, 68 → 28 kB; SAF 0.075 →
+0.079 MFLOP, 48 → 17 kB. Where the time goes (SGR, papers' widths, 1 thread of an AMD EPYC,
+about 250 µs a pair): the local similarity map and the reasoning's ``(L + 1) × S × 2S`` product
+about 30 % each (both at the BLAS's full rate, ≈ 84 GFLOP/s), the context product 7 %, the
+``(L + 1)²`` edge and mixing products 10 % (batched ``15 × 256 × 15`` products run at a sixth of
+that rate; the official loop runs three steps of them), the attention logits 4 %, the rest
+elementwise: about 69 GFLOP/s over all its matrix products. The official structure runs at about
+50 (its ``bmm`` of one caption against each image alone, 36 × 1024 × 14, and its copies).
+``benchmarks/test_kernels.py`` (``pair_costs``) measures the FLOPs and bytes, and times both
+structures (``pytest benchmarks -k test_scores``).
 """
 
 from __future__ import annotations
@@ -72,11 +84,22 @@ from .base import Backbone, BackboneConfig, bigru_mean
 
 EPS = 1e-8
 INTRA_EPS = 1e-6  # what GSC adds to intra-modal differences (and to the caption attended over)
+#: test-time scoring's cache-sized tiles (``_test_tiles``): the largest per-tile tensor (the word
+#: differences, pairs × L × E) holds at most this many elements (16 MB in float32; ``pair_chunk``
+#: bounds it too), over at most ``TEST_TILE_CAPTIONS`` captions: at the papers' widths about 290
+#: pairs, 16 captions × 18 images (measured: 4,600-pair tiles of 256 MB were 25 % slower per pair)
+TEST_TILE = 2**22
+TEST_TILE_CAPTIONS = 16
 
 
 def l2norm(x: torch.Tensor, dim: int = -1) -> torch.Tensor:
     """``x / (‖x‖ + 1e-8)`` as the official code writes it (zero vectors stay zero)."""
     return x / (x.pow(2).sum(dim, keepdim=True).sqrt() + EPS)
+
+
+def _l2norm_(x: torch.Tensor) -> torch.Tensor:
+    """``l2norm`` over the last axis in place, for a temporary the caller no longer needs."""
+    return x.div_(torch.linalg.vector_norm(x, dim=-1, keepdim=True).add_(EPS))
 
 
 def _xavier(module: nn.Module) -> None:
@@ -113,6 +136,18 @@ class _TestCaptions:
 
     def rows(self, c0: int, c1: int) -> "_TestCaptions":
         return _TestCaptions(self.words[c0:c1], self.glob[c0:c1])
+
+
+@dataclass
+class _FoldedSteps:
+    """SGR's reasoning weights for test-time scoring, computed once per call: each step but the
+    last as one ``(2S × S)`` weight and ``2S`` bias (folded query map ``Aᵀ`` above the node map), the
+    last step's fold ``A``, shift ``u`` and node map."""
+
+    inner: list[tuple[torch.Tensor, torch.Tensor]]
+    fold: torch.Tensor
+    shift: torch.Tensor
+    node: nn.Linear
 
 
 def _length_groups(lengths: torch.Tensor) -> list[tuple[int, torch.Tensor]]:
@@ -243,13 +278,13 @@ class SGRAF(Backbone):
         if self.training or type(self).score is not SGRAF.score or not self._test_path_applies():
             return self.score(img_emb, cap_emb)  # a subclass that scores otherwise keeps its own
         mask = self.word_mask(cap_emb)
-        img, cap_glo = self._test_image_side(img_emb), self.t_att(cap_emb, mask)
+        img, cap_glo, head = self._test_image_side(img_emb), self.t_att(cap_emb, mask), self._test_head()
         lengths = mask.sum(1)
         out = img_emb.new_empty(img_emb.shape[0], cap_emb.shape[0])
         for length, rows in _length_groups(lengths):
             cap = _TestCaptions(cap_emb[rows, :length], cap_glo[rows])
             for i0, i1, c0, c1 in self._test_tiles(img_emb.shape[0], len(rows), length):
-                out[i0:i1, rows[c0:c1]] = self._test_pairs(img.rows(i0, i1), cap.rows(c0, c1)).to(out.dtype)
+                out[i0:i1, rows[c0:c1]] = self._test_pairs(img.rows(i0, i1), cap.rows(c0, c1), head).to(out.dtype)
         return out
 
     def _test_path_applies(self) -> bool:
@@ -260,39 +295,47 @@ class SGRAF(Backbone):
         """What the test-time scoring needs of the images alone, computed once per call."""
         return _TestImages(img_emb, self.v_att(img_emb), img_emb @ img_emb.transpose(1, 2))
 
+    def _test_head(self):
+        """What the reasoning needs of the weights alone, computed once per call (SGR: its folded
+        step matrices); passed to ``_test_reason``."""
+        return None
+
     def _test_tiles(self, n_img: int, n_cap: int, length: int):
         """``(i0, i1, c0, c1)`` tiles of images × captions of ``length`` words such that every per-pair
-        intermediate stays within ``pair_chunk`` elements: as many images as fit with one caption,
-        then as many captions as fit. A pair's largest tensor is its ``L × E`` word differences (or,
-        at unusual widths, its ``L × R`` attention, ``(L + 1) × 2S`` node products or ``(L + 1)²`` edges)."""
+        intermediate stays within ``min(pair_chunk, TEST_TILE)`` elements: up to ``TEST_TILE_CAPTIONS``
+        captions (the attention's and the context product's width is captions × words), then as many
+        images as fit. A pair's largest tensor is its ``L × E`` word differences (or, at unusual
+        widths, its ``L × R`` attention, ``(L + 1) × 2S`` node products or ``(L + 1)²`` edges)."""
         cfg = self.config
         per_pair = max(length * cfg.embed_dim, length * cfg.num_regions, (length + 1) * max(2 * cfg.sim_dim, length + 1))
-        step_i = max(1, min(n_img, self.config.pair_chunk // per_pair))
-        step_c = max(1, self.config.pair_chunk // (per_pair * step_i))
+        pairs = max(1, min(cfg.pair_chunk, TEST_TILE) // per_pair)
+        step_c = max(1, min(n_cap, TEST_TILE_CAPTIONS, pairs))
+        step_i = max(1, min(n_img, pairs // step_c))
         for i0 in range(0, n_img, step_i):
             for c0 in range(0, n_cap, step_c):
                 yield i0, min(i0 + step_i, n_img), c0, min(c0 + step_c, n_cap)
 
-    def _test_pairs(self, img: "_TestImages", cap: "_TestCaptions") -> torch.Tensor:
+    def _test_pairs(self, img: "_TestImages", cap: "_TestCaptions", head) -> torch.Tensor:
         """``(n, c)`` scores of ``n`` images × ``c`` captions of the same length ``L`` (no padding,
         so no masks): the nodes of every pair, then ``_test_reason``."""
         n, r, e = img.regions.shape
         c, length, _ = cap.words.shape
         logits = (img.regions.reshape(n * r, e) @ cap.words.reshape(c * length, e).T).view(n, r, c, length)
-        attn = l2norm(F.leaky_relu(logits, 0.1), dim=-1)  # over the caption's words
-        weights = torch.softmax(attn * self.config.lambda_softmax, dim=1).view(n, r, c * length).transpose(1, 2)
+        attn = _l2norm_(F.leaky_relu_(logits, 0.1)).mul_(self.config.lambda_softmax)  # over the caption's words
+        weights = torch.softmax(attn, dim=1).view(n, r, c * length).transpose(1, 2)
         # ‖context‖² = wᵀ G w from the image's Gram matrix: the 1/‖context‖ scale goes onto the R
         # weights instead of the E-wide context, and ``ĉ − word`` is one batched product (β = −1)
         sq = (torch.bmm(weights, img.gram) * weights).sum(-1, keepdim=True)
-        weights = weights / (sq.clamp_min(0).sqrt() + EPS)
+        weights = weights / (sq.clamp_min_(0).sqrt_() + EPS)
         diff = torch.baddbmm(cap.words.reshape(1, c * length, e), weights, img.regions, beta=-1)
-        local = l2norm(self.sim_loc(diff.square_())).view(n, c, length, -1)
-        glob = l2norm(self.sim_glo((img.glob[:, None] - cap.glob[None]).square()))
+        local = _l2norm_(self.sim_loc(diff.square_())).view(n, c, length, -1)
+        glob = _l2norm_(self.sim_glo((img.glob[:, None] - cap.glob[None]).square_()))
         nodes = torch.cat([glob[:, :, None], local], dim=2).flatten(0, 1)  # (n·c, L + 1, S)
-        return torch.sigmoid(self.sim_eval(self._test_reason(nodes))).view(n, c)
+        return torch.sigmoid(self.sim_eval(self._test_reason(nodes, head))).view(n, c)
 
-    def _test_reason(self, nodes: torch.Tensor) -> torch.Tensor:
-        """``reason`` on ``(pairs, nodes, S)`` with every node valid, in eval mode."""
+    def _test_reason(self, nodes: torch.Tensor, head) -> torch.Tensor:
+        """``reason`` on ``(pairs, nodes, S)`` with every node valid, in eval mode (``head``: what
+        ``_test_head`` returned)."""
         raise NotImplementedError
 
     def compile_kernels(self) -> None:
@@ -402,24 +445,28 @@ class SGR(SGRAF):
             nodes = F.relu(step["node"](edges @ nodes))
         return nodes[..., 0, :]
 
-    def _test_reason(self, nodes: torch.Tensor) -> torch.Tensor:
-        """The reasoning steps with the query and key maps folded into one ``S × S`` matrix
-        ``A = W_qᵀ W_k`` and a key-side vector ``u = b_q W_k`` (the terms of ``q_i · k_j`` that do not
-        depend on ``j`` cancel in the softmax over ``j``): edges ``(n_i A + u) · n_j``; ``A`` and the
-        node map share one product. The last step computes node 0 only, the one read out."""
+    def _test_head(self) -> "_FoldedSteps":
+        """Each step's query and key maps folded into one ``S × S`` matrix ``A = W_qᵀ W_k`` and a
+        key-side vector ``u = b_q W_k`` (the terms of ``q_i · k_j`` that do not depend on ``j`` cancel
+        in the softmax over ``j``); for all but the last step, ``A`` beside the node map (one
+        product gives each node's query ``n A + u`` and its mapped value ``W n + b``: the edges' rows
+        sum to 1, so the node map's bias can go before the mixing)."""
+        folded = [self._folded(step) for step in self.steps]
+        inner = [(torch.cat([fold.T, step["node"].weight]), torch.cat([shift, step["node"].bias]))
+                 for (fold, shift), step in zip(folded[:-1], self.steps)]
+        return _FoldedSteps(inner, *folded[-1], self.steps[-1]["node"])
+
+    def _test_reason(self, nodes: torch.Tensor, head: "_FoldedSteps") -> torch.Tensor:
+        """The reasoning steps with the folded maps of ``head``; the last step computes node 0 only,
+        the one read out."""
         s = nodes.shape[-1]
-        *inner, last = self.steps
-        for step in inner:
-            fold, shift = self._folded(step)
-            # one product gives each node's query (n A + u) and its mapped value (W n + b: the edges'
-            # rows sum to 1, so the node map's bias can go before the mixing)
-            both = F.linear(nodes, torch.cat([fold.T, step["node"].weight]), torch.cat([shift, step["node"].bias]))
-            edges = _softmax_keys(nodes @ both[..., :s].transpose(-1, -2))  # (pairs, keys, queries)
-            nodes = F.relu(edges.transpose(-1, -2) @ both[..., s:])
-        fold, shift = self._folded(last)
-        query = nodes[:, :1] @ fold + shift  # (pairs, 1, S)
-        edges = _softmax_keys(nodes @ query.transpose(-1, -2))  # (pairs, keys, 1)
-        return F.relu(last["node"](edges.transpose(-1, -2) @ nodes))[:, 0]
+        for weight, bias in head.inner:
+            both = F.linear(nodes, weight, bias)  # (pairs, nodes, 2S): queries, mapped values
+            edges = _softmax_keys(torch.einsum("pks,pqs->pkq", nodes, both[..., :s]))  # (pairs, keys, queries)
+            nodes = torch.bmm(edges.transpose(-1, -2), both[..., s:]).relu_()
+        query = torch.addmm(head.shift, nodes[:, 0], head.fold)  # (pairs, S)
+        edges = _softmax_keys(torch.bmm(nodes, query[:, :, None]))  # (pairs, keys, 1)
+        return head.node(torch.bmm(edges.transpose(-1, -2), nodes)[:, 0]).relu_()
 
     @staticmethod
     def _folded(step: nn.ModuleDict) -> tuple[torch.Tensor, torch.Tensor]:
@@ -448,7 +495,7 @@ class SAF(SGRAF):
     def _test_path_applies(self) -> bool:
         return self.filter_bn.running_mean is not None  # else eval mode normalises with each block's statistics
 
-    def _test_reason(self, nodes: torch.Tensor) -> torch.Tensor:
+    def _test_reason(self, nodes: torch.Tensor, head: None) -> torch.Tensor:
         """Filtration with the BatchNorm's running statistics (eval mode), every node valid."""
         bn = self.filter_bn
         logits = (self.filter(nodes).squeeze(-1) - bn.running_mean) / torch.sqrt(bn.running_var + bn.eps) * bn.weight + bn.bias
