@@ -141,7 +141,7 @@ def test_tiles_are_cache_sized_whatever_pair_chunk_allows(monkeypatch):
     """The test-time tiles have their own, smaller bound (``TEST_TILE``: a tile's tensors stay in
     the caches): with ``pair_chunk`` at its default 2²⁶ and ``TEST_TILE`` lowered to 5,000
     elements, no operation allocates more than 5,000 (30 × 11 × 7 × 24 ≈ 55,000 in one tile
-    otherwise) and the scores do not change."""
+    otherwise) and the scores do not change; on an accelerator ``pair_chunk`` alone bounds a tile."""
     from ncbench.backbones import sgraf
 
     net = _net("sgr")
@@ -153,6 +153,9 @@ def test_tiles_are_cache_sized_whatever_pair_chunk_allows(monkeypatch):
             tiled = net.test_scores(img, cap)
     assert net.config.pair_chunk == 2**26 and seen.largest <= 5000, seen.largest
     np.testing.assert_allclose(tiled, whole, rtol=1e-13, atol=1e-15)
+    # on an accelerator a tile's launches, not the caches, set its cost: pair_chunk alone bounds it
+    assert list(net._test_tiles(30, 11, 7, torch.device("cuda"))) == [(0, 30, 0, 11)]
+    assert len(list(net._test_tiles(30, 11, 7, torch.device("cpu")))) > 1
 
 
 def _matrix_flops(fn) -> int:

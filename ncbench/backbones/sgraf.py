@@ -39,7 +39,7 @@ Test-time scoring (``test_scores``: every image × every caption in eval mode, w
   * captions grouped by length, so every tile is scored without padding or masks (the official
     loop also scores each caption's real words only; ``score`` pads to the longest);
   * cache-sized tiles of images × captions: every per-pair tensor of a tile stays within
-    ``min(pair_chunk, TEST_TILE)`` elements (``TEST_TILE`` 2²², 16 MB in float32: about 290 pairs,
+    ``pair_chunk`` elements and, on the CPU, ``TEST_TILE`` (2²², 16 MB in float32: about 290 pairs,
     16 captions × 18 images, at the papers' widths), so a tile's ``L × E`` differences are written,
     squared and read by the local similarity map in the caches, not in memory (tiles of
     ``pair_chunk`` alone, 4,600 pairs and 256 MB there, cost 25 % more per pair);
@@ -84,10 +84,12 @@ from .base import Backbone, BackboneConfig, bigru_mean
 
 EPS = 1e-8
 INTRA_EPS = 1e-6  # what GSC adds to intra-modal differences (and to the caption attended over)
-#: test-time scoring's cache-sized tiles (``_test_tiles``): the largest per-tile tensor (the word
-#: differences, pairs × L × E) holds at most this many elements (16 MB in float32; ``pair_chunk``
-#: bounds it too), over at most ``TEST_TILE_CAPTIONS`` captions: at the papers' widths about 290
-#: pairs, 16 captions × 18 images (measured: 4,600-pair tiles of 256 MB were 25 % slower per pair)
+#: test-time scoring's cache-sized tiles on the CPU (``_test_tiles``): the largest per-tile tensor
+#: (the word differences, pairs × L × E) holds at most this many elements (16 MB in float32;
+#: ``pair_chunk`` bounds it too), over at most ``TEST_TILE_CAPTIONS`` captions: at the papers'
+#: widths about 290 pairs, 16 captions × 18 images (4,600-pair tiles of 256 MB were 25 % slower
+#: per pair). On an accelerator ``pair_chunk`` alone bounds a tile: its launches, not its caches,
+#: set the cost of a small tile there.
 TEST_TILE = 2**22
 TEST_TILE_CAPTIONS = 16
 
@@ -283,7 +285,7 @@ class SGRAF(Backbone):
         out = img_emb.new_empty(img_emb.shape[0], cap_emb.shape[0])
         for length, rows in _length_groups(lengths):
             cap = _TestCaptions(cap_emb[rows, :length], cap_glo[rows])
-            for i0, i1, c0, c1 in self._test_tiles(img_emb.shape[0], len(rows), length):
+            for i0, i1, c0, c1 in self._test_tiles(img_emb.shape[0], len(rows), length, img_emb.device):
                 out[i0:i1, rows[c0:c1]] = self._test_pairs(img.rows(i0, i1), cap.rows(c0, c1), head).to(out.dtype)
         return out
 
@@ -300,15 +302,16 @@ class SGRAF(Backbone):
         step matrices); passed to ``_test_reason``."""
         return None
 
-    def _test_tiles(self, n_img: int, n_cap: int, length: int):
+    def _test_tiles(self, n_img: int, n_cap: int, length: int, device: torch.device):
         """``(i0, i1, c0, c1)`` tiles of images × captions of ``length`` words such that every per-pair
-        intermediate stays within ``min(pair_chunk, TEST_TILE)`` elements: up to ``TEST_TILE_CAPTIONS``
-        captions (the attention's and the context product's width is captions × words), then as many
-        images as fit. A pair's largest tensor is its ``L × E`` word differences (or, at unusual
+        intermediate stays within ``pair_chunk`` elements and, on the CPU, ``TEST_TILE``: up to
+        ``TEST_TILE_CAPTIONS`` captions (the attention's and the context product's width is captions
+        × words), then as many images as fit. A pair's largest tensor is its ``L × E`` word differences (or, at unusual
         widths, its ``L × R`` attention, ``(L + 1) × 2S`` node products or ``(L + 1)²`` edges)."""
         cfg = self.config
         per_pair = max(length * cfg.embed_dim, length * cfg.num_regions, (length + 1) * max(2 * cfg.sim_dim, length + 1))
-        pairs = max(1, min(cfg.pair_chunk, TEST_TILE) // per_pair)
+        bound = min(cfg.pair_chunk, TEST_TILE) if device.type == "cpu" else cfg.pair_chunk
+        pairs = max(1, bound // per_pair)
         step_c = max(1, min(n_cap, TEST_TILE_CAPTIONS, pairs))
         step_i = max(1, min(n_img, pairs // step_c))
         for i0 in range(0, n_img, step_i):
