@@ -64,8 +64,10 @@ about 250 µs a pair): the local similarity map and the reasoning's ``(L + 1) ×
 about 30 % each (both at the BLAS's full rate, ≈ 84 GFLOP/s), the context product 7 %, the
 ``(L + 1)²`` edge and mixing products 10 % (batched ``15 × 256 × 15`` products run at a sixth of
 that rate; the official loop runs three steps of them), the attention logits 4 %, the rest
-elementwise: about 69 GFLOP/s over all its matrix products. The official structure runs at about
-50 (its ``bmm`` of one caption against each image alone, 36 × 1024 × 14, and its copies).
+elementwise, the encoders' once-per-call work 4 %: 67 GFLOP/s over all its matrix products (17.3
+MFLOP a pair at the mean 13 words). The official structure's 26.4 MFLOP run at 50–56 GFLOP/s
+(470–520 µs a pair: its ``bmm`` of one caption against each image alone, 36 × 1024 × 14, its
+copies and three full reasoning steps).
 ``benchmarks/test_kernels.py`` (``pair_costs``) measures the FLOPs and bytes, and times both
 structures (``pytest benchmarks -k test_scores``).
 """
