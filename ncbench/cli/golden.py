@@ -36,9 +36,9 @@ benchmarks/accuracy_golden_vse_light.json), then commit the file.
 def add_parser(sub) -> None:
     g = sub.add_parser("golden", help="record a method's entry in the accuracy golden file", epilog=EPILOG,
                        formatter_class=argparse.RawDescriptionHelpFormatter,
-                       description="Train a tracked accuracy sweep (--sweep; CI's: the embedded dataset at 60% noise, "
-                                   "seeds 0-2) for a method and record its per-seed test rSum and detection AUC in the golden file "
-                                   "the test suite checks.")
+                       description="Train a tracked accuracy sweep (--sweep; CI's: the embedded dataset at 60% "
+                                   "noise, seeds 0-2) for a method and record its per-seed test rSum and detection AUC "
+                                   "in the golden file the test suite checks.")
     what = g.add_mutually_exclusive_group(required=True)
     what.add_argument("--method", type=names, metavar="NAMES", help="comma-separated registered methods to record")
     what.add_argument("--drop", type=names, metavar="NAMES",
