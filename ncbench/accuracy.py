@@ -26,8 +26,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from .atomic import read_regular, write_text_atomic
 from .errors import ConfigError, ResultError
 
@@ -101,6 +99,8 @@ def golden_methods() -> list[str]:
 
 def summarise(results: list[dict[str, Any]], method: str) -> dict[str, Any]:
     """One method's per-seed test rSum and detection AUC (seed order) and their means."""
+    import numpy as np  # here, not at the top: ``ncbench golden``'s parser reads SWEEPS at start-up
+
     rows = sorted((r for r in results if r["identity"]["method"] == method), key=lambda r: r["identity"]["seed"])
     rsum = [r["test"]["full"]["rsum"] for r in rows]
     auc = [r["detection"]["auc"] for r in rows if r.get("detection")]

@@ -117,8 +117,9 @@ def similarity_matrix(nets: list[Backbone], split: Split, device: torch.device, 
                       precision: str = "fp32") -> np.ndarray:
     """``(n_images, n_captions)`` float32 similarities averaged over ``nets``: each network encodes
     the split once (eval mode), then scores it in ``block`` images × ``block`` · cpi captions tiles
-    with its test-time scoring (``Backbone.test_scores``, ``score`` unless the backbone restructures it: SGR/SAF's restructured
-    evaluation, which bounds its memory further inside); ``precision`` as ``--precision``."""
+    with its test-time scoring (``Backbone.test_scores``, ``score`` unless the backbone restructures
+    it: SGR/SAF's restructured evaluation, which bounds its memory further inside); ``precision`` as
+    ``--precision``."""
     total = np.zeros((split.n_images, split.n_captions), dtype=np.float32)
     for net in nets:
         scores = getattr(net, "test_scores", net.score)  # a network that is not a Backbone has score only

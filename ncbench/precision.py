@@ -130,7 +130,6 @@ def compute(device: torch.device | str, precision: str) -> Iterator[None]:
         yield
 
 
-
 @contextlib.contextmanager
 def compile_limits(limit: int = COMPILE_LIMIT) -> Iterator[None]:
     """At most ``limit`` compilations of each ``torch.compile``'d function while inside (further

@@ -308,8 +308,9 @@ class SGRAF(Backbone):
         """``(i0, i1, c0, c1)`` tiles of images × captions of ``length`` words such that every per-pair
         intermediate stays within ``pair_chunk`` elements and, on the CPU, ``TEST_TILE``: up to
         ``TEST_TILE_CAPTIONS`` captions (the attention's and the context product's width is captions
-        × words), then as many images as fit. A pair's largest tensor is its ``L × E`` word differences (or, at unusual
-        widths, its ``L × R`` attention, ``(L + 1) × 2S`` node products or ``(L + 1)²`` edges)."""
+        × words), then as many images as fit. A pair's largest tensor is its ``L × E`` word
+        differences (or, at unusual widths, its ``L × R`` attention, ``(L + 1) × 2S`` node products or
+        ``(L + 1)²`` edges)."""
         cfg = self.config
         per_pair = max(length * cfg.embed_dim, length * cfg.num_regions, (length + 1) * max(2 * cfg.sim_dim, length + 1))
         bound = min(cfg.pair_chunk, TEST_TILE) if device.type == "cpu" else cfg.pair_chunk

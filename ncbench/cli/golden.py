@@ -96,7 +96,7 @@ def golden_file(sweep, option: str | None) -> Path:
 
 
 def command(args) -> int:
-    from ..accuracy import SWEEPS, check_recordable, drop, record, summarise
+    from ..accuracy import check_recordable, drop, record, summarise
     from ..errors import ConfigError
     from ..registry import METHODS
 
